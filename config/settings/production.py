@@ -1,0 +1,64 @@
+"""Production: every secret comes from the environment, and the development defaults
+are refused, so a misconfigured deploy fails at start instead of running insecurely."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import *  # noqa: F403
+from .base import (
+    DEV_FIELD_ENCRYPTION_KEY,
+    DEV_SECRET_KEY,
+    DEV_TRACKSTAR_API_KEY,
+    DEV_TRACKSTAR_WEBHOOK_SECRET,
+    env,
+)
+
+DEBUG = False
+SECRET_KEY = env("SECRET_KEY")
+TRACKSTAR_API_KEY = env("TRACKSTAR_API_KEY")
+TRACKSTAR_WEBHOOK_SECRET = env("TRACKSTAR_WEBHOOK_SECRET")
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
+DATABASES = {"default": env.db("DATABASE_URL")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+TRACKSTAR_BASE_URL = env("TRACKSTAR_BASE_URL", default="https://production.trackstarhq.com")
+TRACKSTAR_LINK_SCRIPT_URL = env(
+    "TRACKSTAR_LINK_SCRIPT_URL", default="https://link.trackstarhq.com/main.js"
+)
+REDIS_URL = env("REDIS_URL")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                      "LOCATION": REDIS_URL}}
+
+_refused = {
+    "SECRET_KEY": SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50,
+    "TRACKSTAR_API_KEY": TRACKSTAR_API_KEY == DEV_TRACKSTAR_API_KEY,
+    "TRACKSTAR_WEBHOOK_SECRET": TRACKSTAR_WEBHOOK_SECRET == DEV_TRACKSTAR_WEBHOOK_SECRET,
+    "FIELD_ENCRYPTION_KEYS": not FIELD_ENCRYPTION_KEYS
+    or DEV_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEYS,
+}
+_bad = sorted(name for name, refused in _refused.items() if refused)
+if _bad:
+    raise ImproperlyConfigured(
+        "Production settings refuse development or missing values for: " + ", ".join(_bad)
+    )
+
+# Behind a TLS-terminating load balancer.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)

@@ -1,0 +1,40 @@
+"""Small builders for test data; each returns a saved row with sensible defaults."""
+
+import itertools
+
+from django.contrib.auth import get_user_model
+from django.utils.text import slugify
+
+from connections.models import Connection
+from customers.models import Customer, Membership
+
+PASSWORD = "correct-horse-battery"
+_seq = itertools.count(1)
+
+
+def make_customer(*, name: str | None = None, **fields) -> Customer:
+    name = name or f"Customer {next(_seq)}"
+    fields.setdefault("slug", f"{slugify(name)}-{next(_seq)}")
+    fields.setdefault("contact_email", f"ops@{slugify(name)}.example")
+    return Customer.objects.create(name=name, **fields)
+
+
+def make_user(*, username: str | None = None, customer: Customer | None = None,
+              role: str = Membership.Role.OWNER, **fields):
+    User = get_user_model()
+    user = User.objects.create_user(
+        username=username or f"user{next(_seq)}", password=PASSWORD, **fields
+    )
+    if customer is not None:
+        Membership.objects.create(user=user, customer=customer, role=role)
+    return user
+
+
+def make_connection(*, customer: Customer, **fields) -> Connection:
+    n = next(_seq)
+    fields.setdefault("trackstar_connection_id", f"conn_{n:06d}")
+    fields.setdefault("integration_name", "shipbob")
+    fields.setdefault("status", Connection.Status.ACTIVE)
+    fields.setdefault("source", Connection.Source.PORTAL)
+    fields.setdefault("access_token", f"trackstar_token_{n:06d}_secret")
+    return Connection.objects.create(customer=customer, **fields)

@@ -1,0 +1,50 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    "SECRET_KEY": "p" * 30 + "-production-secret-key-0123456789abcdefgh",
+    "DATABASE_URL": "postgres://dockside:pw@db.internal:5432/dockside",
+    "REDIS_URL": "redis://redis.internal:6379/0",
+    "TRACKSTAR_API_KEY": "live-org-key",
+    "TRACKSTAR_WEBHOOK_SECRET": "whsec_bGl2ZS13ZWJob29rLXNlY3JldA==",
+    "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    "ALLOWED_HOSTS": "dockside.example.com",
+}
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_under_production_settings():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_secrets():
+    for missing in ["SECRET_KEY", "TRACKSTAR_API_KEY", "FIELD_ENCRYPTION_KEYS"]:
+        env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+        result = _manage("check", env=env)
+        assert result.returncode != 0
+        assert missing in result.stderr
+
+
+def test_production_refuses_development_defaults():
+    env = {**PRODUCTION_ENV, "TRACKSTAR_API_KEY": "sandbox-key"}
+    result = _manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "TRACKSTAR_API_KEY" in result.stderr
