@@ -1,0 +1,48 @@
+"""Trackstar's list of integrations (name, logo, actions), cached: it changes rarely and
+Trackstar allows one call a minute to /integrations (API.md §4)."""
+
+import logging
+import re
+from typing import Any
+
+from django.core.cache import cache
+
+from .clients import trackstar_client
+from .trackstar import TrackstarError
+
+logger = logging.getLogger(__name__)
+
+CACHE_KEY = "trackstar:integrations:wms"
+CACHE_SECONDS = 60 * 60
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def integration_catalog() -> dict[str, dict[str, Any]]:
+    """slug → IntegrationInfo. Empty when Trackstar cannot be reached and nothing is cached."""
+    catalog = cache.get(CACHE_KEY)
+    if catalog is None:
+        try:
+            integrations = trackstar_client().list_integrations("wms")
+        except TrackstarError:
+            logger.warning("Trackstar integrations list unavailable", exc_info=True)
+            # Remember the failure briefly, so an outage does not add a timeout to every
+            # request that needs the list.
+            cache.set(CACHE_KEY, {}, 60)
+            return {}
+        catalog = {i["integration_name"]: i for i in integrations if i.get("integration_name")}
+        cache.set(CACHE_KEY, catalog, CACHE_SECONDS)
+    return catalog
+
+
+def integration_is_known(slug: str) -> bool:
+    catalog = integration_catalog()
+    if catalog:
+        return slug in catalog
+    # Trackstar is unreachable: accept a well-formed slug rather than lose the auth code;
+    # the exchange itself tells us whether it was real.
+    return bool(SLUG_RE.match(slug))
+
+
+def integration_display_name(slug: str) -> str:
+    info = integration_catalog().get(slug) or {}
+    return info.get("display_name") or slug.replace("-", " ").title()

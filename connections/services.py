@@ -1,0 +1,323 @@
+"""Writes. Views, admin and tasks call these; nothing else changes connection state."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from customers.models import Customer
+
+from .clients import trackstar_client
+from .models import AuthCodeExchange, Connection
+from .trackstar import (
+    ExchangeResult,
+    TrackstarAuthError,
+    TrackstarError,
+    TrackstarNotFound,
+    TrackstarRateLimited,
+    TrackstarUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+EXCHANGE_LEASE = timedelta(seconds=90)
+# How long a pending exchange may sit before the sweep enqueues it again.
+EXCHANGE_STALE_SECONDS = 60
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# --- Link tokens -------------------------------------------------------------------------
+
+
+def link_token_create(*, customer: Customer, reinstall: Connection | None = None) -> str:
+    """A Trackstar link token for this customer; with `reinstall`, Link reconnects that
+    connection and Trackstar keeps its id, token and history (API.md §3)."""
+    if reinstall is not None and reinstall.customer_id != customer.pk:
+        raise ValidationError("That connection belongs to another customer.")
+    return trackstar_client().create_link_token(
+        customer_id=customer.public_id,
+        connection_id=reinstall.trackstar_connection_id if reinstall else None,
+    )
+
+
+# --- Auth code exchange --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubmittedExchange:
+    exchange: AuthCodeExchange
+    created: bool
+
+
+def exchange_submit(
+    *,
+    customer: Customer,
+    auth_code: str,
+    integration_name: str,
+    source: str,
+    user: AbstractBaseUser | None = None,
+    reinstall_connection: Connection | None = None,
+) -> SubmittedExchange:
+    """Write the exchange outbox row and enqueue it after commit. Never calls Trackstar."""
+    code_hash = _hash(auth_code)
+    with transaction.atomic():
+        existing = (
+            AuthCodeExchange.objects.select_for_update().filter(auth_code_hash=code_hash).first()
+        )
+        if existing is not None:
+            if existing.customer_id != customer.pk:
+                # Somebody replays another customer's code: say nothing about it.
+                raise ValidationError("This authorization code was already used.")
+            return SubmittedExchange(existing, created=False)
+        exchange = AuthCodeExchange.objects.create(
+            customer=customer,
+            auth_code_hash=code_hash,
+            auth_code=auth_code,
+            integration_name=integration_name,
+            source=source,
+            created_by=user if user is not None and user.is_authenticated else None,
+            reinstall_connection=reinstall_connection,
+        )
+        transaction.on_commit(lambda: exchange_enqueue(exchange_id=exchange.pk))
+    return SubmittedExchange(exchange, created=True)
+
+
+def exchange_enqueue(*, exchange_id: int) -> bool:
+    """Hand the exchange to a worker. With the broker down the row stays pending and the
+    sweep enqueues it later: the auth code is not lost, and the user still gets a 202."""
+    from .tasks import exchange_process as exchange_process_task
+
+    try:
+        exchange_process_task.delay(exchange_id)
+    except BrokerError:
+        logger.warning("Broker unavailable; exchange %s left for the sweep", exchange_id,
+                       extra={"exchange_id": exchange_id})
+        return False
+    return True
+
+
+def exchanges_sweep() -> int:
+    """Re-enqueue exchanges still pending a while after they were written or last tried."""
+    from .selectors import exchanges_stale_dangerously
+
+    now = timezone.now()
+    count = 0
+    for exchange_id in exchanges_stale_dangerously(
+        older_than_seconds=EXCHANGE_STALE_SECONDS
+    ).values_list("pk", flat=True):
+        if AuthCodeExchange.objects.filter(pk=exchange_id, claimed_until__gt=now).exists():
+            continue
+        if exchange_enqueue(exchange_id=exchange_id):
+            AuthCodeExchange.objects.filter(pk=exchange_id).update(updated_at=now)
+            count += 1
+    return count
+
+
+def _claim(exchange_id: int) -> AuthCodeExchange | None:
+    """Take the lease on a pending exchange and count the attempt, in its own commit: if
+    the worker dies after Trackstar answered, the next attempt knows the code was sent."""
+    now = timezone.now()
+    with transaction.atomic():
+        exchange = (
+            AuthCodeExchange.objects.select_for_update()
+            .select_related("customer", "reinstall_connection")
+            .filter(pk=exchange_id)
+            .first()
+        )
+        if exchange is None or exchange.status != AuthCodeExchange.Status.PENDING:
+            return None
+        if exchange.claimed_until and exchange.claimed_until > now:
+            return None
+        exchange.attempts += 1
+        exchange.claimed_until = now + EXCHANGE_LEASE
+        exchange.save(update_fields=["attempts", "claimed_until", "updated_at"])
+    return exchange
+
+
+def exchange_process(*, exchange_id: int) -> AuthCodeExchange | None:
+    """Exchange the auth code for an access token and store the connection.
+
+    Raises TrackstarUnavailable / TrackstarRateLimited for the task to retry; any other
+    Trackstar error ends the exchange as failed with a reason people can read."""
+    exchange = _claim(exchange_id)
+    if exchange is None:
+        return None
+    log_extra = {"customer_id": exchange.customer.public_id, "exchange_id": exchange.pk}
+    try:
+        result = trackstar_client().exchange_auth_code(
+            auth_code=exchange.auth_code, customer_id=exchange.customer.public_id
+        )
+    except (TrackstarUnavailable, TrackstarRateLimited) as e:
+        _release(exchange, error=f"Trackstar is busy or unreachable; retrying ({e}).")
+        raise
+    except TrackstarError as e:
+        if exchange.attempts > 1 and _recover_from_trackstar(exchange):
+            return exchange
+        logger.info("Auth code exchange refused: %s", e, extra=log_extra)
+        return exchange_fail(
+            exchange_id=exchange.pk,
+            reason=f"Trackstar refused the connection: {e.message}. Please connect again.",
+        )
+    _complete(exchange, result)
+    logger.info("Auth code exchanged", extra={**log_extra,
+                                              "connection_id": result.connection_id})
+    return exchange
+
+
+def _release(exchange: AuthCodeExchange, *, error: str) -> None:
+    AuthCodeExchange.objects.filter(pk=exchange.pk).update(
+        claimed_until=None, last_error=error, updated_at=timezone.now()
+    )
+
+
+def exchange_fail(*, exchange_id: int, reason: str) -> AuthCodeExchange:
+    with transaction.atomic():
+        exchange = AuthCodeExchange.objects.select_for_update().get(pk=exchange_id)
+        if exchange.status == AuthCodeExchange.Status.PENDING:
+            exchange.status = AuthCodeExchange.Status.FAILED
+            exchange.last_error = reason
+            exchange.auth_code = ""
+            exchange.claimed_until = None
+            exchange.finished_at = timezone.now()
+            exchange.save()
+    return exchange
+
+
+def _complete(exchange: AuthCodeExchange, result: ExchangeResult) -> None:
+    with transaction.atomic():
+        locked = AuthCodeExchange.objects.select_for_update().get(pk=exchange.pk)
+        if locked.status != AuthCodeExchange.Status.PENDING:
+            return
+        connection = (
+            Connection.objects.select_for_update()
+            .filter(trackstar_connection_id=result.connection_id)
+            .first()
+        )
+        if connection is not None and connection.customer_id != exchange.customer_id:
+            logger.error("Trackstar connection belongs to another customer",
+                         extra={"connection_id": result.connection_id})
+            locked.status = AuthCodeExchange.Status.FAILED
+            locked.last_error = "This connection belongs to another account."
+        else:
+            connection = _connection_store(
+                connection=connection,
+                exchange=locked,
+                result=result,
+            )
+            locked.status = AuthCodeExchange.Status.SUCCEEDED
+            locked.connection = connection
+            locked.last_error = ""
+        locked.auth_code = ""
+        locked.claimed_until = None
+        locked.finished_at = timezone.now()
+        locked.save()
+
+
+def _connection_store(
+    *, connection: Connection | None, exchange: AuthCodeExchange, result: ExchangeResult
+) -> Connection:
+    now = timezone.now()
+    if connection is None:
+        connection = Connection(
+            customer=exchange.customer,
+            trackstar_connection_id=result.connection_id,
+            source=exchange.source,
+            created_by=exchange.created_by,
+        )
+    connection.integration_name = result.integration_name
+    connection.access_token = result.access_token
+    connection.available_actions = result.available_actions
+    connection.status = Connection.Status.ACTIVE
+    connection.last_error = ""
+    connection.connected_at = now
+    connection.disconnected_at = None
+    connection.save()
+    return connection
+
+
+def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
+    """A previous attempt reached Trackstar but died before saving (the code is spent now).
+    Find the connection Trackstar made for this customer, so it is not lost. Trackstar
+    does not return access tokens here: the row waits for a reconnect (which keeps id and
+    token) or for the connection.created webhook, which carries the token."""
+    known = set(
+        Connection.objects.filter(customer=exchange.customer)
+        .values_list("trackstar_connection_id", flat=True)
+    )
+    if exchange.reinstall_connection is not None:
+        reinstall_id = exchange.reinstall_connection.trackstar_connection_id
+        candidates = [reinstall_id]
+    else:
+        try:
+            remote = list(trackstar_client().list_connections(
+                customer_id=exchange.customer.public_id))
+        except TrackstarError:
+            logger.warning("Could not list Trackstar connections for recovery", exc_info=True)
+            return False
+        candidates = [
+            c["connection_id"] for c in sorted(remote, key=lambda c: c.get("created_at") or "")
+            if c.get("integration_name") == exchange.integration_name
+            and c.get("connection_id") not in known
+        ]
+    if not candidates:
+        return False
+    with transaction.atomic():
+        locked = AuthCodeExchange.objects.select_for_update().get(pk=exchange.pk)
+        if locked.status != AuthCodeExchange.Status.PENDING:
+            return True
+        connection, created = Connection.objects.get_or_create(
+            trackstar_connection_id=candidates[-1],
+            defaults={
+                "customer": exchange.customer,
+                "integration_name": exchange.integration_name,
+                "source": exchange.source,
+                "created_by": exchange.created_by,
+                "status": Connection.Status.NEEDS_RECONNECT,
+                "last_error": "The connection was made, but its access token did not reach "
+                              "us. Reconnect to finish.",
+            },
+        )
+        locked.status = AuthCodeExchange.Status.SUCCEEDED
+        locked.connection = connection
+        locked.auth_code = ""
+        locked.claimed_until = None
+        locked.finished_at = timezone.now()
+        locked.save()
+    logger.warning("Recovered connection %s from Trackstar after a lost exchange",
+                   connection.trackstar_connection_id, extra={"exchange_id": exchange.pk})
+    return True
+
+
+# --- Connections ---------------------------------------------------------------------------
+
+
+def connection_disconnect(*, connection: Connection) -> Connection:
+    """Delete the connection at Trackstar, then mark it disconnected and forget its token.
+    A Trackstar outage leaves it untouched (the caller shows the error)."""
+    if connection.status == Connection.Status.DISCONNECTED:
+        return connection
+    if connection.access_token:
+        try:
+            trackstar_client().delete_connection(access_token=connection.access_token)
+        except (TrackstarAuthError, TrackstarNotFound):
+            # Already gone or its token is dead at Trackstar: nothing left to delete there.
+            pass
+    connection.status = Connection.Status.DISCONNECTED
+    connection.access_token = ""
+    connection.disconnected_at = timezone.now()
+    connection.save(update_fields=["status", "access_token", "disconnected_at", "updated_at"])
+    logger.info("Connection disconnected",
+                extra={"customer_id": connection.customer_id,
+                       "connection_id": connection.trackstar_connection_id})
+    return connection

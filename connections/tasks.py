@@ -1,0 +1,40 @@
+"""Celery tasks: take ids, call one service, retry only what may pass (STYLE.md)."""
+
+import logging
+import random
+
+from celery import shared_task
+
+from . import services
+from .trackstar import TrackstarRateLimited, TrackstarUnavailable
+
+logger = logging.getLogger(__name__)
+
+EXCHANGE_MAX_RETRIES = 8
+
+
+def backoff(retries: int, *, base: float = 2.0, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter, so retries of many tasks do not align."""
+    return random.uniform(base / 2, min(cap, base * 2**retries))  # noqa: S311
+
+
+@shared_task(name="connections.exchange", bind=True, max_retries=EXCHANGE_MAX_RETRIES)
+def exchange_process(self, exchange_id: int) -> None:
+    try:
+        services.exchange_process(exchange_id=exchange_id)
+    except (TrackstarRateLimited, TrackstarUnavailable) as e:
+        if self.request.retries >= self.max_retries:
+            services.exchange_fail(
+                exchange_id=exchange_id,
+                reason="Trackstar could not be reached to finish connecting. Please try again.",
+            )
+            return
+        countdown = backoff(self.request.retries)
+        if isinstance(e, TrackstarRateLimited):
+            countdown = max(countdown, e.retry_after + random.uniform(0, 1))  # noqa: S311
+        raise self.retry(exc=e, countdown=countdown) from e
+
+
+@shared_task(name="connections.exchange_sweep")
+def exchanges_sweep() -> int:
+    return services.exchanges_sweep()

@@ -1,0 +1,24 @@
+from django import template
+
+register = template.Library()
+
+STATUS_WORDS = {
+    "active": "Connected",
+    "pending": "Connecting…",
+    "needs_reconnect": "Needs reconnect",
+    "error": "Error",
+    "disconnected": "Disconnected",
+}
+
+
+@register.filter
+def integration(integrations: dict, slug: str) -> dict:
+    """IntegrationInfo for a slug, with a readable name even when Trackstar is unreachable."""
+    info = dict(integrations.get(slug) or {})
+    info.setdefault("display_name", slug.replace("-", " ").title())
+    return info
+
+
+@register.filter
+def status_words(status: str) -> str:
+    return STATUS_WORDS.get(status, status)

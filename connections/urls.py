@@ -1,0 +1,19 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", views.portal_index, name="index"),
+    path("login/", auth_views.LoginView.as_view(template_name="portal/login.html",
+                                                redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("choose/", views.choose_customer, name="choose_customer"),
+    path("connections/table", views.portal_connections_table, name="connections_table"),
+    path("connections/<int:pk>/disconnect", views.connection_disconnect, name="disconnect"),
+    path("get-link-token", views.get_link_token, name="get_link_token"),
+    path("store-token", views.store_token, name="store_token"),
+    path("exchanges/<uuid:public_id>", views.exchange_status, name="exchange_status"),
+]
