@@ -5,55 +5,8 @@ from django.db import models
 
 from customers.models import Customer
 
-from .crypto import EncryptedTextField, mask
-
-
-class Connection(models.Model):
-    """One customer's WMS, connected through Trackstar."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        ACTIVE = "active", "Active"
-        NEEDS_RECONNECT = "needs_reconnect", "Needs reconnect"
-        ERROR = "error", "Error"
-        DISCONNECTED = "disconnected", "Disconnected"
-
-    class Source(models.TextChoices):
-        PORTAL = "portal", "Portal"
-        MAGIC_LINK = "magic_link", "Magic link"
-        STAFF = "staff", "Staff"
-        IMPORT = "import", "Imported token"
-
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="connections")
-    trackstar_connection_id = models.CharField("Trackstar connection id", max_length=128,
-                                               unique=True)
-    integration_name = models.CharField(max_length=64, db_index=True)
-    integration_type = models.CharField(max_length=16, default="wms")
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING,
-                              db_index=True)
-    source = models.CharField(max_length=20, choices=Source.choices)
-    access_token = EncryptedTextField(blank=True)
-    available_actions = models.JSONField(default=list, blank=True)
-    last_error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    connected_at = models.DateTimeField(null=True, blank=True)
-    disconnected_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["customer", "status"])]
-
-    def __str__(self) -> str:
-        return f"{self.integration_name} ({self.trackstar_connection_id})"
-
-    @property
-    def access_token_masked(self) -> str:
-        return mask(self.access_token)
+from ..crypto import EncryptedTextField
+from .connection import Connection
 
 
 class AuthCodeExchange(models.Model):
