@@ -1,21 +1,14 @@
-"""Celery tasks: take ids, call one service, retry only what may pass (STYLE.md)."""
+"""Exchange tasks: take ids, call one service, retry only what may pass (STYLE.md)."""
 
-import logging
 import random
 
 from celery import shared_task
 
-from . import services
-from .trackstar import TrackstarRateLimited, TrackstarUnavailable
-
-logger = logging.getLogger(__name__)
+from .. import services
+from ..trackstar import TrackstarRateLimited, TrackstarUnavailable
+from .retry import backoff
 
 EXCHANGE_MAX_RETRIES = 8
-
-
-def backoff(retries: int, *, base: float = 2.0, cap: float = 300.0) -> float:
-    """Exponential backoff with full jitter, so retries of many tasks do not align."""
-    return random.uniform(base / 2, min(cap, base * 2**retries))  # noqa: S311
 
 
 @shared_task(name="connections.exchange", bind=True, max_retries=EXCHANGE_MAX_RETRIES)

@@ -1,4 +1,4 @@
-"""Writes. Views, admin and tasks call these; nothing else changes connection state."""
+"""The auth-code exchange: the outbox row, its processing, and recovery."""
 
 from __future__ import annotations
 
@@ -15,13 +15,11 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from customers.models import Customer
 
-from .clients import trackstar_client
-from .models import AuthCodeExchange, Connection
-from .trackstar import (
+from ..clients import trackstar_client
+from ..models import AuthCodeExchange, Connection
+from ..trackstar import (
     ExchangeResult,
-    TrackstarAuthError,
     TrackstarError,
-    TrackstarNotFound,
     TrackstarRateLimited,
     TrackstarUnavailable,
 )
@@ -96,7 +94,7 @@ def exchange_submit(
 def exchange_enqueue(*, exchange_id: int) -> bool:
     """Hand the exchange to a worker. With the broker down the row stays pending and the
     sweep enqueues it later: the auth code is not lost, and the user still gets a 202."""
-    from .tasks import exchange_process as exchange_process_task
+    from ..tasks import exchange_process as exchange_process_task
 
     try:
         exchange_process_task.delay(exchange_id)
@@ -109,7 +107,7 @@ def exchange_enqueue(*, exchange_id: int) -> bool:
 
 def exchanges_sweep() -> int:
     """Re-enqueue exchanges still pending a while after they were written or last tried."""
-    from .selectors import exchanges_stale_dangerously
+    from ..selectors import exchanges_stale_dangerously
 
     now = timezone.now()
     count = 0
@@ -297,27 +295,3 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
     logger.warning("Recovered connection %s from Trackstar after a lost exchange",
                    connection.trackstar_connection_id, extra={"exchange_id": exchange.pk})
     return True
-
-
-# --- Connections ---------------------------------------------------------------------------
-
-
-def connection_disconnect(*, connection: Connection) -> Connection:
-    """Delete the connection at Trackstar, then mark it disconnected and forget its token.
-    A Trackstar outage leaves it untouched (the caller shows the error)."""
-    if connection.status == Connection.Status.DISCONNECTED:
-        return connection
-    if connection.access_token:
-        try:
-            trackstar_client().delete_connection(access_token=connection.access_token)
-        except (TrackstarAuthError, TrackstarNotFound):
-            # Already gone or its token is dead at Trackstar: nothing left to delete there.
-            pass
-    connection.status = Connection.Status.DISCONNECTED
-    connection.access_token = ""
-    connection.disconnected_at = timezone.now()
-    connection.save(update_fields=["status", "access_token", "disconnected_at", "updated_at"])
-    logger.info("Connection disconnected",
-                extra={"customer_id": connection.customer_id,
-                       "connection_id": connection.trackstar_connection_id})
-    return connection
