@@ -33,6 +33,10 @@ class Connection(models.Model):
     access_token = EncryptedTextField(blank=True)
     available_actions = models.JSONField(default=list, blank=True)
     last_error = models.TextField(blank=True)
+    # Staff can pause a connection's scheduled syncs without disconnecting it.
+    sync_paused = models.BooleanField(default=False)
+    # When the customer's contact was last told to reconnect (once per incident).
+    reconnect_notified_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="+",

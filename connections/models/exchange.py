@@ -27,6 +27,10 @@ class AuthCodeExchange(models.Model):
     auth_code = EncryptedTextField(blank=True)
     integration_name = models.CharField(max_length=64)
     source = models.CharField(max_length=20, choices=Connection.Source.choices)
+    magic_link = models.ForeignKey(
+        "connections.MagicLink", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="exchanges",
+    )
     reinstall_connection = models.ForeignKey(
         Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
