@@ -1,0 +1,185 @@
+"""pytest fixtures that run the Trackstar sandbox (sandbox/) as a real subprocess.
+
+sandbox_server (session): the running sandbox; sandbox (function): the same, reset first.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "sandbox-test-key"
+TIMEOUT = 10
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SandboxServer:
+    def __init__(self, base_url: str, api_key: str, webhook_secret: str) -> None:
+        self.base_url = base_url
+        self.api_key = api_key
+        self.webhook_secret = webhook_secret
+        self.session = requests.Session()
+
+    @property
+    def headers(self) -> dict:
+        return {"x-trackstar-api-key": self.api_key}
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", TIMEOUT)
+        return self.session.get(self.url(path), **kwargs)
+
+    def post(self, path: str, json: dict | None = None, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", TIMEOUT)
+        return self.session.post(self.url(path), json=json, **kwargs)
+
+    def _ok(self, response: requests.Response) -> dict:
+        assert response.ok, f"{response.request.method} {response.url}: {response.text}"
+        return response.json()
+
+    # -- Trackstar API shortcuts (with the API key) -----------------------------------------
+    def link_token(self, **body) -> str:
+        response = self.post("/link/token", body, headers=self.headers)
+        return self._ok(response)["link_token"]
+
+    def exchange(self, auth_code: str, **body) -> dict:
+        response = self.post(
+            "/link/exchange", {"auth_code": auth_code, **body}, headers=self.headers
+        )
+        return self._ok(response)
+
+    def connect(
+        self, integration: str = "sandbox", credentials: dict | None = None, **token_body
+    ) -> dict:
+        """Link token → authorize → exchange; returns the exchange response."""
+        auth_code = self.authorize(self.link_token(**token_body), integration, credentials or {})
+        return self.exchange(auth_code)
+
+    def wms(self, access_token: str, path: str, **kwargs) -> requests.Response:
+        headers = {**self.headers, "x-trackstar-access-token": access_token}
+        return self.get(path, headers=headers, **kwargs)
+
+    # -- /_sandbox/ controls ----------------------------------------------------------------
+    def authorize(self, link_token: str, integration: str, credentials: dict) -> str:
+        body = {
+            "link_token": link_token,
+            "integration_name": integration,
+            "credentials": credentials,
+        }
+        return self._ok(self.post("/_sandbox/link/authorize", body))["auth_code"]
+
+    def reset(self) -> None:
+        self._ok(self.post("/_sandbox/reset"))
+
+    def set_faults(
+        self,
+        rate: float = 1.0,
+        statuses: list[int] | None = None,
+        delay_ms: int = 0,
+        paths: str | list[str] | None = None,
+        count: int | None = None,
+    ) -> dict:
+        body = {
+            "rate": rate,
+            "statuses": [500] if statuses is None else statuses,
+            "delay_ms": delay_ms,
+            "paths": paths,
+            "count": count,
+        }
+        return self._ok(self.post("/_sandbox/faults", body))
+
+    def clear_faults(self) -> None:
+        self._ok(self.session.delete(self.url("/_sandbox/faults"), timeout=TIMEOUT))
+
+    def configure(self, **settings) -> dict:
+        """webhook_url, get_rate, write_rate, link_token_ttl, auth_code_ttl, ..."""
+        return self._ok(self.post("/_sandbox/config", settings))
+
+    def connection(self, connection_id: str) -> dict:
+        return self._ok(self.get(f"/_sandbox/connections/{connection_id}"))
+
+    def break_connection(self, connection_id: str) -> dict:
+        return self._ok(self.post(f"/_sandbox/connections/{connection_id}/break"))
+
+    def repair_connection(self, connection_id: str) -> dict:
+        return self._ok(self.post(f"/_sandbox/connections/{connection_id}/repair"))
+
+    def mutate(self, connection_id: str, resource: str, count: int = 1, **body) -> dict:
+        path = f"/_sandbox/connections/{connection_id}/mutate"
+        return self._ok(self.post(path, {"resource": resource, "count": count, **body}))
+
+    def dataset(self, connection_id: str, **counts: int) -> dict:
+        body = {"connection_id": connection_id, "counts": counts}
+        return self._ok(self.post("/_sandbox/dataset", body))
+
+
+def _start(port: int, env: dict, log) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    from sandbox.config import DEFAULT_WEBHOOK_SECRET
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TRACKSTAR_API_KEY": API_KEY,
+        "TRACKSTAR_WEBHOOK_SECRET": DEFAULT_WEBHOOK_SECRET,
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("TRACKSTAR_SANDBOX_WEBHOOK_URL", None)
+    # A file, not a pipe: a pipe nobody reads would eventually block the server.
+    log = tempfile.TemporaryFile()
+    process = _start(port, env, log)
+    server = SandboxServer(f"http://127.0.0.1:{port}", API_KEY, DEFAULT_WEBHOOK_SECRET)
+    deadline = time.monotonic() + 20
+    while True:
+        if process.poll() is not None:
+            log.seek(0)
+            output = log.read().decode(errors="replace")
+            pytest.fail(f"sandbox exited with {process.returncode}:\n{output}")
+        try:
+            if server.get("/_sandbox/health", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("sandbox did not become ready within 20 s")
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> SandboxServer:
+    sandbox_server.reset()
+    return sandbox_server
