@@ -1,6 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from connections import views as connection_views
+from connections import webhooks as connection_webhooks
+
 from . import views
 
 admin.site.site_header = "Dockside staff"
@@ -11,4 +14,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("portal/", include("connections.urls")),
+    path("connect/<str:token>/", connection_views.connect_page, name="connect"),
+    path("webhooks/trackstar/", connection_webhooks.trackstar_webhook, name="trackstar_webhook"),
 ]

@@ -1,25 +1,388 @@
-from django.contrib import admin
+"""Staff screens. Every action calls a service, so admin cannot skip validation, enqueueing
+or the audit log."""
 
-from .models import Connection
+from django import forms as django_forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from customers.admin import CustomerAdmin
+from customers.models import Customer
+from customers.services import portal_user_invite
+
+from . import services
+from .forms import MagicLinkIssueForm, PortalUserInviteForm, TokenImportForm
+from .models import AuditEntry, AuthCodeExchange, Connection, MagicLink
+from .trackstar import TrackstarError
+from .views import LinkActor, LinkEndpoints, link_config
+
+ISSUED_URL_SESSION_KEY = "dockside_issued_magic_link"
+
+
+# --- Customers, with what staff do for them ------------------------------------------------
+
+
+class ConnectionInline(admin.TabularInline):
+    model = Connection
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["integration_name", "status", "source", "trackstar_connection_id", "connected_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _staff_actor(request: HttpRequest, customer_pk: int, allow_spent: bool = False) -> LinkActor:
+    if not request.user.has_perm("connections.add_connection"):
+        raise PermissionDenied
+    customer = get_object_or_404(Customer, pk=customer_pk, is_active=True)
+    return LinkActor(customer=customer, source=Connection.Source.STAFF, user=request.user)
+
+
+staff_link = LinkEndpoints(
+    resolve_actor=_staff_actor,
+    status_url=lambda exchange, customer_pk: reverse(
+        "admin:customers_customer_connect_exchange", args=[customer_pk, exchange.public_id]
+    ),
+)
+
+
+class ConnectionsCustomerAdmin(CustomerAdmin):
+    inlines = [*CustomerAdmin.inlines, ConnectionInline]
+    list_display = [*CustomerAdmin.list_display[:5], "active_connections",
+                    "attention_connections", "created_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
+        # Counted in the list query itself: one query whatever the number of customers.
+        return super().get_queryset(request).annotate(
+            n_active=Count("connections", filter=Q(connections__status=Connection.Status.ACTIVE)),
+            n_attention=Count(
+                "connections",
+                filter=Q(connections__status__in=[
+                    Connection.Status.NEEDS_RECONNECT, Connection.Status.ERROR,
+                ]),
+            ),
+        )
+
+    @admin.display(description="Active", ordering="n_active")
+    def active_connections(self, obj: Customer) -> int:
+        return obj.n_active
+
+    @admin.display(description="Need attention", ordering="n_attention")
+    def attention_connections(self, obj: Customer) -> int:
+        return obj.n_attention
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:customer_pk>/connect/", wrap(self.connect_view),
+                 name="customers_customer_connect"),
+            path("<int:customer_pk>/connect/get-link-token", wrap(staff_link.get_link_token),
+                 name="customers_customer_connect_link_token"),
+            path("<int:customer_pk>/connect/store-token", wrap(staff_link.store_token),
+                 name="customers_customer_connect_store_token"),
+            path("<int:customer_pk>/connect/exchanges/<uuid:public_id>",
+                 wrap(staff_link.exchange_status), name="customers_customer_connect_exchange"),
+            path("<int:customer_pk>/import-token/", wrap(self.import_token_view),
+                 name="customers_customer_import_token"),
+            path("<int:customer_pk>/invite/", wrap(self.invite_view),
+                 name="customers_customer_invite"),
+            *super().get_urls(),
+        ]
+
+    def _customer_or_deny(self, request: HttpRequest, customer_pk: int, perm: str) -> Customer:
+        if not request.user.has_perm(perm):
+            raise PermissionDenied
+        return get_object_or_404(Customer, pk=customer_pk)
+
+    def _page(self, request, customer, template, **context) -> TemplateResponse:
+        return TemplateResponse(request, template, {
+            **self.admin_site.each_context(request), "opts": self.model._meta,
+            "customer": customer, "original": customer, **context,
+        })
+
+    def connect_view(self, request: HttpRequest, customer_pk: int) -> HttpResponse:
+        customer = self._customer_or_deny(request, customer_pk, "connections.add_connection")
+        config = link_config(
+            request,
+            get_link_token_url=reverse("admin:customers_customer_connect_link_token",
+                                       args=[customer.pk]),
+            store_token_url=reverse("admin:customers_customer_connect_store_token",
+                                    args=[customer.pk]),
+        )
+        return self._page(request, customer, "admin/connections/connect.html",
+                          title=f"Connect a WMS for {customer.name}", link_config=config,
+                          connections=customer.connections.all())
+
+    def import_token_view(self, request: HttpRequest, customer_pk: int) -> HttpResponse:
+        customer = self._customer_or_deny(request, customer_pk, "connections.add_connection")
+        form = TokenImportForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                connection = services.connection_import(
+                    customer=customer, access_token=form.cleaned_data["access_token"],
+                    actor=request.user,
+                )
+            except ValidationError as e:
+                form.add_error("access_token", e)
+            else:
+                messages.success(request, f"Imported {connection}.")
+                return redirect("admin:connections_connection_change", connection.pk)
+        return self._page(request, customer, "admin/connections/form_page.html", form=form,
+                          title=f"Import an access token for {customer.name}",
+                          submit_label="Check with Trackstar and import")
+
+    def invite_view(self, request: HttpRequest, customer_pk: int) -> HttpResponse:
+        customer = self._customer_or_deny(request, customer_pk, "auth.add_user")
+        form = PortalUserInviteForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                user = portal_user_invite(customer=customer, email=form.cleaned_data["email"],
+                                          username=form.cleaned_data["username"])
+            except ValidationError as e:
+                form.add_error(None, e)
+            else:
+                services.audit_record(actor=request.user, action="customer.user_invited",
+                                      customer=customer, user_id=user.pk, email=user.email)
+                messages.success(request, f"Invited {user.email}: they got an email to set "
+                                          f"their password.")
+                return redirect("admin:customers_customer_change", customer.pk)
+        return self._page(request, customer, "admin/connections/form_page.html", form=form,
+                          title=f"Invite a portal user to {customer.name}",
+                          submit_label="Create the user and send the invitation")
+
+
+admin.site.unregister(Customer)
+admin.site.register(Customer, ConnectionsCustomerAdmin)
+
+
+# --- Connections ----------------------------------------------------------------------------
 
 
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     list_display = [
         "trackstar_connection_id", "customer", "integration_name", "status", "source",
-        "connected_at", "updated_at",
+        "sync_paused", "created_by", "connected_at", "last_error_short",
     ]
-    list_filter = ["status", "integration_name", "source", "integration_type"]
+    list_filter = ["status", "integration_name", "source", "sync_paused"]
     search_fields = ["trackstar_connection_id", "customer__name", "integration_name"]
-    list_select_related = ["customer"]
+    list_select_related = ["customer", "created_by"]
     autocomplete_fields = ["customer"]
     # The token itself is never rendered: not in the form, not in the list.
     exclude = ["access_token"]
     readonly_fields = [
-        "access_token_masked", "available_actions", "created_by", "connected_at",
-        "disconnected_at", "created_at", "updated_at",
+        "customer", "trackstar_connection_id", "integration_name", "integration_type",
+        "status", "source", "access_token_masked", "available_actions", "last_error",
+        "sync_paused", "created_by", "connected_at", "disconnected_at",
+        "reconnect_notified_at", "created_at", "updated_at",
     ]
+    actions = ["send_reconnect_link", "disconnect", "pause_syncing", "resume_syncing"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Connections are made through Link or a token import, from the customer's page.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # "Disconnect" keeps history; deleting rows would lose synced data
 
     @admin.display(description="Access token")
     def access_token_masked(self, obj: Connection) -> str:
         return obj.access_token_masked or "—"
+
+    @admin.display(description="Last error")
+    def last_error_short(self, obj: Connection) -> str:
+        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
+
+    @admin.action(description="Send a reconnect magic link to the customer's contact")
+    def send_reconnect_link(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        sent = 0
+        for connection in queryset.select_related("customer"):
+            email = connection.customer.contact_email
+            if not email or connection.status == Connection.Status.DISCONNECTED:
+                messages.warning(request, f"{connection}: no contact email, or disconnected.")
+                continue
+            services.magic_link_issue(customer=connection.customer, created_by=request.user,
+                                      reinstall_connection=connection, email_to=email)
+            sent += 1
+        if sent:
+            messages.success(request, f"Sent {sent} reconnect link(s).")
+
+    @admin.action(description="Disconnect (deletes the connection at Trackstar)")
+    def disconnect(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        done = 0
+        for connection in queryset.select_related("customer"):
+            try:
+                services.connection_disconnect(connection=connection, actor=request.user)
+                done += 1
+            except TrackstarError as e:
+                messages.error(request, f"{connection}: Trackstar did not answer ({e.message}); "
+                                        f"nothing changed.")
+        if done:
+            messages.success(request, f"Disconnected {done} connection(s).")
+
+    @admin.action(description="Pause scheduled syncing")
+    def pause_syncing(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        for connection in queryset:
+            services.connection_set_paused(connection=connection, paused=True, actor=request.user)
+        messages.success(request, "Paused.")
+
+    @admin.action(description="Resume scheduled syncing")
+    def resume_syncing(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        for connection in queryset:
+            services.connection_set_paused(connection=connection, paused=False,
+                                           actor=request.user)
+        messages.success(request, "Resumed.")
+
+
+# --- Magic links -----------------------------------------------------------------------------
+
+
+class FunnelFilter(admin.SimpleListFilter):
+    title = "funnel"
+    parameter_name = "funnel"
+
+    def lookups(self, request, model_admin):
+        return [("issued", "Issued, not opened"), ("opened", "Opened, not completed"),
+                ("completed", "Completed"), ("expired", "Expired"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        live = Q(revoked_at__isnull=True, expires_at__gt=now)
+        match self.value():
+            case "issued":
+                return queryset.filter(live, first_opened_at__isnull=True)
+            case "opened":
+                return queryset.filter(live, first_opened_at__isnull=False,
+                                       completed_at__isnull=True)
+            case "completed":
+                return queryset.filter(completed_at__isnull=False)
+            case "expired":
+                return queryset.filter(revoked_at__isnull=True, expires_at__lte=now,
+                                       completed_at__isnull=True)
+            case "revoked":
+                return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(MagicLink)
+class MagicLinkAdmin(admin.ModelAdmin):
+    list_display = ["customer", "state_label", "created_at", "first_opened_at", "completed_at",
+                    "expires_at", "uses", "reinstall_connection", "created_by", "revoked_at"]
+    list_filter = [FunnelFilter, "created_at"]
+    search_fields = ["customer__name", "emailed_to"]
+    list_select_related = ["customer", "created_by", "reinstall_connection"]
+    actions = ["revoke"]
+    readonly_fields = [f.name for f in MagicLink._meta.fields if f.name != "token_hash"]
+    exclude = ["token_hash"]
+
+    @admin.display(description="State")
+    def state_label(self, obj: MagicLink) -> str:
+        return obj.state_label
+
+    @admin.display(description="Uses")
+    def uses(self, obj: MagicLink) -> str:
+        return f"{obj.use_count} / {obj.max_uses}"
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoke instead: the funnel keeps its history
+
+    @admin.action(description="Revoke")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[MagicLink]) -> None:
+        count = sum(services.magic_link_revoke(link=link, actor=request.user)
+                    for link in queryset.select_related("customer"))
+        messages.success(request, f"Revoked {count} link(s).")
+
+    def get_urls(self):
+        return [
+            path("issued/", self.admin_site.admin_view(self.issued_view),
+                 name="connections_magiclink_issued"),
+            *super().get_urls(),
+        ]
+
+    def add_view(self, request: HttpRequest, form_url="", extra_context=None) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        initial = {"customer": request.GET.get("customer"),
+                   "reinstall_connection": request.GET.get("reinstall_connection")}
+        form = MagicLinkIssueForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                issued = services.magic_link_issue(
+                    customer=data["customer"], created_by=request.user,
+                    expires_in_days=data["expires_in_days"], max_uses=data["max_uses"],
+                    allowed_integrations=data["allowed_integrations"],
+                    reinstall_connection=data["reinstall_connection"],
+                    email_to=data["customer"].contact_email if data["send_email"] else "",
+                )
+            except ValidationError as e:
+                form.add_error(None, e)
+            else:
+                # The URL holds the token: shown once, from the session, then forgotten.
+                request.session[ISSUED_URL_SESSION_KEY] = {"link": issued.link.pk,
+                                                           "url": issued.url}
+                return HttpResponseRedirect(reverse("admin:connections_magiclink_issued"))
+        form.fields["customer"].widget = django_forms.Select(
+            choices=form.fields["customer"].choices)
+        return TemplateResponse(request, "admin/connections/form_page.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+            "title": "Issue a magic link", "submit_label": "Issue the link",
+        })
+
+    def issued_view(self, request: HttpRequest) -> HttpResponse:
+        issued = request.session.pop(ISSUED_URL_SESSION_KEY, None)
+        link = MagicLink.objects.filter(pk=issued["link"]).first() if issued else None
+        return TemplateResponse(request, "admin/connections/magiclink_issued.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta,
+            "title": "Magic link issued" if link else "Magic link",
+            "link": link, "url": issued["url"] if link else None,
+        })
+
+
+# --- Read-only history ---------------------------------------------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AuthCodeExchange)
+class AuthCodeExchangeAdmin(ReadOnlyAdmin):
+    list_display = ["public_id", "customer", "integration_name", "source", "status", "attempts",
+                    "created_by", "created_at", "finished_at", "connection", "last_error"]
+    list_filter = ["status", "source", "integration_name"]
+    search_fields = ["customer__name", "public_id"]
+    list_select_related = ["customer", "created_by", "connection"]
+    exclude = ["auth_code", "auth_code_hash"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor", "action", "customer", "connection", "detail_short"]
+    list_filter = ["action", "created_at"]
+    search_fields = ["action", "customer__name", "actor__username"]
+    list_select_related = ["actor", "customer", "connection"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Detail")
+    def detail_short(self, obj: AuditEntry) -> str:
+        return format_html("<code>{}</code>", str(obj.detail)[:120])

@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from customers.models import Customer
 from customers.selectors import customer_list_for_user
@@ -22,7 +22,8 @@ from customers.tenancy import customer_choose, customer_required, request_custom
 from . import selectors, services
 from .api import BadRequest, error, json_body, string_field
 from .integrations import integration_catalog, integration_is_known
-from .models import AuthCodeExchange, Connection
+from .models import AuthCodeExchange, Connection, MagicLink
+from .throttle import connect_is_throttled, connect_record_miss
 from .trackstar import TrackstarError
 
 logger = logging.getLogger(__name__)
@@ -39,9 +40,44 @@ class LinkActor:
     source: str
     user: AbstractBaseUser | None = None
     allowed_integrations: list[str] = field(default_factory=list)  # empty: all of them
+    reinstall_connection: Connection | None = None  # forced by a reinstall magic link
+    magic_link: MagicLink | None = None
 
 
-def link_actor(request: HttpRequest) -> LinkActor | None:
+MAGIC_LINK_SESSION_KEY = "dockside_magic_link"
+# The magic-link page says so on each call; the portal never uses a link grant by accident.
+MAGIC_LINK_HEADER = "HTTP_X_DOCKSIDE_ACTOR"
+
+
+class LinkGone(Exception):
+    pass
+
+
+def magic_link_actor(request: HttpRequest, *, allow_spent: bool = False) -> LinkActor | None:
+    """The grant of the magic link opened in this session. A spent link still lets the
+    visitor read how their own exchange ended (allow_spent), and nothing more."""
+    link_id = request.session.get(MAGIC_LINK_SESSION_KEY)
+    if link_id is None:
+        return None
+    link = MagicLink.objects.select_related("customer", "reinstall_connection").filter(
+        pk=link_id).first()
+    if link is None:
+        return None
+    if not allow_spent and (not link.is_usable or not link.customer.is_active):
+        raise LinkGone()
+    return LinkActor(
+        customer=link.customer,
+        source=Connection.Source.MAGIC_LINK,
+        user=request.user if request.user.is_authenticated else None,
+        allowed_integrations=list(link.allowed_integrations),
+        reinstall_connection=link.reinstall_connection,
+        magic_link=link,
+    )
+
+
+def link_actor(request: HttpRequest, *, allow_spent: bool = False) -> LinkActor | None:
+    if request.META.get(MAGIC_LINK_HEADER) == "magic-link":
+        return magic_link_actor(request, allow_spent=allow_spent)
     customer = request_customer(request)
     if customer is None:
         return None
@@ -56,6 +92,9 @@ def _check_customer_id(actor: LinkActor, data: dict) -> None:
 
 
 def _reinstall_target(actor: LinkActor, data: dict) -> Connection | None:
+    if actor.reinstall_connection is not None:
+        # A reinstall link reconnects its connection, whatever the page sends.
+        return actor.reinstall_connection
     raw = data.get("connection_id")
     if raw in (None, ""):
         return None
@@ -67,96 +106,124 @@ def _reinstall_target(actor: LinkActor, data: dict) -> Connection | None:
         raise BadRequest("Connection not found.", status=404) from e
 
 
-def _json_endpoint(view):
-    """Resolve the actor and turn BadRequest into a JSON error; never a 500 for bad input."""
+class LinkEndpoints:
+    """get-link-token, store-token and exchange status, for one way of deciding who acts:
+    the portal session or a magic-link grant (portal URLs), or staff for a customer
+    (admin URLs). Bad input is a JSON 4xx, never a 500."""
 
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        actor = link_actor(request)
+    def __init__(self, *, resolve_actor, status_url):
+        # (request, *, allow_spent, **url_kwargs) -> LinkActor | None
+        self.resolve_actor = resolve_actor
+        self.status_url = status_url  # (exchange, **url_kwargs) -> str
+
+    def _run(self, request: HttpRequest, handler, url_kwargs: dict, *,
+             allow_spent: bool = False) -> HttpResponse:
+        try:
+            actor = self.resolve_actor(request, allow_spent=allow_spent, **url_kwargs)
+        except LinkGone:
+            return error("This link has expired, was revoked, or was already used.", status=410)
         if actor is None:
             return error("Log in, or open your connect link again.", status=403)
         try:
-            return view(request, actor, *args, **kwargs)
+            return handler(request, actor, url_kwargs)
         except BadRequest as e:
             return error(e.message, status=e.status)
 
-    wrapper.__name__ = view.__name__
-    return wrapper
+    def get_link_token(self, request: HttpRequest, **url_kwargs) -> HttpResponse:
+        if request.method != "POST":
+            return error("Use POST.", status=405)
+        return self._run(request, self._get_link_token, url_kwargs)
+
+    def store_token(self, request: HttpRequest, **url_kwargs) -> HttpResponse:
+        if request.method != "POST":
+            return error("Use POST.", status=405)
+        return self._run(request, self._store_token, url_kwargs)
+
+    def exchange_status(self, request: HttpRequest, public_id, **url_kwargs) -> HttpResponse:
+        if request.method != "GET":
+            return error("Use GET.", status=405)
+        return self._run(request, lambda r, a, k: self._exchange_status(a, public_id, k),
+                         url_kwargs, allow_spent=True)
+
+    def _get_link_token(self, request: HttpRequest, actor: LinkActor, url_kwargs) -> HttpResponse:
+        data = json_body(request, required=False)
+        _check_customer_id(actor, data)
+        reinstall = _reinstall_target(actor, data)
+        try:
+            link_token = services.link_token_create(customer=actor.customer, reinstall=reinstall)
+        except TrackstarError as e:
+            logger.warning("Link token failed: %s", e,
+                           extra={"customer_id": actor.customer.public_id})
+            return error("Trackstar is not reachable right now. Please try again in a minute.",
+                         status=502)
+        return JsonResponse({"linkToken": link_token, "link_token": link_token})
+
+    def _store_token(self, request: HttpRequest, actor: LinkActor, url_kwargs) -> HttpResponse:
+        data = json_body(request)
+        _check_customer_id(actor, data)
+        auth_code = string_field(data, "auth_code", max_length=2048)
+        integration_name = string_field(data, "integration_name", max_length=64)
+        if not integration_is_known(integration_name):
+            raise BadRequest(f"Unknown integration '{integration_name}'.")
+        if actor.allowed_integrations and integration_name not in actor.allowed_integrations:
+            raise BadRequest("This link does not allow that integration.", status=403)
+        reinstall = _reinstall_target(actor, data)
+        try:
+            submitted = services.exchange_submit(
+                customer=actor.customer,
+                auth_code=auth_code,
+                integration_name=integration_name,
+                source=actor.source,
+                user=actor.user,
+                reinstall_connection=reinstall,
+                magic_link=actor.magic_link,
+            )
+        except ValidationError as e:
+            return error(e.messages[0], status=409)
+        except services.LinkUnavailable as e:
+            return error(str(e), status=410)
+        return JsonResponse(self._exchange_json(submitted.exchange, url_kwargs), status=202)
+
+    def _exchange_status(self, actor: LinkActor, public_id, url_kwargs) -> HttpResponse:
+        try:
+            exchange = selectors.exchange_get(customer=actor.customer, public_id=public_id)
+        except Http404:
+            return error("Not found.", status=404)
+        if actor.magic_link is not None and exchange.magic_link_id != actor.magic_link.pk:
+            return error("Not found.", status=404)  # a link visitor sees only their own
+        return JsonResponse(self._exchange_json(exchange, url_kwargs))
+
+    def _exchange_json(self, exchange: AuthCodeExchange, url_kwargs) -> dict:
+        connection = exchange.connection
+        return {
+            "exchange_id": str(exchange.public_id),
+            "status": exchange.status,
+            "error": exchange.last_error if exchange.status == exchange.Status.FAILED else "",
+            "status_url": self.status_url(exchange, **url_kwargs),
+            "connection": None if connection is None else {
+                "id": connection.pk,
+                "connection_id": connection.trackstar_connection_id,
+                "integration_name": connection.integration_name,
+                "status": connection.status,
+            },
+        }
 
 
-@require_POST
-@_json_endpoint
-def get_link_token(request: HttpRequest, actor: LinkActor) -> HttpResponse:
-    data = json_body(request, required=False)
-    _check_customer_id(actor, data)
-    reinstall = _reinstall_target(actor, data)
-    try:
-        link_token = services.link_token_create(customer=actor.customer, reinstall=reinstall)
-    except TrackstarError as e:
-        logger.warning("Link token failed: %s", e, extra={"customer_id": actor.customer.public_id})
-        return error("Trackstar is not reachable right now. Please try again in a minute.",
-                     status=502)
-    return JsonResponse({"linkToken": link_token, "link_token": link_token})
-
-
-def _exchange_json(exchange: AuthCodeExchange) -> dict:
-    connection = exchange.connection
-    return {
-        "exchange_id": str(exchange.public_id),
-        "status": exchange.status,
-        "error": exchange.last_error if exchange.status == exchange.Status.FAILED else "",
-        "status_url": reverse("portal:exchange_status", args=[exchange.public_id]),
-        "connection": None if connection is None else {
-            "id": connection.pk,
-            "connection_id": connection.trackstar_connection_id,
-            "integration_name": connection.integration_name,
-            "status": connection.status,
-        },
-    }
-
-
-@require_POST
-@_json_endpoint
-def store_token(request: HttpRequest, actor: LinkActor) -> HttpResponse:
-    data = json_body(request)
-    _check_customer_id(actor, data)
-    auth_code = string_field(data, "auth_code", max_length=2048)
-    integration_name = string_field(data, "integration_name", max_length=64)
-    if not integration_is_known(integration_name):
-        raise BadRequest(f"Unknown integration '{integration_name}'.")
-    if actor.allowed_integrations and integration_name not in actor.allowed_integrations:
-        raise BadRequest("This link does not allow that integration.", status=403)
-    reinstall = _reinstall_target(actor, data)
-    try:
-        submitted = services.exchange_submit(
-            customer=actor.customer,
-            auth_code=auth_code,
-            integration_name=integration_name,
-            source=actor.source,
-            user=actor.user,
-            reinstall_connection=reinstall,
-        )
-    except ValidationError as e:
-        return error(e.messages[0], status=409)
-    return JsonResponse(_exchange_json(submitted.exchange), status=202)
-
-
-@require_GET
-@_json_endpoint
-def exchange_status(request: HttpRequest, actor: LinkActor, public_id) -> HttpResponse:
-    try:
-        exchange = selectors.exchange_get(customer=actor.customer, public_id=public_id)
-    except Http404:
-        return error("Not found.", status=404)
-    return JsonResponse(_exchange_json(exchange))
+portal_link = LinkEndpoints(
+    resolve_actor=link_actor,
+    status_url=lambda exchange: reverse("portal:exchange_status", args=[exchange.public_id]),
+)
 
 
 def link_config(request: HttpRequest, *, allow_list: list[str] | None = None,
-                reinstall: Connection | None = None, urls_namespace: str = "portal") -> dict:
+                reinstall: Connection | None = None, get_link_token_url: str = "",
+                store_token_url: str = "", headers: dict | None = None) -> dict:
     """What static/portal/connect.js needs to drive Trackstar Link on a page."""
     return {
         "scriptUrl": settings.TRACKSTAR_LINK_SCRIPT_URL,
-        "getLinkTokenUrl": reverse(f"{urls_namespace}:get_link_token"),
-        "storeTokenUrl": reverse(f"{urls_namespace}:store_token"),
+        "getLinkTokenUrl": get_link_token_url or reverse("portal:get_link_token"),
+        "storeTokenUrl": store_token_url or reverse("portal:store_token"),
+        "headers": headers or {},
         "csrfToken": get_token(request),
         "integrationAllowList": allow_list or [],
         "reinstallConnectionId": reinstall.pk if reinstall else None,
@@ -222,3 +289,35 @@ def choose_customer(request: HttpRequest) -> HttpResponse:
         customer_choose(request, customer=chosen)
         return redirect("portal:index")
     return render(request, "portal/choose_customer.html", {"customers": customers})
+
+
+# --- Magic links -------------------------------------------------------------------------
+
+
+@require_GET
+def connect_page(request: HttpRequest, token: str) -> HttpResponse:
+    """A magic link. The GET records the visit and grants this browser session the right to
+    connect for the link's customer; it consumes nothing (mail scanners prefetch links)."""
+    if connect_is_throttled(request):
+        return render(request, "connect/unavailable.html",
+                      {"reason": "throttled"}, status=429)
+    link = services.magic_link_find(token=token)
+    if link is None:
+        connect_record_miss(request)
+        return render(request, "connect/unavailable.html", {"reason": "unknown"}, status=404)
+    if not link.is_usable or not link.customer.is_active:
+        return render(request, "connect/unavailable.html",
+                      {"reason": link.state, "link": link,
+                       "contact": (link.created_by.email if link.created_by else "")
+                       or settings.DOCKSIDE_SUPPORT_EMAIL},
+                      status=410)
+    services.magic_link_open(link=link)
+    request.session[MAGIC_LINK_SESSION_KEY] = link.pk
+    config = link_config(
+        request, allow_list=link.allowed_integrations, reinstall=link.reinstall_connection,
+        headers={"X-Dockside-Actor": "magic-link"},
+    )
+    return render(request, "connect/page.html", {
+        "link": link, "customer": link.customer, "link_config": config,
+        "integrations": integration_catalog(),
+    })

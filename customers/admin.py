@@ -1,8 +1,4 @@
 from django.contrib import admin
-from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
-
-from connections.models import Connection
 
 from .models import Customer, Membership
 
@@ -17,35 +13,12 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = [
-        "name", "slug", "public_id", "contact_email", "is_active",
-        "active_connections", "attention_connections", "created_at",
-    ]
+    list_display = ["name", "slug", "public_id", "contact_email", "is_active", "created_at"]
     list_filter = ["is_active", "created_at"]
     search_fields = ["name", "slug", "public_id", "contact_email"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["public_id", "created_at"]
     inlines = [MembershipInline]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
-        # Counted in the list query itself: one query whatever the number of customers.
-        return super().get_queryset(request).annotate(
-            n_active=Count("connections", filter=Q(connections__status=Connection.Status.ACTIVE)),
-            n_attention=Count(
-                "connections",
-                filter=Q(connections__status__in=[
-                    Connection.Status.NEEDS_RECONNECT, Connection.Status.ERROR,
-                ]),
-            ),
-        )
-
-    @admin.display(description="Active", ordering="n_active")
-    def active_connections(self, obj: Customer) -> int:
-        return obj.n_active
-
-    @admin.display(description="Need attention", ordering="n_attention")
-    def attention_connections(self, obj: Customer) -> int:
-        return obj.n_attention
 
 
 @admin.register(Membership)

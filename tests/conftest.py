@@ -2,7 +2,7 @@ import pytest
 
 from tests.builders import make_connection, make_customer, make_user
 
-_PLUGINS = [
+pytest_plugins = [
     "tests.plugins.sandbox",
     "tests.plugins.browser",
     "tests.plugins.worker",
@@ -37,4 +37,17 @@ def staff_user(db):
 @pytest.fixture
 def connection(customer):
     return make_connection(customer=customer)
-pytest_plugins = [p for p in _PLUGINS if __import__("importlib.util").util.find_spec(p)]
+
+
+@pytest.fixture
+def trackstar(settings, sandbox):
+    """Point this process's Dockside at the sandbox (as production points at Trackstar)."""
+    from django.core.cache import cache
+
+    settings.TRACKSTAR_BASE_URL = sandbox.base_url
+    settings.TRACKSTAR_API_KEY = sandbox.api_key
+    settings.TRACKSTAR_LINK_SCRIPT_URL = f"{sandbox.base_url}/link/main.js"
+    settings.TRACKSTAR_WEBHOOK_SECRET = sandbox.webhook_secret
+    cache.clear()
+    yield sandbox
+    cache.clear()

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "customers",
     "connections",
 ]
@@ -45,7 +46,23 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed logins (portal and admin): lock the username from that address after 5 tries
+# for 15 minutes. Counted in the database, so every web process sees the same count.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = 0.25  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
+# One notion of "the client's address" for every throttle (TRUSTED_PROXY_COUNT).
+AXES_CLIENT_IP_CALLABLE = "connections.throttle.client_ip"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -113,6 +130,16 @@ EMAIL_BACKEND = env(
 )
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Dockside <no-reply@dockside.local>")
 
+# Where people reach Dockside: used in emailed links (magic links, invitations).
+DOCKSIDE_BASE_URL = env("DOCKSIDE_BASE_URL", default="http://127.0.0.1:8000")
+DOCKSIDE_PRODUCT_NAME = env("DOCKSIDE_PRODUCT_NAME", default="Dockside")
+DOCKSIDE_SUPPORT_EMAIL = env("DOCKSIDE_SUPPORT_EMAIL", default="support@dockside.local")
+
+# Guessing limits: unknown /connect/ tokens per client IP in 15 minutes.
+CONNECT_TOKEN_MISS_LIMIT = env.int("CONNECT_TOKEN_MISS_LIMIT", default=20)
+# How many proxies in front of Dockside append to X-Forwarded-For (0: use REMOTE_ADDR).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 # --- Secrets at rest ------------------------------------------------------------------
 # Comma list of Fernet keys: the first encrypts, all decrypt (rotate_encryption_keys).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[DEV_FIELD_ENCRYPTION_KEY])
@@ -131,10 +158,30 @@ TRACKSTAR_TIMEOUT = (
     env.float("TRACKSTAR_READ_TIMEOUT", default=30.0),
 )
 
+# --- Sync (DESIGN.md §6) -------------------------------------------------------------------
+# Trackstar allows 10 GET/s per access token (API.md §7); every worker shares this budget
+# through a Redis token bucket (a per-process one without Redis).
+TRACKSTAR_GET_RATE = env.float("TRACKSTAR_GET_RATE", default=10.0)
+TRACKSTAR_GET_BURST = env.int("TRACKSTAR_GET_BURST", default=int(TRACKSTAR_GET_RATE) or 1)
+# A sync holds its (connection, resource) lease this long past its last page; a worker
+# that died lets it lapse after this.
+SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)
+# Incremental runs ask for updated_date >= mark - overlap, for clock skew and records
+# written while the previous run was paging.
+SYNC_OVERLAP_SECONDS = env.int("SYNC_OVERLAP_SECONDS", default=120)
+# Most resources change hourly at Trackstar; warehouses and shipping methods twice a day
+# (API.md §5). Poll a few times per Trackstar cycle; webhooks fill the gaps in between.
+SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=15 * 60)
+SYNC_SLOW_INTERVAL_SECONDS = env.int("SYNC_SLOW_INTERVAL_SECONDS", default=3 * 60 * 60)
+# At most this many syncs enqueued per dispatcher tick (every minute).
+SYNC_DISPATCH_BATCH = env.int("SYNC_DISPATCH_BATCH", default=500)
+
 # --- Redis, Celery ------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
-BROKER_VISIBILITY_TIMEOUT = 3600
+# How long Redis waits before handing an unacknowledged task (its worker died) to another
+# worker. Tests that kill a worker set it short.
+BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker: messages are files in var/broker, so the demo needs no server.
     _broker_dir = VAR_DIR / "broker"
@@ -147,11 +194,18 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
+        # kombu sweeps for abandoned messages every interval x throttle seconds (100 s by
+        # default); with a short visibility timeout, sweep at the same pace.
+        "unacked_restore_interval": max(1, min(10, BROKER_VISIBILITY_TIMEOUT // 10)),
+        "unacked_restore_throttle": 10 if BROKER_VISIBILITY_TIMEOUT >= 600 else 1,
         "socket_connect_timeout": 2,
         "socket_timeout": 5,
     }
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or None)
 CELERY_TASK_IGNORE_RESULT = True
+# Tests give each of their workers a queue of its own, so workers do not steal each
+# other's tasks.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="celery")
 # No task is lost: acknowledge after the work is done, give the message back when the
 # worker process dies, and take one message at a time.
 CELERY_TASK_ACKS_LATE = True
@@ -169,6 +223,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
     "exchange-sweep": {"task": "connections.exchange_sweep", "schedule": 30.0},
+    "webhooks-sweep": {"task": "connections.webhooks_sweep", "schedule": 60.0},
+    "magic-links-expire": {"task": "connections.magic_links_expire", "schedule": 15 * 60.0},
+    "sync-dispatch": {"task": "connections.sync_dispatch", "schedule": 60.0},
 }
 # Fail fast when the broker is down: the outbox row is already committed, and the sweep
 # enqueues it later; a request must not hang on a dead broker.

@@ -2,5 +2,35 @@ from .audit import AuditEntry
 from .connection import Connection
 from .exchange import AuthCodeExchange
 from .magic_link import MagicLink
+from .records import (
+    RECORD_MODELS,
+    InboundShipment,
+    InventoryItem,
+    Order,
+    Product,
+    Return,
+    ShippingMethod,
+    SyncedRecord,
+    Warehouse,
+)
+from .sync import ResourceSync, SyncRun
+from .webhook import WebhookEvent
 
-__all__ = ["AuditEntry", "AuthCodeExchange", "Connection", "MagicLink"]
+__all__ = [
+    "RECORD_MODELS",
+    "AuditEntry",
+    "AuthCodeExchange",
+    "Connection",
+    "InboundShipment",
+    "InventoryItem",
+    "MagicLink",
+    "Order",
+    "Product",
+    "ResourceSync",
+    "Return",
+    "ShippingMethod",
+    "SyncRun",
+    "SyncedRecord",
+    "Warehouse",
+    "WebhookEvent",
+]

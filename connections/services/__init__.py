@@ -1,7 +1,15 @@
 """Writes. Views, admin and tasks call these; nothing else changes connection state."""
 
-from .connections import connection_disconnect
+from .audit import audit_record
+from .connections import (
+    connection_disconnect,
+    connection_import,
+    connection_mark_needs_reconnect,
+    connection_mark_repaired,
+    connection_set_paused,
+)
 from .exchanges import (
+    LinkUnavailable,
     SubmittedExchange,
     exchange_enqueue,
     exchange_fail,
@@ -10,14 +18,62 @@ from .exchanges import (
     exchanges_sweep,
     link_token_create,
 )
+from .magic_links import (
+    IssuedLink,
+    magic_link_find,
+    magic_link_issue,
+    magic_link_open,
+    magic_link_revoke,
+    magic_links_expire,
+)
+from .sync import (
+    SyncOutcome,
+    records_upsert,
+    sync_dispatch_due,
+    sync_fail,
+    sync_request_now,
+    sync_resource,
+    sync_schedule_initial,
+)
+from .webhooks import (
+    webhook_apply,
+    webhook_fail,
+    webhook_receive,
+    webhook_retry,
+    webhooks_sweep,
+)
 
 __all__ = [
+    "IssuedLink",
+    "LinkUnavailable",
     "SubmittedExchange",
+    "audit_record",
     "connection_disconnect",
+    "connection_import",
+    "connection_mark_needs_reconnect",
+    "connection_mark_repaired",
+    "connection_set_paused",
     "exchange_enqueue",
     "exchange_fail",
     "exchange_process",
     "exchange_submit",
     "exchanges_sweep",
     "link_token_create",
+    "magic_link_find",
+    "magic_link_issue",
+    "magic_link_open",
+    "magic_link_revoke",
+    "magic_links_expire",
+    "SyncOutcome",
+    "records_upsert",
+    "sync_dispatch_due",
+    "sync_fail",
+    "sync_request_now",
+    "sync_resource",
+    "sync_schedule_initial",
+    "webhook_apply",
+    "webhook_fail",
+    "webhook_receive",
+    "webhook_retry",
+    "webhooks_sweep",
 ]

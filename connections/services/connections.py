@@ -1,16 +1,23 @@
 import logging
 
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
+
+from customers.models import Customer
 
 from ..clients import trackstar_client
 from ..models import Connection
-from ..trackstar import TrackstarAuthError, TrackstarNotFound
+from ..trackstar import TrackstarAuthError, TrackstarError, TrackstarNotFound
+from .audit import audit_record
 
 logger = logging.getLogger(__name__)
 
 
-
-def connection_disconnect(*, connection: Connection) -> Connection:
+def connection_disconnect(
+    *, connection: Connection, actor: AbstractBaseUser | None = None
+) -> Connection:
     """Delete the connection at Trackstar, then mark it disconnected and forget its token.
     A Trackstar outage leaves it untouched (the caller shows the error)."""
     if connection.status == Connection.Status.DISCONNECTED:
@@ -21,11 +28,115 @@ def connection_disconnect(*, connection: Connection) -> Connection:
         except (TrackstarAuthError, TrackstarNotFound):
             # Already gone or its token is dead at Trackstar: nothing left to delete there.
             pass
-    connection.status = Connection.Status.DISCONNECTED
-    connection.access_token = ""
-    connection.disconnected_at = timezone.now()
-    connection.save(update_fields=["status", "access_token", "disconnected_at", "updated_at"])
+    with transaction.atomic():
+        connection.status = Connection.Status.DISCONNECTED
+        connection.access_token = ""
+        connection.disconnected_at = timezone.now()
+        connection.save(update_fields=["status", "access_token", "disconnected_at", "updated_at"])
+        audit_record(actor=actor, action="connection.disconnected", connection=connection)
     logger.info("Connection disconnected",
                 extra={"customer_id": connection.customer_id,
                        "connection_id": connection.trackstar_connection_id})
     return connection
+
+
+def connection_import(
+    *, customer: Customer, access_token: str, actor: AbstractBaseUser | None
+) -> Connection:
+    """Adopt a connection made in Trackstar's dashboard from its access token. Trackstar
+    checks the token first: PATCH /connections answers with the token's connection id,
+    then GET /connections/{id} gives its details. Only a new connection gets our customer
+    id recorded at Trackstar."""
+    access_token = access_token.strip()
+    if not access_token:
+        raise ValidationError("Paste the connection's access token.")
+    client = trackstar_client()
+    try:
+        updated = client.update_connection(access_token=access_token)
+        connection_id = str(updated.get("id") or "")
+        if not connection_id:
+            raise ValidationError("Trackstar did not say which connection this token is for.")
+        details = client.get_connection(connection_id)
+    except TrackstarAuthError as e:
+        raise ValidationError("Trackstar does not accept this access token.") from e
+    except TrackstarError as e:
+        raise ValidationError(f"Trackstar could not check the token: {e.message}") from e
+    existing = Connection.objects.filter(trackstar_connection_id=connection_id).first()
+    if existing is not None:
+        raise ValidationError(
+            f"This connection ({connection_id}) is already in Dockside, "
+            f"for {existing.customer.name}."
+        )
+    try:
+        client.update_connection(access_token=access_token, customer_id=customer.public_id)
+    except TrackstarError as e:
+        raise ValidationError(f"Trackstar could not update the connection: {e.message}") from e
+    try:
+        with transaction.atomic():
+            connection = Connection.objects.create(
+                customer=customer,
+                trackstar_connection_id=connection_id,
+                integration_name=details.get("integration_name") or "unknown",
+                integration_type=details.get("integration_type") or "wms",
+                available_actions=list(details.get("available_actions") or []),
+                access_token=access_token,
+                status=Connection.Status.ACTIVE,
+                source=Connection.Source.IMPORT,
+                created_by=actor,
+                connected_at=timezone.now(),
+            )
+            audit_record(actor=actor, action="connection.imported", connection=connection)
+    except IntegrityError as e:  # imported twice at the same moment
+        raise ValidationError(f"This connection ({connection_id}) is already in Dockside.") from e
+    return connection
+
+
+def connection_set_paused(
+    *, connection: Connection, paused: bool, actor: AbstractBaseUser | None
+) -> Connection:
+    with transaction.atomic():
+        connection.sync_paused = paused
+        connection.save(update_fields=["sync_paused", "updated_at"])
+        audit_record(actor=actor, action="connection.sync_paused" if paused
+                     else "connection.sync_resumed", connection=connection)
+    return connection
+
+
+def connection_mark_needs_reconnect(*, connection_id: int, reason: str) -> bool:
+    """Trackstar stopped reaching the WMS with these credentials (a connection-error
+    webhook, or a 401). The portal shows Reconnect; the customer's contact gets one email
+    with a reconnect link per incident. Returns whether the status changed."""
+    from .magic_links import magic_link_issue
+
+    with transaction.atomic():
+        connection = (Connection.objects.select_for_update(of=("self",))
+                      .select_related("customer").filter(pk=connection_id).first())
+        if connection is None or connection.status == Connection.Status.DISCONNECTED:
+            return False
+        changed = connection.status != Connection.Status.NEEDS_RECONNECT
+        connection.status = Connection.Status.NEEDS_RECONNECT
+        connection.last_error = reason
+        fields = ["status", "last_error", "updated_at"]
+        email = connection.customer.contact_email
+        if connection.reconnect_notified_at is None and email:
+            magic_link_issue(customer=connection.customer, created_by=None,
+                             reinstall_connection=connection, email_to=email)
+            connection.reconnect_notified_at = timezone.now()
+            fields.append("reconnect_notified_at")
+        connection.save(update_fields=fields)
+    if changed:
+        logger.warning("Connection needs reconnect: %s", reason,
+                       extra={"customer_id": connection.customer.public_id,
+                              "connection_id": connection.trackstar_connection_id})
+    return changed
+
+
+def connection_mark_repaired(*, connection_id: int) -> bool:
+    """The incident is over (connection-error.deleted): active again, and a later incident
+    sends a new email."""
+    return bool(Connection.objects.filter(
+        pk=connection_id, status=Connection.Status.NEEDS_RECONNECT
+    ).exclude(access_token="").update(
+        status=Connection.Status.ACTIVE, last_error="", reconnect_notified_at=None,
+        updated_at=timezone.now(),
+    ))

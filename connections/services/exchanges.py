@@ -16,13 +16,16 @@ from kombu.exceptions import OperationalError as BrokerError
 from customers.models import Customer
 
 from ..clients import trackstar_client
-from ..models import AuthCodeExchange, Connection
+from ..models import AuthCodeExchange, Connection, MagicLink
 from ..trackstar import (
     ExchangeResult,
     TrackstarError,
     TrackstarRateLimited,
     TrackstarUnavailable,
 )
+from .audit import audit_record
+from .magic_links import magic_link_completed, magic_link_consume, magic_link_release
+from .sync import sync_schedule_initial
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,10 @@ def link_token_create(*, customer: Customer, reinstall: Connection | None = None
 # --- Auth code exchange --------------------------------------------------------------------
 
 
+class LinkUnavailable(Exception):
+    pass
+
+
 @dataclass(frozen=True)
 class SubmittedExchange:
     exchange: AuthCodeExchange
@@ -66,8 +73,12 @@ def exchange_submit(
     source: str,
     user: AbstractBaseUser | None = None,
     reinstall_connection: Connection | None = None,
+    magic_link: MagicLink | None = None,
 ) -> SubmittedExchange:
-    """Write the exchange outbox row and enqueue it after commit. Never calls Trackstar."""
+    """Write the exchange outbox row and enqueue it after commit. Never calls Trackstar.
+
+    Through a magic link, the row takes one of the link's uses in the same transaction;
+    LinkUnavailable when none is left."""
     code_hash = _hash(auth_code)
     with transaction.atomic():
         existing = (
@@ -78,6 +89,8 @@ def exchange_submit(
                 # Somebody replays another customer's code: say nothing about it.
                 raise ValidationError("This authorization code was already used.")
             return SubmittedExchange(existing, created=False)
+        if magic_link is not None and not magic_link_consume(link_id=magic_link.pk):
+            raise LinkUnavailable("This link has expired, was revoked, or was already used.")
         exchange = AuthCodeExchange.objects.create(
             customer=customer,
             auth_code_hash=code_hash,
@@ -86,7 +99,11 @@ def exchange_submit(
             source=source,
             created_by=user if user is not None and user.is_authenticated else None,
             reinstall_connection=reinstall_connection,
+            magic_link=magic_link,
         )
+        if source == Connection.Source.STAFF:
+            audit_record(actor=user, action="connection.credentials_entered", customer=customer,
+                         integration_name=integration_name, exchange_id=str(exchange.public_id))
         transaction.on_commit(lambda: exchange_enqueue(exchange_id=exchange.pk))
     return SubmittedExchange(exchange, created=True)
 
@@ -128,7 +145,7 @@ def _claim(exchange_id: int) -> AuthCodeExchange | None:
     now = timezone.now()
     with transaction.atomic():
         exchange = (
-            AuthCodeExchange.objects.select_for_update()
+            AuthCodeExchange.objects.select_for_update(of=("self",))
             .select_related("customer", "reinstall_connection")
             .filter(pk=exchange_id)
             .first()
@@ -189,6 +206,8 @@ def exchange_fail(*, exchange_id: int, reason: str) -> AuthCodeExchange:
             exchange.claimed_until = None
             exchange.finished_at = timezone.now()
             exchange.save()
+            if exchange.magic_link_id:
+                magic_link_release(link_id=exchange.magic_link_id)
     return exchange
 
 
@@ -216,6 +235,8 @@ def _complete(exchange: AuthCodeExchange, result: ExchangeResult) -> None:
             locked.status = AuthCodeExchange.Status.SUCCEEDED
             locked.connection = connection
             locked.last_error = ""
+            if locked.magic_link_id:
+                magic_link_completed(link_id=locked.magic_link_id)
         locked.auth_code = ""
         locked.claimed_until = None
         locked.finished_at = timezone.now()
@@ -238,9 +259,12 @@ def _connection_store(
     connection.available_actions = result.available_actions
     connection.status = Connection.Status.ACTIVE
     connection.last_error = ""
+    connection.reconnect_notified_at = None
     connection.connected_at = now
     connection.disconnected_at = None
     connection.save()
+    # Sync its data once the connection is committed (a reconnect continues from its mark).
+    transaction.on_commit(lambda: sync_schedule_initial(connection=connection))
     return connection
 
 

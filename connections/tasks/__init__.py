@@ -2,5 +2,16 @@
 every task module is imported here."""
 
 from .exchanges import exchange_process, exchanges_sweep
+from .magic_links import magic_links_expire
+from .sync import sync_dispatch_due, sync_resource
+from .webhooks import webhook_apply, webhooks_sweep
 
-__all__ = ["exchange_process", "exchanges_sweep"]
+__all__ = [
+    "exchange_process",
+    "exchanges_sweep",
+    "magic_links_expire",
+    "sync_dispatch_due",
+    "sync_resource",
+    "webhook_apply",
+    "webhooks_sweep",
+]

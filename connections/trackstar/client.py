@@ -322,6 +322,22 @@ class TrackstarClient:
             )
         return matches[0]
 
+    def update_connection(
+        self,
+        *,
+        access_token: str,
+        customer_id: str | None = None,
+        webhooks_disabled: bool | None = None,
+    ) -> dict[str, Any]:
+        """PATCH /connections acts on the token's own connection and answers with its id,
+        which makes it the way to learn which connection an access token belongs to."""
+        body: dict[str, Any] = {}
+        if customer_id is not None:
+            body["customer_id"] = customer_id
+        if webhooks_disabled is not None:
+            body["webhooks_disabled"] = webhooks_disabled
+        return self._request("PATCH", "/connections", access_token=access_token, json=body)
+
     def delete_connection(self, *, access_token: str) -> dict[str, Any]:
         return self._request("DELETE", "/connections", access_token=access_token)
 
@@ -354,15 +370,19 @@ class TrackstarClient:
         access_token: str,
         filters: Mapping[str, Any] | None = None,
         limit: int = MAX_LIMIT,
+        page_token: str | None = None,
     ) -> Iterator[Page]:
         """Yield every page of a resource. Every page repeats the filters and the limit,
-        as Trackstar requires (API.md §5)."""
+        as Trackstar requires (API.md §5). `page_token` starts at that page (a `next_token`
+        from an earlier iteration with the same filters), so a caller can resume."""
         path = _resource_path(resource)
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
         # Validate now, not on the first next(), so a bad filter fails where it is written.
         params = {**encode_filters(filters), "limit": str(limit)}
-        return self._paginate(path, params=params, access_token=access_token)
+        return self._paginate(
+            path, params=params, access_token=access_token, page_token=page_token
+        )
 
     def iter_records(
         self,
@@ -385,10 +405,14 @@ class TrackstarClient:
     # -- Plumbing -------------------------------------------------------------------------
 
     def _paginate(
-        self, path: str, *, params: Mapping[str, str], access_token: str | None
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str],
+        access_token: str | None,
+        page_token: str | None = None,
     ) -> Iterator[Page]:
-        seen_tokens: set[str] = set()
-        page_token: str | None = None
+        seen_tokens: set[str] = {page_token} if page_token else set()
         page_number = 0
         while True:
             if page_number >= self.max_pages:

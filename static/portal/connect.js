@@ -15,11 +15,15 @@
     statusLine.className = "status-line" + (kind ? " status-" + kind : "");
   }
 
+  function headers(extra) {
+    return Object.assign({}, config.headers || {}, extra || {});
+  }
+
   function postJSON(url, body) {
     return fetch(url, {
       method: "POST",
       credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "X-CSRFToken": config.csrfToken},
+      headers: headers({"Content-Type": "application/json", "X-CSRFToken": config.csrfToken}),
       body: JSON.stringify(body || {}),
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
@@ -40,7 +44,7 @@
   }
 
   function poll(statusUrl, name, deadline) {
-    return fetch(statusUrl, {credentials: "same-origin"})
+    return fetch(statusUrl, {credentials: "same-origin", headers: headers()})
       .then(function (r) { return r.json(); })
       .then(function (exchange) {
         if (exchange.status === "succeeded") {

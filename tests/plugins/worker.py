@@ -1,6 +1,8 @@
 """A real Celery worker process on the real broker (REDIS_URL) and the test database."""
 
+import itertools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, name: str | None = None):
         self.env = env
         self.log_path = log_path
+        self.name = name or f"test-{os.getpid()}"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -24,15 +27,18 @@ class WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-             "--concurrency", "2", "--pool", "prefork", "-n", f"test-{os.getpid()}@%h",
+             "--concurrency", "2", "--pool", "prefork", "-n", f"{self.name}@%h",
              "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            # Its own process group, so kill_group() takes the pool children down too.
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"Celery worker exited at start:\n{self.log()}")
-            if app.control.ping(timeout=0.5):
+            replies = app.control.ping(timeout=0.5)
+            if any(node.startswith(f"{self.name}@") for reply in replies for node in reply):
                 return
         raise RuntimeError(f"Celery worker did not answer a ping in 30 s:\n{self.log()}")
 
@@ -47,6 +53,12 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker and its pool children at once, as a crashed host would."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
@@ -82,3 +94,26 @@ def celery_worker_process(worker_env, tmp_path_factory):
     worker.start()
     yield worker
     worker.stop()
+
+
+_worker_names = itertools.count(1)
+
+
+@pytest.fixture
+def celery_worker_factory(worker_env, tmp_path_factory):
+    """Start extra workers with environment overrides: start(CELERY_QUEUE="q", ...).
+    Give each test's workers a queue of their own (CELERY_QUEUE) so the session worker
+    does not take their tasks. All are killed when the test ends."""
+    workers: list[WorkerProcess] = []
+
+    def start(**env_overrides: str) -> WorkerProcess:
+        name = f"test-{os.getpid()}-{next(_worker_names)}"
+        log_path = tmp_path_factory.mktemp("worker") / f"{name}.log"
+        worker = WorkerProcess({**worker_env, **env_overrides}, log_path, name=name)
+        workers.append(worker)
+        worker.start()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.kill_group()

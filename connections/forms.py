@@ -1,0 +1,62 @@
+from django import forms
+
+from customers.models import Customer
+
+from .integrations import integration_catalog
+from .models import Connection
+from .services.magic_links import DEFAULT_EXPIRY_DAYS, MAX_EXPIRY_DAYS
+
+
+def _integration_choices() -> list[tuple[str, str]]:
+    catalog = integration_catalog()
+    return sorted(((slug, info.get("display_name") or slug) for slug, info in catalog.items()),
+                  key=lambda choice: choice[1].lower())
+
+
+class MagicLinkIssueForm(forms.Form):
+    customer = forms.ModelChoiceField(queryset=Customer.objects.filter(is_active=True))
+    expires_in_days = forms.IntegerField(
+        label="Valid for (days)", min_value=1, max_value=MAX_EXPIRY_DAYS,
+        initial=DEFAULT_EXPIRY_DAYS,
+    )
+    max_uses = forms.IntegerField(label="Maximum uses", min_value=1, max_value=100, initial=1)
+    allowed_integrations = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Leave all unticked to offer every integration.",
+    )
+    reinstall_connection = forms.ModelChoiceField(
+        queryset=Connection.objects.none(), required=False,
+        help_text="Reconnect this connection (keeps its id and history) instead of adding one.",
+    )
+    send_email = forms.BooleanField(
+        required=False, label="Email the link to the customer's contact",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["allowed_integrations"].choices = _integration_choices()
+        customer_id = self.data.get("customer") or self.initial.get("customer")
+        if customer_id and str(customer_id).isdigit():
+            self.fields["reinstall_connection"].queryset = Connection.objects.filter(
+                customer_id=customer_id
+            ).exclude(status=Connection.Status.DISCONNECTED)
+
+    def clean(self):
+        data = super().clean()
+        customer = data.get("customer")
+        if data.get("send_email") and customer is not None and not customer.contact_email:
+            self.add_error("send_email", "This customer has no contact email.")
+        return data
+
+
+class TokenImportForm(forms.Form):
+    access_token = forms.CharField(
+        widget=forms.PasswordInput(render_value=False), strip=True, max_length=2048,
+        help_text="From the connection's page in Trackstar's dashboard. Stored encrypted.",
+    )
+
+
+class PortalUserInviteForm(forms.Form):
+    email = forms.EmailField()
+    username = forms.CharField(required=False, max_length=150,
+                               help_text="Defaults to the email address.")

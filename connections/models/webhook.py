@@ -1,0 +1,33 @@
+from django.db import models
+
+from .connection import Connection
+
+
+class WebhookEvent(models.Model):
+    """One Trackstar webhook delivery, stored once per svix-id and applied by a task."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    svix_id = models.CharField(max_length=128, unique=True)
+    event_type = models.CharField(max_length=100, db_index=True)
+    trackstar_connection_id = models.CharField(max_length=128, blank=True, db_index=True)
+    connection = models.ForeignKey(
+        Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhooks"
+    )
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["status", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} ({self.svix_id})"

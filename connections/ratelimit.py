@@ -1,0 +1,118 @@
+"""Token buckets that keep each Trackstar access token under its GET rate (API.md §7).
+
+Trackstar limits per access token, whichever process sends the request, so the bucket
+lives in Redis and one Lua script takes a token atomically for every worker. The key is a
+hash of the access token: the token itself never reaches Redis. Without Redis (the demo)
+a per-process bucket does the same job for the one worker there is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from functools import lru_cache
+from typing import Protocol
+
+from django.conf import settings
+
+KEY_PREFIX = "dockside:trackstar-get:"
+
+# KEYS[1] bucket; ARGV rate (tokens/s), burst (capacity), now is Redis' own clock so every
+# worker agrees on it. Returns 0 when a token was taken, else the milliseconds to wait.
+_TAKE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil then
+  tokens = burst
+  ts = now
+end
+tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return wait
+"""
+
+
+def bucket_key(access_token: str) -> str:
+    return KEY_PREFIX + hashlib.sha256(access_token.encode()).hexdigest()[:32]
+
+
+class RateLimiter(Protocol):
+    def take(self, access_token: str) -> float:
+        """Take one token now if there is one: 0.0, else the seconds until one is due."""
+        ...
+
+
+class RedisTokenBucket:
+    def __init__(self, redis_url: str, *, rate: float, burst: int) -> None:
+        import redis
+
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self.rate = rate
+        self.burst = burst
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self._script = self._redis.register_script(_TAKE)
+
+    def take(self, access_token: str) -> float:
+        wait_ms = self._script(keys=[bucket_key(access_token)], args=[self.rate, self.burst])
+        return int(wait_ms) / 1000
+
+
+class LocalTokenBucket:
+    """The same bucket in this process only: right when one worker process is all there is."""
+
+    def __init__(self, *, rate: float, burst: int) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self.rate = rate
+        self.burst = burst
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, access_token: str) -> float:
+        key = bucket_key(access_token)
+        with self._lock:
+            now = time.monotonic()
+            tokens, ts = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(self.burst, tokens + (now - ts) * self.rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+def acquire(limiter: RateLimiter, access_token: str, *, sleep=time.sleep) -> float:
+    """Block until a token is taken; returns the seconds spent waiting."""
+    waited = 0.0
+    while True:
+        wait = limiter.take(access_token)
+        if wait <= 0:
+            return waited
+        sleep(wait)
+        waited += wait
+
+
+@lru_cache(maxsize=4)
+def _limiter(redis_url: str, rate: float, burst: int) -> RateLimiter:
+    if redis_url:
+        return RedisTokenBucket(redis_url, rate=rate, burst=burst)
+    return LocalTokenBucket(rate=rate, burst=burst)
+
+
+def trackstar_get_limiter() -> RateLimiter:
+    # Keyed by the settings, so a test or the bench that changes the rate gets its bucket.
+    return _limiter(settings.REDIS_URL, settings.TRACKSTAR_GET_RATE, settings.TRACKSTAR_GET_BURST)

@@ -1,0 +1,158 @@
+"""Trackstar webhooks: stored once per svix-id by the view, applied by a task."""
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from ..models import Connection, SyncRun, WebhookEvent
+from ..models.records import RECORD_MODELS
+from .connections import connection_mark_needs_reconnect, connection_mark_repaired
+from .sync import records_upsert, sync_request_now, sync_schedule_initial
+
+logger = logging.getLogger(__name__)
+
+# Event type prefix → our resource. Trackstar's docs spell some both ways (API.md §8).
+EVENT_RESOURCES = {
+    "order": "orders",
+    "inventory": "inventory",
+    "product": "products",
+    "warehouse": "warehouses",
+    "inbound-shipment": "inbound_shipments",
+    "inbound_shipment": "inbound_shipments",
+    "return": "returns",
+    "shipping-method": "shipping_methods",
+    "shipping_method": "shipping_methods",
+}
+STALE_SECONDS = 60
+
+
+def webhook_receive(*, svix_id: str, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
+    """Store a verified delivery once; a repeat of the same svix-id changes nothing."""
+    with transaction.atomic():
+        event, created = WebhookEvent.objects.get_or_create(
+            svix_id=svix_id,
+            defaults={
+                "event_type": str(payload.get("event_type") or "")[:100],
+                "trackstar_connection_id": str(payload.get("connection_id") or "")[:128],
+                "payload": payload,
+            },
+        )
+        if created:
+            transaction.on_commit(lambda: webhook_enqueue(event_id=event.pk))
+    return event, created
+
+
+def webhook_enqueue(*, event_id: int) -> bool:
+    from ..tasks import webhook_apply as webhook_apply_task
+
+    try:
+        webhook_apply_task.delay(event_id)
+    except BrokerError:
+        logger.warning("Broker unavailable; webhook event %s left for the sweep", event_id)
+        return False
+    return True
+
+
+def webhooks_sweep() -> int:
+    """Enqueue events stored while the broker was down (still `received` a minute later)."""
+    from datetime import timedelta
+
+    cutoff = timezone.now() - timedelta(seconds=STALE_SECONDS)
+    ids = list(WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED,
+                                           received_at__lt=cutoff).values_list("pk", flat=True))
+    return sum(webhook_enqueue(event_id=event_id) for event_id in ids)
+
+
+def webhook_retry(*, event: WebhookEvent) -> bool:
+    """Staff's retry of a failed event."""
+    updated = WebhookEvent.objects.filter(pk=event.pk, status=WebhookEvent.Status.FAILED).update(
+        status=WebhookEvent.Status.RECEIVED, error="")
+    if updated:
+        transaction.on_commit(lambda: webhook_enqueue(event_id=event.pk))
+    return bool(updated)
+
+
+def webhook_apply(*, event_id: int) -> WebhookEvent | None:
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().filter(pk=event_id).first()
+        if event is None or event.status != WebhookEvent.Status.RECEIVED:
+            return event  # applied already: deliveries are processed once
+        event.attempts += 1
+        connection = Connection.objects.select_related("customer").filter(
+            trackstar_connection_id=event.trackstar_connection_id).first()
+        event.connection = connection
+        if connection is None:
+            _finish(event, WebhookEvent.Status.IGNORED, "No such connection in Dockside.")
+            return event
+        applied = _apply(event, connection)
+        _finish(event, WebhookEvent.Status.PROCESSED if applied else WebhookEvent.Status.IGNORED,
+                "" if applied else f"Event type {event.event_type!r} is not used by Dockside.")
+    return event
+
+
+def webhook_fail(*, event_id: int, error: str) -> None:
+    WebhookEvent.objects.filter(pk=event_id, status=WebhookEvent.Status.RECEIVED).update(
+        status=WebhookEvent.Status.FAILED, error=error[:2000], processed_at=timezone.now())
+
+
+def _finish(event: WebhookEvent, status: str, error: str) -> None:
+    event.status = status
+    event.error = error
+    event.processed_at = timezone.now()
+    event.save()
+
+
+def _apply(event: WebhookEvent, connection: Connection) -> bool:
+    event_type = event.event_type
+    data = event.payload.get("data") or {}
+    if event_type in ("connection-error.created", "connection-error.updated"):
+        reason = data.get("error_message") or "Trackstar cannot reach the WMS."
+        connection_mark_needs_reconnect(
+            connection_id=connection.pk,
+            reason=f"{reason} Reconnect to resume syncing.",
+        )
+        return True
+    if event_type == "connection-error.deleted":
+        connection_mark_repaired(connection_id=connection.pk)
+        return True
+    if event_type == "connection.deleted":
+        Connection.objects.filter(pk=connection.pk).exclude(
+            status=Connection.Status.DISCONNECTED
+        ).update(status=Connection.Status.DISCONNECTED, access_token="",
+                 disconnected_at=timezone.now(), updated_at=timezone.now())
+        return True
+    if event_type == "connection.created":
+        return _adopt_token(connection, data)
+    if event_type == "connection.historical-sync-completed":
+        resource = str(data.get("resource") or "").replace("-", "_")
+        if resource not in RECORD_MODELS or connection.status != Connection.Status.ACTIVE:
+            return False
+        sync_request_now(connection=connection, resources=[resource], full=True,
+                         kind=SyncRun.Kind.WEBHOOK)
+        return True
+    prefix, _, action = event_type.partition(".")
+    resource = EVENT_RESOURCES.get(prefix)
+    if resource is None or not isinstance(data, dict) or not data.get("id"):
+        return False
+    # order.created / order.updated / order.shipment.created … all carry the full record.
+    records_upsert(connection=connection, resource=resource, records=[data], only_if_newer=True)
+    return True
+
+
+def _adopt_token(connection: Connection, data: dict) -> bool:
+    """connection.created carries the access token: it completes a connection that was
+    recovered after a lost exchange (services.exchanges._recover_from_trackstar)."""
+    token = data.get("access_token")
+    if connection.access_token or not isinstance(token, str) or not token:
+        return False
+    connection.access_token = token
+    connection.status = Connection.Status.ACTIVE
+    connection.last_error = ""
+    connection.connected_at = timezone.now()
+    connection.save(update_fields=["access_token", "status", "last_error", "connected_at",
+                                   "updated_at"])
+    transaction.on_commit(lambda: sync_schedule_initial(connection=connection))
+    return True

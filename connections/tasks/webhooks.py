@@ -1,0 +1,27 @@
+"""Webhook tasks: apply one stored event; sweep events stored while the broker was down."""
+
+import logging
+
+from celery import shared_task
+from django.db import OperationalError as DatabaseOperationalError
+
+from .. import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="connections.webhook", bind=True, max_retries=5)
+def webhook_apply(self, event_id: int) -> None:
+    try:
+        services.webhook_apply(event_id=event_id)
+    except DatabaseOperationalError as e:
+        # A lock timeout or a dropped connection may pass: try again shortly.
+        raise self.retry(exc=e, countdown=2 ** self.request.retries) from e
+    except Exception as e:  # noqa: BLE001 - a poison event must end, visibly, not loop
+        logger.exception("Webhook event %s could not be applied", event_id)
+        services.webhook_fail(event_id=event_id, error=f"{type(e).__name__}: {e}")
+
+
+@shared_task(name="connections.webhooks_sweep")
+def webhooks_sweep() -> int:
+    return services.webhooks_sweep()

@@ -1,0 +1,63 @@
+"""Sync tests run against the real sandbox over HTTP and the real database."""
+
+import pytest
+
+from connections.models import Connection
+from tests.builders import make_connection
+
+# The sandbox names some resources differently from the client (its URL segments).
+SANDBOX_NAMES = {
+    "warehouses": "warehouses",
+    "products": "products",
+    "inventory": "inventory",
+    "orders": "orders",
+    "inbound_shipments": "inbound-shipments",
+    "returns": "returns",
+    "shipping_methods": "shipping-methods",
+}
+
+
+@pytest.fixture
+def trackstar_settings(settings, sandbox):
+    """Point the app's Trackstar client at the test sandbox."""
+    settings.TRACKSTAR_BASE_URL = sandbox.base_url
+    settings.TRACKSTAR_API_KEY = sandbox.api_key
+    return settings
+
+
+@pytest.fixture
+def connect(sandbox, trackstar_settings, customer):
+    """Make a connection at the sandbox and its Connection row: connect(integration, **counts)."""
+
+    def _connect(integration: str = "sandbox", *, customer=customer, **counts) -> Connection:
+        made = sandbox.connect(integration, {"api_key": "k", "username": "u", "password": "p",
+                                             "company_code": "c", "domain": "d"})
+        if counts:
+            sandbox.dataset(made["connection_id"], **counts)
+        return make_connection(
+            customer=customer,
+            trackstar_connection_id=made["connection_id"],
+            integration_name=made["integration_name"],
+            access_token=made["access_token"],
+            available_actions=made["available_actions"],
+        )
+
+    return _connect
+
+
+def sandbox_counts(sandbox, connection: Connection) -> dict[str, int]:
+    counts = sandbox.connection(connection.trackstar_connection_id)["counts"]
+    return {resource: counts[name] for resource, name in SANDBOX_NAMES.items()}
+
+
+def sandbox_records(sandbox, connection: Connection, resource: str) -> dict[str, dict]:
+    """Every record the sandbox holds for this resource, by id."""
+    records: dict[str, dict] = {}
+    params: dict = {"limit": 1000}
+    path = "/wms/" + SANDBOX_NAMES[resource]
+    while True:
+        body = sandbox.wms(connection.access_token, path, params=params).json()
+        records.update((record["id"], record) for record in body["data"])
+        if not body["next_token"]:
+            return records
+        params = {"limit": 1000, "page_token": body["next_token"]}

@@ -1,0 +1,126 @@
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from connections.models import Connection, ResourceSync, SyncRun
+from connections.services import sync as sync_service
+from connections.services import sync_dispatch_due, sync_request_now
+from tests.builders import make_connection
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        sync_service, "_enqueue",
+        lambda connection_id, resource, kind, full=False: calls.append(
+            (connection_id, resource, kind)
+        ),
+    )
+    return calls
+
+
+def state(connection, resource="orders", *, due_in: float, **fields):
+    return ResourceSync.objects.create(
+        connection=connection, resource=resource,
+        next_sync_at=timezone.now() + timedelta(seconds=due_in), **fields,
+    )
+
+
+def test_dispatch_picks_only_what_is_due_oldest_first_and_caps(customer, enqueued):
+    active = [make_connection(customer=customer) for _ in range(4)]
+    due_old = state(active[0], due_in=-600, high_water_mark=timezone.now())
+    due_new = state(active[1], due_in=-60)
+    due_newest = state(active[2], due_in=-1)
+    state(active[3], due_in=+600)  # not yet due
+    state(active[0], "products", due_in=-900, paused=True)
+    state(active[0], "returns", due_in=-900, unsupported=True)
+    state(active[0], "inventory", due_in=-900, enabled=False)
+    paused_connection = make_connection(customer=customer, sync_paused=True)
+    state(paused_connection, due_in=-900)
+    broken = make_connection(customer=customer, status=Connection.Status.NEEDS_RECONNECT)
+    state(broken, due_in=-900)
+
+    first = sync_dispatch_due(limit=2)
+    second = sync_dispatch_due(limit=2)
+    third = sync_dispatch_due(limit=2)
+
+    assert (first, second, third) == (2, 1, 0)
+    assert enqueued == [
+        (active[0].pk, "orders", "incremental"),  # has a mark
+        (active[1].pk, "orders", "initial"),
+        (active[2].pk, "orders", "initial"),
+    ]
+    due_old.refresh_from_db()
+    # Pushed ahead while it waits in the queue, so the next tick does not send it again.
+    assert due_old.next_sync_at > timezone.now() + timedelta(seconds=200)
+    assert {due_new.pk, due_newest.pk} <= set(ResourceSync.objects.values_list("pk", flat=True))
+
+
+def test_dispatch_gives_sync_state_to_active_connections_without_it(customer, enqueued):
+    connection = make_connection(customer=customer, available_actions=["get_orders"])
+
+    assert sync_dispatch_due() == 1
+    assert enqueued == [(connection.pk, "orders", "initial")]
+
+
+def test_schedule_is_staggered_deterministically_over_the_interval():
+    interval = 15 * 60
+    after = datetime(2026, 1, 1, 12, 0, 7, tzinfo=UTC)
+    slots = [
+        sync_service.next_slot(connection_id=i, resource="orders", interval=interval, after=after)
+        for i in range(10_000)
+    ]
+
+    assert slots == [
+        sync_service.next_slot(connection_id=i, resource="orders", interval=interval, after=after)
+        for i in range(10_000)
+    ]
+    assert all(after + timedelta(seconds=interval / 2) <= s
+               <= after + timedelta(seconds=interval * 1.5) for s in slots)
+    per_minute = Counter(s.replace(second=0, microsecond=0) for s in slots)
+    # 10,000 over 15 minutes is ~667 a minute; nowhere near all at once.
+    assert len(per_minute) >= 15
+    assert max(per_minute.values()) < 900
+    # And a connection keeps its phase: one interval later, the same second of the cycle.
+    later = sync_service.next_slot(connection_id=42, resource="orders", interval=interval,
+                                   after=slots[42])
+    assert (later - slots[42]).total_seconds() == interval
+
+
+def test_request_now_enqueues_manual_runs_after_commit(
+    customer, enqueued, django_capture_on_commit_callbacks
+):
+    connection = make_connection(customer=customer,
+                                 available_actions=["get_orders", "get_inventory"])
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        requested = sync_request_now(connection=connection, resources=["orders"])
+
+    assert requested == ["orders"]
+    assert len(callbacks) == 1
+    assert enqueued == [(connection.pk, "orders", SyncRun.Kind.MANUAL)]
+
+
+def test_connecting_schedules_the_initial_sync(customer, enqueued, monkeypatch,
+                                               django_capture_on_commit_callbacks):
+    from connections.models import AuthCodeExchange
+    from connections.services import exchanges
+    from connections.trackstar import ExchangeResult
+
+    exchange = AuthCodeExchange.objects.create(
+        customer=customer, auth_code_hash="h", auth_code="ac", integration_name="shipbob",
+        source="portal",
+    )
+    result = ExchangeResult(access_token="tok", connection_id="conn_new",
+                            integration_name="shipbob", customer_id=None,
+                            available_actions=["get_orders", "get_products"])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        exchanges._complete(exchange, result)
+
+    connection = Connection.objects.get(trackstar_connection_id="conn_new")
+    assert sorted(enqueued) == [(connection.pk, "orders", "initial"),
+                                (connection.pk, "products", "initial")]

@@ -1,0 +1,203 @@
+"""The sync service against the real sandbox over HTTP, on the real database."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from connections.models import RECORD_MODELS, Connection, Order, ResourceSync, SyncRun
+from connections.models.records import parse_datetime
+from connections.services import sync as sync_service
+from connections.services import sync_resource, sync_schedule_initial
+from connections.trackstar import TrackstarUnavailable
+
+from .conftest import sandbox_counts, sandbox_records
+
+
+@pytest.fixture(autouse=True)
+def no_enqueue(monkeypatch):
+    """Tasks are run by hand here; record what would have been enqueued."""
+    enqueued = []
+    monkeypatch.setattr(
+        sync_service, "_enqueue",
+        lambda connection_id, resource, kind, full=False: enqueued.append((resource, kind)),
+    )
+    return enqueued
+
+
+def local_count(connection, resource):
+    return RECORD_MODELS[resource].objects.filter(connection=connection).count()
+
+
+def test_initial_sync_copies_exactly_what_the_sandbox_holds(connect, sandbox, no_enqueue):
+    connection = connect(orders=2500, inventory=1200)
+
+    scheduled = sync_schedule_initial(connection=connection)
+    outcomes = {r: sync_resource(connection_id=connection.pk, resource=r, kind="initial")
+                for r in scheduled}
+
+    assert sorted(scheduled) == sorted(RECORD_MODELS)
+    assert sorted(no_enqueue) == sorted((r, "initial") for r in RECORD_MODELS)
+    expected = sandbox_counts(sandbox, connection)
+    assert {r: local_count(connection, r) for r in RECORD_MODELS} == expected
+    for resource, outcome in outcomes.items():
+        assert outcome.status == "succeeded"
+        assert outcome.run.records == expected[resource]
+        assert outcome.run.kind == "initial"
+        assert outcome.run.since is None
+    assert outcomes["orders"].run.pages == 3
+    remote = sandbox_records(sandbox, connection, "orders")
+    local = {o.trackstar_id: o for o in Order.objects.filter(connection=connection)}
+    assert local.keys() == remote.keys()
+    sample = remote["ord_" + next(iter(local)).split("_", 1)[1]]
+    assert local[sample["id"]].data == sample
+    assert local[sample["id"]].status == sample["status"]
+    state = ResourceSync.objects.get(connection=connection, resource="orders")
+    assert state.high_water_mark is not None
+    assert state.current_run is None and state.lease_token is None
+    assert state.next_sync_at > timezone.now() + timedelta(seconds=state.interval_seconds / 2 - 5)
+
+
+def test_incremental_sync_fetches_only_what_changed(connect, sandbox):
+    connection = connect(orders=1500)
+    first = sync_resource(connection_id=connection.pk, resource="orders", kind="initial")
+    mutated = sandbox.mutate(connection.trackstar_connection_id, "orders", count=7)["updated_ids"]
+    # Not due yet: a scheduled duplicate right after a run does nothing.
+    assert sync_resource(connection_id=connection.pk, resource="orders").status == "skipped"
+    ResourceSync.objects.filter(connection=connection).update(last_success_at=None)
+
+    second = sync_resource(connection_id=connection.pk, resource="orders", kind="incremental")
+
+    assert second.status == "succeeded"
+    assert second.run.kind == "incremental"
+    assert second.run.since == first.run.high_water_mark - timedelta(minutes=2)
+    remote = sandbox_records(sandbox, connection, "orders")
+    # What changed, plus what sits in the overlap just below the old mark (the newest
+    # record of the first run at least): nothing else.
+    expected = {
+        i for i, r in remote.items() if parse_datetime(r["updated_date"]) >= second.run.since
+    }
+    assert set(mutated) <= expected
+    assert len(expected) <= 7 + 2
+    assert second.run.records == len(expected)
+    fetched = Order.objects.filter(connection=connection, synced_at__gte=second.run.started_at)
+    assert set(fetched.values_list("trackstar_id", flat=True)) == expected
+    for order_id in mutated:
+        row = Order.objects.get(connection=connection, trackstar_id=order_id)
+        assert row.data == remote[order_id]
+        assert row.updated_date > first.run.high_water_mark
+    assert local_count(connection, "orders") == 1500
+    state = ResourceSync.objects.get(connection=connection, resource="orders")
+    assert state.high_water_mark == max(
+        Order.objects.filter(connection=connection).values_list("updated_date", flat=True)
+    )
+
+
+def test_a_run_resumes_from_its_last_committed_page(connect, sandbox, monkeypatch):
+    connection = connect(orders=2500)
+    monkeypatch.setattr(sync_service, "PAGE_RETRIES", 0)
+
+    first = sync_resource(connection_id=connection.pk, resource="orders", page_budget=1)
+    sandbox.set_faults(rate=1.0, statuses=[503], paths="/wms/")
+    with pytest.raises(TrackstarUnavailable):
+        sync_resource(connection_id=connection.pk, resource="orders")
+    sandbox.clear_faults()
+    last = sync_resource(connection_id=connection.pk, resource="orders")
+
+    assert first.status == "continue"
+    assert last.status == "succeeded"
+    assert last.run.pk == first.run.pk
+    # Three pages in three attempts, none fetched twice.
+    assert (last.run.pages, last.run.records, last.run.attempts) == (3, 2500, 3)
+    assert local_count(connection, "orders") == 2500
+
+
+def test_a_held_lease_keeps_a_second_sync_out(connect, sandbox):
+    connection = connect()
+    ResourceSync.objects.create(
+        connection=connection, resource="orders", lease_token=uuid.uuid4(),
+        lease_expires_at=timezone.now() + timedelta(seconds=60),
+    )
+
+    outcome = sync_resource(connection_id=connection.pk, resource="orders", kind="manual")
+
+    assert outcome.status == "busy"
+    assert 55 < outcome.retry_in <= 60
+    assert not SyncRun.objects.exists()
+    assert local_count(connection, "orders") == 0
+
+
+def test_an_expired_lease_is_taken_over(connect, sandbox):
+    connection = connect()
+    ResourceSync.objects.create(
+        connection=connection, resource="orders", lease_token=uuid.uuid4(),
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+
+    assert sync_resource(connection_id=connection.pk, resource="orders").status == "succeeded"
+
+
+def test_a_worker_fenced_out_mid_run_commits_nothing_more(connect, sandbox, monkeypatch):
+    connection = connect(orders=2500)
+    fetch = sync_service._fetch_page
+    calls = []
+
+    def fetch_then_lose_lease(*args, **kwargs):
+        page = fetch(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            # Another worker takes the lease while this one holds page 2 in memory.
+            ResourceSync.objects.filter(connection=connection).update(lease_token=uuid.uuid4())
+        return page
+
+    monkeypatch.setattr(sync_service, "_fetch_page", fetch_then_lose_lease)
+    outcome = sync_resource(connection_id=connection.pk, resource="orders")
+
+    assert outcome.status == "lease_lost"
+    run = SyncRun.objects.get()
+    assert (run.pages, run.records, run.status) == (1, 1000, "running")
+    assert local_count(connection, "orders") == 1000
+    assert ResourceSync.objects.get(connection=connection).high_water_mark is None
+
+
+def test_401_marks_the_connection_needs_reconnect_and_stops_its_syncs(connect, sandbox):
+    connection = connect()
+    sandbox.break_connection(connection.trackstar_connection_id)
+
+    outcome = sync_resource(connection_id=connection.pk, resource="orders")
+
+    connection.refresh_from_db()
+    assert outcome.status == "needs_reconnect"
+    assert outcome.run.status == "failed"
+    assert connection.status == Connection.Status.NEEDS_RECONNECT
+    assert "Reconnect" in connection.last_error
+    assert connection.access_token not in connection.last_error
+    assert sync_resource(connection_id=connection.pk, resource="products").status == "skipped"
+    assert sync_service.sync_dispatch_due(now=timezone.now() + timedelta(days=1)) == 0
+
+
+def test_501_marks_the_resource_unsupported_not_failed(connect, sandbox):
+    # Infoplus has no returns endpoint; an imported token has no available_actions to tell.
+    connection = connect("infoplus")
+    Connection.objects.filter(pk=connection.pk).update(available_actions=[])
+
+    outcome = sync_resource(connection_id=connection.pk, resource="returns", kind="initial")
+
+    assert outcome.status == "unsupported"
+    assert outcome.run.status == "unsupported"
+    assert "does not offer returns" in outcome.run.error
+    state = ResourceSync.objects.get(connection=connection, resource="returns")
+    assert state.unsupported
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.ACTIVE
+    assert sync_resource(connection_id=connection.pk, resource="returns").status == "skipped"
+
+
+def test_initial_sync_skips_resources_the_integration_does_not_offer(connect, no_enqueue):
+    connection = connect("infoplus")
+
+    scheduled = sync_schedule_initial(connection=connection)
+
+    assert "returns" not in scheduled
+    assert "orders" in scheduled

@@ -1,0 +1,134 @@
+"""The exchange service against the sandbox over HTTP (no worker: the service itself)."""
+
+import pytest
+
+from connections import services
+from connections.models import AuthCodeExchange, Connection
+from connections.trackstar import TrackstarUnavailable
+
+
+def submit(sandbox, customer, *, integration="shipbob", credentials=None, reinstall=None,
+           source=Connection.Source.PORTAL):
+    link_token = sandbox.link_token(
+        customer_id=customer.public_id,
+        **({"connection_id": reinstall.trackstar_connection_id} if reinstall else {}),
+    )
+    auth_code = sandbox.authorize(link_token, integration, credentials or {"api_key": "sk_1"})
+    return services.exchange_submit(
+        customer=customer, auth_code=auth_code, integration_name=integration, source=source,
+        reinstall_connection=reinstall,
+    ).exchange
+
+
+def test_exchange_stores_an_active_connection_with_its_token(trackstar, customer):
+    exchange = submit(trackstar, customer)
+
+    services.exchange_process(exchange_id=exchange.pk)
+
+    exchange.refresh_from_db()
+    assert exchange.status == AuthCodeExchange.Status.SUCCEEDED
+    assert exchange.auth_code == ""  # a spent code is not kept
+    connection = exchange.connection
+    assert connection.customer == customer
+    assert connection.status == Connection.Status.ACTIVE
+    assert connection.source == Connection.Source.PORTAL
+    assert connection.integration_name == "shipbob"
+    remote = trackstar.connection(connection.trackstar_connection_id)
+    assert connection.access_token == remote["access_token"]
+    assert remote["customer_id"] == customer.public_id
+    assert "get_orders" in connection.available_actions
+
+
+def test_processing_twice_is_one_connection(trackstar, customer):
+    exchange = submit(trackstar, customer)
+
+    services.exchange_process(exchange_id=exchange.pk)
+    services.exchange_process(exchange_id=exchange.pk)
+
+    assert Connection.objects.count() == 1
+
+
+def test_reinstall_keeps_the_connection_id_and_row(trackstar, customer):
+    first = submit(trackstar, customer)
+    services.exchange_process(exchange_id=first.pk)
+    connection = Connection.objects.get()
+    trackstar.break_connection(connection.trackstar_connection_id)
+    Connection.objects.filter(pk=connection.pk).update(
+        status=Connection.Status.NEEDS_RECONNECT, last_error="Credentials expired")
+
+    again = submit(trackstar, customer, reinstall=connection)
+    services.exchange_process(exchange_id=again.pk)
+
+    again.refresh_from_db()
+    assert again.connection_id == connection.pk
+    connection.refresh_from_db()
+    assert Connection.objects.count() == 1
+    assert connection.status == Connection.Status.ACTIVE
+    assert connection.last_error == ""
+
+
+def test_a_refused_code_fails_with_a_reason(trackstar, customer):
+    exchange = services.exchange_submit(
+        customer=customer, auth_code="not-a-real-code", integration_name="shipbob",
+        source=Connection.Source.PORTAL,
+    ).exchange
+
+    services.exchange_process(exchange_id=exchange.pk)
+
+    exchange.refresh_from_db()
+    assert exchange.status == AuthCodeExchange.Status.FAILED
+    assert exchange.last_error.startswith("Trackstar refused the connection")
+    assert Connection.objects.count() == 0
+
+
+def test_trackstar_outage_leaves_the_exchange_pending_for_a_retry(trackstar, customer):
+    exchange = submit(trackstar, customer)
+    trackstar.set_faults(rate=1.0, statuses=[503], paths="/link/exchange")
+
+    with pytest.raises(TrackstarUnavailable):
+        services.exchange_process(exchange_id=exchange.pk)
+
+    exchange.refresh_from_db()
+    assert exchange.status == AuthCodeExchange.Status.PENDING
+    assert exchange.claimed_until is None  # the retry may take it at once
+    trackstar.clear_faults()
+    services.exchange_process(exchange_id=exchange.pk)
+    exchange.refresh_from_db()
+    assert exchange.status == AuthCodeExchange.Status.SUCCEEDED
+
+
+def test_a_connection_made_before_the_worker_died_is_recovered(trackstar, customer):
+    exchange = submit(trackstar, customer)
+    # A first attempt reached Trackstar (the code is spent) and the worker died before
+    # its commit: all that is left is the attempt counted in the database.
+    trackstar.exchange(AuthCodeExchange.objects.get(pk=exchange.pk).auth_code,
+                       customer_id=customer.public_id)
+    AuthCodeExchange.objects.filter(pk=exchange.pk).update(attempts=1)
+
+    services.exchange_process(exchange_id=exchange.pk)
+
+    exchange.refresh_from_db()
+    assert exchange.status == AuthCodeExchange.Status.SUCCEEDED
+    connection = Connection.objects.get()
+    assert connection.customer == customer
+    assert connection.status == Connection.Status.NEEDS_RECONNECT
+    assert "Reconnect" in connection.last_error
+
+
+def test_sweep_enqueues_only_stale_pending_exchanges(trackstar, customer, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    stale = submit(trackstar, customer)
+    fresh = submit(trackstar, customer, integration="shiphero",
+                   credentials={"username": "u", "password": "p"})
+    AuthCodeExchange.objects.filter(pk=stale.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=5))
+    enqueued = []
+    monkeypatch.setattr(services.exchanges, "exchange_enqueue",
+                        lambda *, exchange_id: enqueued.append(exchange_id) or True)
+
+    assert services.exchanges_sweep() == 1
+    assert enqueued == [stale.pk]
+    assert fresh.pk not in enqueued

@@ -1,0 +1,223 @@
+import hashlib
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.test import Client
+from django.utils import timezone
+
+from connections import services
+from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
+from tests.builders import make_connection
+
+MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
+
+
+def issue(customer, **kwargs):
+    return services.magic_link_issue(customer=customer, created_by=None, **kwargs)
+
+
+def token_of(issued) -> str:
+    return issued.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def store(client, auth_code="ac_1", integration="shipbob", **extra):
+    body = json.dumps({"auth_code": auth_code, "integration_name": integration, **extra})
+    return client.post("/portal/store-token", body, content_type="text/plain", **MAGIC)
+
+
+def test_only_the_hash_of_the_token_is_stored(customer, staff_user):
+    issued = services.magic_link_issue(customer=customer, created_by=staff_user)
+
+    token = token_of(issued)
+    assert len(token) >= 43  # 32 random bytes, url-safe base64
+    assert issued.link.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert not MagicLink.objects.filter(token_hash__contains=token).exists()
+    entry = AuditEntry.objects.get(action="magic_link.issued")
+    assert (entry.actor, entry.customer) == (staff_user, customer)
+    assert token not in json.dumps(entry.detail)
+
+
+def test_issuing_can_email_the_contact(customer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        issued = issue(customer, email_to=customer.contact_email)
+
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == [customer.contact_email]
+    assert issued.url in mail.outbox[0].body
+
+
+def test_expiry_is_bounded(customer):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError):
+        issue(customer, expires_in_days=31)
+
+
+def test_opening_shows_the_customer_and_consumes_nothing(client, customer):
+    issued = issue(customer)
+
+    first = client.get(f"/connect/{token_of(issued)}/")
+    second = client.get(f"/connect/{token_of(issued)}/")
+
+    assert first.status_code == second.status_code == 200
+    assert customer.name in first.content.decode()
+    link = MagicLink.objects.get()
+    assert link.use_count == 0
+    assert link.open_count == 2
+    assert link.first_opened_at is not None
+    assert link.state == MagicLink.State.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        ({"expires_at": timezone.now() - timedelta(minutes=1)}, "expired"),
+        ({"revoked_at": timezone.now()}, "withdrawn"),
+        ({"use_count": 1}, "already used"),
+    ],
+)
+def test_unusable_links_are_410_with_a_friendly_page(client, customer, change, text):
+    issued = issue(customer)
+    MagicLink.objects.filter(pk=issued.link.pk).update(**change)
+
+    response = client.get(f"/connect/{token_of(issued)}/")
+
+    assert response.status_code == 410
+    assert text in response.content.decode()
+    assert "support@" in response.content.decode()  # whom to contact
+
+
+def test_an_unknown_token_is_404_and_guessing_is_throttled(client, db, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.CONNECT_TOKEN_MISS_LIMIT = 3
+    statuses = [client.get(f"/connect/guess{i}/").status_code for i in range(5)]
+
+    assert statuses == [404, 404, 404, 429, 429]
+    cache.clear()
+
+
+def test_visitor_connects_through_the_link(client, customer, django_capture_on_commit_callbacks):
+    issued = issue(customer)
+    client.get(f"/connect/{token_of(issued)}/")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = store(client)
+
+    assert response.status_code == 202
+    exchange = AuthCodeExchange.objects.get()
+    assert (exchange.customer, exchange.source) == (customer, Connection.Source.MAGIC_LINK)
+    assert exchange.magic_link == issued.link
+    assert MagicLink.objects.get().use_count == 1
+    # The status URL works for the visitor, who has no account.
+    status = client.get(response.json()["status_url"], **MAGIC)
+    assert status.json()["status"] == "pending"
+
+
+def test_a_used_link_refuses_a_second_connection(client, customer,
+                                                 django_capture_on_commit_callbacks):
+    issued = issue(customer)
+    client.get(f"/connect/{token_of(issued)}/")
+    with django_capture_on_commit_callbacks(execute=False):
+        assert store(client, auth_code="ac_1").status_code == 202
+
+        response = store(client, auth_code="ac_2")
+
+    assert response.status_code == 410
+    assert AuthCodeExchange.objects.count() == 1
+
+
+def test_the_allow_list_is_enforced_on_the_server(client, customer):
+    issued = issue(customer, allowed_integrations=["shiphero"])
+    client.get(f"/connect/{token_of(issued)}/")
+
+    response = store(client, integration="shipbob")
+
+    assert response.status_code == 403
+    assert AuthCodeExchange.objects.count() == 0
+    assert MagicLink.objects.get().use_count == 0
+
+
+def test_a_reinstall_link_reconnects_its_connection_whatever_the_page_sends(
+    client, customer, django_capture_on_commit_callbacks
+):
+    target = make_connection(customer=customer, status=Connection.Status.NEEDS_RECONNECT)
+    other = make_connection(customer=customer)
+    issued = issue(customer, reinstall_connection=target)
+    client.get(f"/connect/{token_of(issued)}/")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = store(client, connection_id=other.pk)
+
+    assert response.status_code == 202
+    assert AuthCodeExchange.objects.get().reinstall_connection == target
+
+
+def test_without_the_header_a_link_grant_does_not_act_as_the_portal(client, customer):
+    issued = issue(customer)
+    client.get(f"/connect/{token_of(issued)}/")
+
+    response = client.post("/portal/store-token", json.dumps({"auth_code": "a",
+                           "integration_name": "shipbob"}), content_type="text/plain")
+
+    assert response.status_code == 403
+
+
+def test_a_failed_exchange_gives_the_use_back(customer, trackstar,
+                                              django_capture_on_commit_callbacks):
+    issued = issue(customer)
+    with django_capture_on_commit_callbacks(execute=False):
+        exchange = services.exchange_submit(
+            customer=customer, auth_code="made-up", integration_name="shipbob",
+            source=Connection.Source.MAGIC_LINK, magic_link=issued.link,
+        ).exchange
+    assert MagicLink.objects.get().use_count == 1
+
+    services.exchange_process(exchange_id=exchange.pk)
+
+    assert MagicLink.objects.get().use_count == 0
+    assert MagicLink.objects.get().state == MagicLink.State.ACTIVE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_completions_of_a_one_use_link_let_exactly_one_through(
+    customer, monkeypatch
+):
+    monkeypatch.setattr(services.exchanges, "exchange_enqueue", lambda *, exchange_id: True)
+    issued = issue(customer)
+    token = token_of(issued)
+    barrier = threading.Barrier(2)
+    statuses = []
+
+    def visitor(n: int) -> None:
+        from django.db import connection as db_connection
+
+        client = Client()
+        client.get(f"/connect/{token}/")
+        barrier.wait()
+        statuses.append(store(client, auth_code=f"ac_{n}").status_code)
+        db_connection.close()
+
+    threads = [threading.Thread(target=visitor, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [202, 410]
+    assert AuthCodeExchange.objects.count() == 1
+    assert MagicLink.objects.get().use_count == 1
+
+
+def test_expiry_task_stamps_links_that_ran_out(customer):
+    ran_out = issue(customer).link
+    live = issue(customer).link
+    MagicLink.objects.filter(pk=ran_out.pk).update(expires_at=timezone.now() - timedelta(days=1))
+
+    assert services.magic_links_expire() == 1
+    assert MagicLink.objects.get(pk=ran_out.pk).expired_at is not None
+    assert MagicLink.objects.get(pk=live.pk).expired_at is None

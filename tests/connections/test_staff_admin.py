@@ -1,0 +1,237 @@
+"""Staff operations in admin: every action calls a service and leaves an audit entry."""
+
+import json
+
+import pytest
+from django.core import mail
+
+from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
+from tests.builders import make_connection
+
+
+@pytest.fixture
+def staff(client, staff_user):
+    client.force_login(staff_user)
+    return client
+
+
+def actions(action: str):
+    return list(AuditEntry.objects.filter(action=action))
+
+
+def test_issuing_a_magic_link_shows_the_url_once(staff, customer, staff_user):
+    response = staff.post("/admin/connections/magiclink/add/", {
+        "customer": customer.pk, "expires_in_days": 7, "max_uses": 2,
+    })
+    assert response.status_code == 302
+
+    page = staff.get(response["Location"]).content.decode()
+    again = staff.get(response["Location"]).content.decode()
+
+    link = MagicLink.objects.get()
+    assert (link.customer, link.max_uses, link.created_by) == (customer, 2, staff_user)
+    assert 'id="magic-link-url"' in page and "/connect/" in page
+    assert "/connect/" not in again and "cannot be shown again" in again
+    assert actions("magic_link.issued")[0].actor == staff_user
+
+
+def test_issue_form_refuses_more_than_30_days(staff, customer):
+    response = staff.post("/admin/connections/magiclink/add/", {
+        "customer": customer.pk, "expires_in_days": 45, "max_uses": 1,
+    })
+
+    assert response.status_code == 200
+    assert MagicLink.objects.count() == 0
+
+
+def test_revoke_action(staff, customer, staff_user):
+    from connections import services
+
+    link = services.magic_link_issue(customer=customer, created_by=staff_user).link
+
+    staff.post("/admin/connections/magiclink/", {"action": "revoke",
+                                                 "_selected_action": [link.pk]})
+
+    link.refresh_from_db()
+    assert link.revoked_at is not None and link.state == MagicLink.State.REVOKED
+    assert actions("magic_link.revoked")[0].actor == staff_user
+
+
+def test_funnel_filter(staff, customer, staff_user):
+    from connections import services
+
+    opened = services.magic_link_issue(customer=customer, created_by=staff_user).link
+    services.magic_link_issue(customer=customer, created_by=staff_user)
+    services.magic_link_open(link=opened)
+
+    response = staff.get("/admin/connections/magiclink/?funnel=opened")
+
+    assert [link.pk for link in response.context["cl"].result_list] == [opened.pk]
+
+
+def test_import_a_valid_token(staff, customer, staff_user, trackstar):
+    made = trackstar.connect("shipbob", {"api_key": "sk_1"})
+
+    response = staff.post(f"/admin/customers/customer/{customer.pk}/import-token/",
+                          {"access_token": made["access_token"]})
+
+    assert response.status_code == 302
+    connection = Connection.objects.get()
+    assert connection.trackstar_connection_id == made["connection_id"]
+    assert connection.integration_name == "shipbob"
+    assert connection.source == Connection.Source.IMPORT
+    assert connection.access_token == made["access_token"]
+    assert trackstar.connection(made["connection_id"])["customer_id"] == customer.public_id
+    assert actions("connection.imported")[0].actor == staff_user
+
+
+def test_import_refuses_an_invalid_token(staff, customer, trackstar):
+    response = staff.post(f"/admin/customers/customer/{customer.pk}/import-token/",
+                          {"access_token": "trackstar_not_a_token"})
+
+    assert response.status_code == 200
+    assert "does not accept this access token" in response.content.decode()
+    assert Connection.objects.count() == 0
+
+
+def test_import_refuses_a_duplicate(staff, customer, other_customer, trackstar):
+    made = trackstar.connect("shipbob", {"api_key": "sk_1"})
+    make_connection(customer=other_customer, trackstar_connection_id=made["connection_id"])
+
+    response = staff.post(f"/admin/customers/customer/{customer.pk}/import-token/",
+                          {"access_token": made["access_token"]})
+
+    assert "already in Dockside" in response.content.decode()
+    assert Connection.objects.count() == 1
+    # Trackstar still has the other customer's id on it.
+    assert trackstar.connection(made["connection_id"])["customer_id"] != customer.public_id
+
+
+def test_disconnect_action_deletes_at_trackstar(staff, customer, staff_user, trackstar):
+    made = trackstar.connect("shipbob", {"api_key": "sk_1"})
+    connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
+                                 access_token=made["access_token"])
+
+    staff.post("/admin/connections/connection/", {"action": "disconnect",
+                                                  "_selected_action": [connection.pk]})
+
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.DISCONNECTED
+    assert connection.access_token == ""
+    assert trackstar.get(f"/_sandbox/connections/{made['connection_id']}").status_code == 404
+    assert actions("connection.disconnected")[0].actor == staff_user
+
+
+def test_pause_and_resume_actions(staff, connection):
+    staff.post("/admin/connections/connection/", {"action": "pause_syncing",
+                                                  "_selected_action": [connection.pk]})
+    connection.refresh_from_db()
+    assert connection.sync_paused is True
+    staff.post("/admin/connections/connection/", {"action": "resume_syncing",
+                                                  "_selected_action": [connection.pk]})
+    connection.refresh_from_db()
+    assert connection.sync_paused is False
+    assert len(actions("connection.sync_paused")) == len(actions("connection.sync_resumed")) == 1
+
+
+def test_send_reconnect_link_action(staff, connection, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        staff.post("/admin/connections/connection/", {"action": "send_reconnect_link",
+                                                      "_selected_action": [connection.pk]})
+
+    link = MagicLink.objects.get()
+    assert link.reinstall_connection == connection
+    assert mail.outbox[0].to == [connection.customer.contact_email]
+    assert "Reconnect" in mail.outbox[0].subject
+    assert actions("magic_link.issued")[0].connection == connection
+
+
+def test_invite_a_portal_user(staff, customer, staff_user, client,
+                              django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(f"/admin/customers/customer/{customer.pk}/invite/",
+                              {"email": "new.person@acme.example", "username": "newperson"})
+
+    assert response.status_code == 302
+    assert customer.memberships.filter(user__username="newperson").exists()
+    body = mail.outbox[0].body
+    url = next(word for word in body.split() if "/portal/welcome/" in word)
+    assert actions("customer.user_invited")[0].actor == staff_user
+    # The invitation link lets them choose a password and lands them in the portal.
+    client.logout()
+    path = url.split("127.0.0.1:8000", 1)[1]
+    form_page = client.get(path, follow=True)
+    assert form_page.status_code == 200
+    done = client.post(form_page.redirect_chain[-1][0],
+                       {"new_password1": "a-long-Fresh-passw0rd", "new_password2":
+                        "a-long-Fresh-passw0rd"})
+    assert done.status_code == 302 and done["Location"] == "/portal/"
+    assert client.get("/portal/").context["customer"] == customer
+
+
+def test_staff_store_token_records_staff_and_who(staff, customer, staff_user,
+                                                 django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        response = staff.post(
+            f"/admin/customers/customer/{customer.pk}/connect/store-token",
+            json.dumps({"auth_code": "ac_staff", "integration_name": "shipbob"}),
+            content_type="application/json",
+        )
+
+    assert response.status_code == 202
+    assert response.json()["status_url"].startswith(
+        f"/admin/customers/customer/{customer.pk}/connect/exchanges/")
+    exchange = AuthCodeExchange.objects.get()
+    assert (exchange.source, exchange.created_by) == (Connection.Source.STAFF, staff_user)
+    assert actions("connection.credentials_entered")[0].customer == customer
+    assert staff.get(response.json()["status_url"]).json()["status"] == "pending"
+
+
+@pytest.mark.parametrize("url", [
+    "/admin/customers/customer/{pk}/connect/",
+    "/admin/customers/customer/{pk}/import-token/",
+    "/admin/customers/customer/{pk}/invite/",
+    "/admin/connections/magiclink/add/",
+    "/admin/connections/auditentry/",
+])
+def test_non_staff_cannot_reach_staff_screens(client, portal_user, customer, url):
+    client.force_login(portal_user)
+
+    response = client.get(url.format(pk=customer.pk))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_non_staff_cannot_post_to_staff_link_endpoints(client, portal_user, customer):
+    client.force_login(portal_user)
+
+    response = client.post(f"/admin/customers/customer/{customer.pk}/connect/store-token",
+                           json.dumps({"auth_code": "x", "integration_name": "shipbob"}),
+                           content_type="application/json")
+
+    assert response.status_code == 302
+    assert AuthCodeExchange.objects.count() == 0
+
+
+def test_audit_log_is_read_only(staff, connection, staff_user):
+    from connections import services
+
+    services.connection_set_paused(connection=connection, paused=True, actor=staff_user)
+    entry = AuditEntry.objects.get()
+
+    assert staff.get("/admin/connections/auditentry/").status_code == 200
+    assert staff.get("/admin/connections/auditentry/add/").status_code == 403
+    assert staff.post(f"/admin/connections/auditentry/{entry.pk}/delete/").status_code == 403
+
+
+def test_portal_login_locks_out_after_repeated_failures(client, portal_user):
+    for _ in range(5):
+        client.post("/portal/login/", {"username": portal_user.username,
+                                       "password": "wrong-password"})
+
+    response = client.post("/portal/login/", {"username": portal_user.username,
+                                              "password": "correct-horse-battery"})
+
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.content.decode()

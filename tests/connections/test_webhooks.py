@@ -1,0 +1,163 @@
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core import mail
+from svix.webhooks import Webhook
+
+from connections import services
+from connections.models import Connection, MagicLink, Order, WebhookEvent
+from tests.builders import make_connection
+
+URL = "/webhooks/trackstar/"
+SECRET = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0xMjM0NTY3OA=="
+
+
+@pytest.fixture(autouse=True)
+def webhook_secret(settings):
+    settings.TRACKSTAR_WEBHOOK_SECRET = SECRET
+
+
+def signed(payload: dict, *, svix_id: str = "msg_1", at: datetime | None = None,
+           secret: str = SECRET) -> tuple[str, dict]:
+    body = json.dumps(payload)
+    at = at or datetime.now(UTC)
+    signature = Webhook(secret).sign(svix_id, at, body)
+    return body, {"HTTP_SVIX_ID": svix_id, "HTTP_SVIX_TIMESTAMP": str(int(at.timestamp())),
+                  "HTTP_SVIX_SIGNATURE": signature}
+
+
+def deliver(client, payload, **kwargs):
+    body, headers = signed(payload, **kwargs)
+    return client.post(URL, body, content_type="application/json", **headers)
+
+
+def order_event(connection, *, order_id="ord_1", status="open", updated="2026-11-01T10:00:00Z",
+                event_type="order.updated"):
+    return {
+        "connection_id": connection.trackstar_connection_id, "integration_name": "shipbob",
+        "integration_type": "wms", "event_type": event_type,
+        "data": {"id": order_id, "order_number": "#1001", "status": status,
+                 "created_date": "2026-10-01T10:00:00Z", "updated_date": updated},
+        "previous_attributes": {"status": "open"},
+    }
+
+
+def test_a_signed_delivery_is_stored_once_and_enqueued_once(
+    client, connection, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        responses = [deliver(client, order_event(connection)) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert [r.json()["duplicate"] for r in responses] == [False, True, True]
+    assert WebhookEvent.objects.count() == 1
+    assert len(callbacks) == 1
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda body, h: (body.replace("open", "shipped"), h),  # body changed after signing
+        lambda body, h: (body, {**h, "HTTP_SVIX_SIGNATURE": "v1,bm90LWEtc2lnbmF0dXJl"}),
+        lambda body, h: (body, {**h, "HTTP_SVIX_SIGNATURE": "garbage"}),
+        lambda body, h: (body, {**h, "HTTP_SVIX_TIMESTAMP": "not-a-number"}),
+        lambda body, h: (body, {k: v for k, v in h.items() if k != "HTTP_SVIX_SIGNATURE"}),
+    ],
+    ids=["body", "signature", "malformed-signature", "malformed-timestamp", "missing"],
+)
+def test_a_bad_signature_is_400_and_stores_nothing(client, connection, tamper):
+    body, headers = tamper(*signed(order_event(connection)))
+
+    response = client.post(URL, body, content_type="application/json", **headers)
+
+    assert response.status_code == 400
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_a_timestamp_more_than_five_minutes_off_is_refused(client, connection):
+    response = deliver(client, order_event(connection),
+                       at=datetime.now(UTC) - timedelta(minutes=6))
+
+    assert response.status_code == 400
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_another_secret_is_refused(client, connection):
+    other = "whsec_b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldA=="
+    assert deliver(client, order_event(connection), secret=other).status_code == 400
+
+
+def _apply(client, payload, svix_id):
+    deliver(client, payload, svix_id=svix_id)  # its enqueue waits for a commit that never comes
+    return services.webhook_apply(event_id=WebhookEvent.objects.get(svix_id=svix_id).pk)
+
+
+def test_record_events_upsert_but_never_go_back_in_time(client, connection):
+    _apply(client, order_event(connection, status="shipped", updated="2026-11-02T00:00:00Z"),
+           "msg_new")
+    event = _apply(client, order_event(connection, status="open",
+                                       updated="2026-11-01T00:00:00Z"), "msg_old")
+
+    order = Order.objects.get()
+    assert order.status == "shipped"
+    assert order.customer == connection.customer
+    assert event.status == WebhookEvent.Status.PROCESSED
+
+
+def test_connection_errors_set_and_clear_needs_reconnect_and_email_once(
+    client, connection, django_capture_on_commit_callbacks
+):
+    error = {"connection_id": connection.trackstar_connection_id,
+             "event_type": "connection-error.created",
+             "data": {"error_message": "ShipBob rejected the API key."}}
+
+    with django_capture_on_commit_callbacks(execute=False):
+        deliver(client, error, svix_id="msg_e1")
+        deliver(client, {**error, "event_type": "connection-error.updated"}, svix_id="msg_e2")
+    with django_capture_on_commit_callbacks(execute=True):  # sends the email
+        for event in WebhookEvent.objects.order_by("pk"):
+            services.webhook_apply(event_id=event.pk)
+
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.NEEDS_RECONNECT
+    assert "ShipBob rejected the API key." in connection.last_error
+    assert len(mail.outbox) == 1  # once per incident
+    assert "/connect/" in mail.outbox[0].body
+    link = MagicLink.objects.get()
+    assert link.reinstall_connection == connection
+
+    _apply(client, {**error, "event_type": "connection-error.deleted"}, "msg_e3")
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.ACTIVE
+    assert connection.last_error == ""
+
+
+def test_connection_deleted_disconnects(client, connection):
+    _apply(client, {"connection_id": connection.trackstar_connection_id,
+                    "event_type": "connection.deleted", "data": {}}, "msg_d")
+
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.DISCONNECTED
+    assert connection.access_token == ""
+
+
+def test_historical_sync_completed_syncs_that_resource(
+    client, customer, django_capture_on_commit_callbacks
+):
+    connection = make_connection(customer=customer, available_actions=["get_orders"])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        event = _apply(client, {"connection_id": connection.trackstar_connection_id,
+                                "event_type": "connection.historical-sync-completed",
+                                "data": {"resource": "orders"}}, "msg_h")
+
+    assert event.status == WebhookEvent.Status.PROCESSED
+    assert len(callbacks) == 2  # the webhook's own enqueue, then the sync of orders
+
+
+def test_unknown_event_types_are_stored_and_ignored(client, connection):
+    event = _apply(client, {"connection_id": connection.trackstar_connection_id,
+                            "event_type": "bill.created", "data": {"id": "b1"}}, "msg_u")
+
+    assert event.status == WebhookEvent.Status.IGNORED
+    assert Order.objects.count() == 0

@@ -1,0 +1,149 @@
+"""A customer connects a WMS in the portal: real browser, web server, worker and sandbox."""
+
+import json
+
+import pytest
+from playwright.sync_api import expect
+
+from config.celery_app import app as celery_app
+from connections import services
+from connections.models import AuthCodeExchange, Connection
+from tests.builders import make_customer, make_user
+from tests.e2e.conftest import connect_in_modal, login, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def acme():
+    customer = make_customer(name="Acme Outdoor")
+    make_user(username="acme", customer=customer)
+    return customer
+
+
+def test_customer_connects_a_wms_and_sees_it_connected(page, live_server, live_trackstar, acme):
+    login(page, live_server, "acme")
+    expect(page.get_by_role("heading", name="Warehouse connections")).to_be_visible()
+
+    page.get_by_role("button", name="Connect your WMS").click()
+    connect_in_modal(page)
+
+    expect(page.locator("#connect-status")).to_have_text("Connected: shipbob.", timeout=30_000)
+    row = page.locator("#connections-table tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("ShipBob")
+    expect(row).to_contain_text("Connected")
+    connection = Connection.objects.get()
+    assert connection.customer == acme
+    assert connection.source == Connection.Source.PORTAL
+    remote = live_trackstar.connection(connection.trackstar_connection_id)
+    assert connection.access_token == remote["access_token"]
+
+
+def test_wrong_credentials_show_the_error_and_create_nothing(
+    page, live_server, live_trackstar, acme
+):
+    login(page, live_server, "acme")
+    page.get_by_role("button", name="Connect your WMS").click()
+
+    connect_in_modal(page, api_key="wrong")
+
+    alert = page.get_by_role("dialog").get_by_role("alert")
+    expect(alert).to_contain_text("rejected these credentials")
+    assert AuthCodeExchange.objects.count() == 0
+    assert Connection.objects.count() == 0
+
+
+def test_reconnect_keeps_the_connection_id(page, live_server, live_trackstar, acme):
+    login(page, live_server, "acme")
+    page.get_by_role("button", name="Connect your WMS").click()
+    connect_in_modal(page)
+    expect(page.locator("#connect-status")).to_have_text("Connected: shipbob.", timeout=30_000)
+    connection = Connection.objects.get()
+    live_trackstar.break_connection(connection.trackstar_connection_id)
+    Connection.objects.filter(pk=connection.pk).update(
+        status=Connection.Status.NEEDS_RECONNECT,
+        last_error="ShipBob stopped accepting the credentials.")
+
+    page.reload()
+    row = page.locator("#connections-table tbody tr")
+    expect(row).to_contain_text("Needs reconnect")
+    expect(row).to_contain_text("ShipBob stopped accepting the credentials.")
+    row.get_by_role("button", name="Reconnect").click()
+    # A reinstall link token goes straight to that integration's form.
+    connect_in_modal(page, api_key="sk_live_rotated", pick=False)
+
+    expect(page.locator("#connect-status")).to_have_text("Connected: shipbob.", timeout=30_000)
+    expect(row).to_contain_text("Connected")
+    connection.refresh_from_db()
+    assert Connection.objects.count() == 1
+    assert connection.status == Connection.Status.ACTIVE
+    assert live_trackstar.connection(connection.trackstar_connection_id)["broken"] is False
+
+
+def _store_token(client, auth_code):
+    return client.post("/portal/store-token",
+                       json.dumps({"auth_code": auth_code, "integration_name": "shipbob"}),
+                       content_type="text/plain")
+
+
+def _auth_code(sandbox, customer):
+    link_token = sandbox.link_token(customer_id=customer.public_id)
+    return sandbox.authorize(link_token, "shipbob", {"api_key": "sk_1"})
+
+
+def test_an_auth_code_sent_while_the_broker_is_down_is_exchanged_later(
+    client, live_trackstar, acme, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    client.force_login(acme.memberships.get().user)
+    real_broker = celery_app.conf.broker_url
+    monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    celery_app._after_fork()  # drop pooled connections to the real broker
+
+    response = _store_token(client, _auth_code(live_trackstar, acme))
+
+    assert response.status_code == 202
+    exchange = AuthCodeExchange.objects.get()
+    assert exchange.status == AuthCodeExchange.Status.PENDING
+    # The broker comes back; a minute later the beat sweep finds the exchange.
+    monkeypatch.setattr(celery_app.conf, "broker_url", real_broker)
+    celery_app._after_fork()
+    AuthCodeExchange.objects.filter(pk=exchange.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=2))
+    assert services.exchanges_sweep() == 1
+
+    wait_for(lambda: AuthCodeExchange.objects.get().status == "succeeded",
+             message="the worker to exchange the code")
+    assert Connection.objects.count() == 1
+
+
+def test_double_submit_is_one_exchange_and_one_connection(client, live_trackstar, acme):
+    client.force_login(acme.memberships.get().user)
+    auth_code = _auth_code(live_trackstar, acme)
+
+    first = _store_token(client, auth_code)
+    second = _store_token(client, auth_code)
+
+    assert first.json()["exchange_id"] == second.json()["exchange_id"]
+    wait_for(lambda: AuthCodeExchange.objects.get().status == "succeeded",
+             message="the worker to exchange the code")
+    assert Connection.objects.count() == 1
+    status = client.get(first.json()["status_url"]).json()
+    assert status["status"] == "succeeded"
+    assert status["connection"]["integration_name"] == "shipbob"
+
+
+def test_a_failed_exchange_shows_its_reason(client, live_trackstar, acme):
+    client.force_login(acme.memberships.get().user)
+
+    response = _store_token(client, "ac_made_up")
+
+    wait_for(lambda: AuthCodeExchange.objects.get().status == "failed",
+             message="the worker to fail the exchange")
+    status = client.get(response.json()["status_url"]).json()
+    assert status["error"].startswith("Trackstar refused the connection")
+    assert Connection.objects.count() == 0
