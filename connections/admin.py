@@ -4,7 +4,7 @@ or the audit log."""
 from django import forms as django_forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -18,7 +18,16 @@ from customers.services import portal_user_invite
 
 from . import services
 from .forms import MagicLinkIssueForm, PortalUserInviteForm, TokenImportForm
-from .models import AuditEntry, AuthCodeExchange, Connection, MagicLink
+from .models import (
+    AuditEntry,
+    AuthCodeExchange,
+    Connection,
+    MagicLink,
+    ResourceSync,
+    SyncRun,
+    WebhookEvent,
+)
+from .selectors import Freshness
 from .trackstar import TrackstarError
 from .views import LinkActor, LinkEndpoints, link_config
 
@@ -167,12 +176,72 @@ admin.site.register(Customer, ConnectionsCustomerAdmin)
 # --- Connections ----------------------------------------------------------------------------
 
 
+class ResourceSyncInline(admin.TabularInline):
+    """The sync panel: one row per resource, with its last run and a resync button."""
+
+    model = ResourceSync
+    extra = 0
+    can_delete = False
+    verbose_name = "resource sync"
+    verbose_name_plural = "Sync panel"
+    fields = ["resource", "state", "last_run", "last_success_at", "freshness",
+              "next_sync_at", "last_error", "resync"]
+    readonly_fields = fields
+    ordering = ["resource"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("current_run")
+
+    @admin.display(description="State")
+    def state(self, obj: ResourceSync) -> str:
+        if obj.unsupported:
+            return "Not offered by this WMS"
+        if obj.paused or obj.connection.sync_paused:
+            return "Paused"
+        if obj.current_run_id and obj.current_run.status == SyncRun.Status.RUNNING:
+            run = obj.current_run
+            return f"Running: {run.pages} pages, {run.records} records so far"
+        return "Scheduled" if obj.enabled else "Disabled"
+
+    @admin.display(description="Last run")
+    def last_run(self, obj: ResourceSync) -> str:
+        run = obj.connection.sync_runs.filter(resource=obj.resource).first()
+        if run is None:
+            return "—"
+        url = reverse("admin:connections_syncrun_change", args=[run.pk])
+        return format_html('<a href="{}">{} {}</a>: {} records, {} pages', url,
+                           run.get_kind_display(), run.get_status_display().lower(),
+                           run.records, run.pages)
+
+    @admin.display(description="Freshness")
+    def freshness(self, obj: ResourceSync) -> str:
+        if obj.unsupported:
+            return "—"
+        item = Freshness(obj.resource, obj.last_success_at, obj.interval_seconds)
+        return format_html('<span style="color:{}">{}</span>',
+                           "#a85d00" if item.stale else "#0f7b45",
+                           "stale" if item.stale else "fresh")
+
+    @admin.display(description="")
+    def resync(self, obj: ResourceSync) -> str:
+        if obj.unsupported:
+            return ""
+        url = reverse("admin:connections_connection_resync", args=[obj.connection_id])
+        return format_html('<button type="submit" class="button" formaction="{}?resource={}" '
+                           'formmethod="post" name="_resync">Resync now</button>',
+                           url, obj.resource)
+
+
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     list_display = [
         "trackstar_connection_id", "customer", "integration_name", "status", "source",
-        "sync_paused", "created_by", "connected_at", "last_error_short",
+        "sync_paused", "last_synced_at", "created_by", "connected_at", "last_error_short",
     ]
+    inlines = [ResourceSyncInline]
     list_filter = ["status", "integration_name", "source", "sync_paused"]
     search_fields = ["trackstar_connection_id", "customer__name", "integration_name"]
     list_select_related = ["customer", "created_by"]
@@ -185,11 +254,51 @@ class ConnectionAdmin(admin.ModelAdmin):
         "sync_paused", "created_by", "connected_at", "disconnected_at",
         "reconnect_notified_at", "created_at", "updated_at",
     ]
-    actions = ["send_reconnect_link", "disconnect", "pause_syncing", "resume_syncing"]
+    actions = ["resync_now", "send_reconnect_link", "disconnect", "pause_syncing",
+               "resume_syncing"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Connection]:
+        return super().get_queryset(request).annotate(
+            last_synced_at=Max("resource_syncs__last_success_at"))
+
+    @admin.display(description="Last sync", ordering="last_synced_at")
+    def last_synced_at(self, obj: Connection):
+        return obj.last_synced_at
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Connections are made through Link or a token import, from the customer's page.
         return False
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/resync/", self.admin_site.admin_view(self.resync_view),
+                 name="connections_connection_resync"),
+            *super().get_urls(),
+        ]
+
+    def resync_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if request.method != "POST" or not self.has_change_permission(request):
+            raise PermissionDenied
+        connection = get_object_or_404(Connection, pk=pk)
+        resource = request.GET.get("resource") or None
+        try:
+            requested = services.connection_resync(
+                connection=connection, actor=request.user,
+                resources=[resource] if resource else None)
+        except ValidationError as e:
+            messages.error(request, " ".join(e.messages))
+        else:
+            messages.success(request, f"Resync of {', '.join(requested) or 'nothing'} queued.")
+        return redirect("admin:connections_connection_change", pk)
+
+    @admin.action(description="Resync now (all resources)")
+    def resync_now(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        for connection in queryset:
+            try:
+                services.connection_resync(connection=connection, actor=request.user)
+            except ValidationError as e:
+                messages.warning(request, " ".join(e.messages))
+        messages.success(request, "Resync queued.")
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # "Disconnect" keeps history; deleting rows would lose synced data
@@ -386,3 +495,64 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     @admin.display(description="Detail")
     def detail_short(self, obj: AuditEntry) -> str:
         return format_html("<code>{}</code>", str(obj.detail)[:120])
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "connection", "resource", "kind", "status", "pages",
+                    "records", "duration", "attempts", "error_short"]
+    list_filter = ["status", "resource", "kind"]
+    search_fields = ["connection__trackstar_connection_id", "connection__customer__name"]
+    list_select_related = ["connection", "connection__customer"]
+    actions = ["retry"]
+
+    @admin.display(description="Duration")
+    def duration(self, obj: SyncRun) -> str:
+        seconds = obj.duration_seconds
+        return "—" if seconds is None else f"{seconds:.1f} s"
+
+    @admin.display(description="Error")
+    def error_short(self, obj: SyncRun) -> str:
+        return obj.error[:100]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Read-only fields, but the retry action needs change permission on the list.
+        return obj is None and request.user.has_perm("connections.change_connection")
+
+    @admin.action(description="Retry (sync the resource again)")
+    def retry(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
+        done = set()
+        for run in queryset.filter(status=SyncRun.Status.FAILED).select_related("connection"):
+            if (run.connection_id, run.resource) in done:
+                continue
+            try:
+                services.connection_resync(connection=run.connection, actor=request.user,
+                                           resources=[run.resource])
+                done.add((run.connection_id, run.resource))
+            except ValidationError as e:
+                messages.warning(request, " ".join(e.messages))
+        messages.success(request, f"Queued {len(done)} resync(s).")
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "event_type", "connection", "status", "attempts",
+                    "svix_id", "error_short"]
+    list_filter = ["status", "event_type"]
+    search_fields = ["svix_id", "trackstar_connection_id", "event_type"]
+    list_select_related = ["connection"]
+    actions = ["retry"]
+
+    @admin.display(description="Error")
+    def error_short(self, obj: WebhookEvent) -> str:
+        return obj.error[:100]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and request.user.has_perm("connections.change_connection")
+
+    @admin.action(description="Retry failed events")
+    def retry(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        count = 0
+        for event in queryset.filter(status=WebhookEvent.Status.FAILED):
+            count += services.webhook_retry(event=event, actor=request.user)
+        messages.success(request, f"Queued {count} event(s) again.")

@@ -1,16 +1,26 @@
 """Reads. Every selector takes the customer and filters by it (DESIGN.md §9): another
 customer's row is simply not found, so views answer 404, never 403."""
 
-from django.db.models import QuerySet
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.db.models import Max, Min, Q, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from customers.models import Customer
 
-from .models import AuthCodeExchange, Connection
+from .models import AuthCodeExchange, Connection, InventoryItem, Order, ResourceSync, Warehouse
 
 
 def connection_list(*, customer: Customer) -> QuerySet[Connection]:
-    return Connection.objects.filter(customer=customer).order_by("-created_at")
+    return (
+        Connection.objects.filter(customer=customer)
+        .annotate(last_synced_at=Max("resource_syncs__last_success_at"))
+        .order_by("-created_at")
+    )
 
 
 def connection_get(*, customer: Customer, pk: int) -> Connection:
@@ -26,11 +36,88 @@ def exchange_get(*, customer: Customer, public_id: str) -> AuthCodeExchange:
 
 def exchanges_stale_dangerously(*, older_than_seconds: int) -> QuerySet[AuthCodeExchange]:
     """Pending exchanges of every customer, for the sweep that re-enqueues them."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     return AuthCodeExchange.objects.filter(
         status=AuthCodeExchange.Status.PENDING, updated_at__lt=cutoff
     )
+
+
+# --- Synced data ------------------------------------------------------------------------------
+
+
+def inventory_list(*, customer: Customer, sku: str = "") -> QuerySet[InventoryItem]:
+    items = InventoryItem.objects.filter(customer=customer)
+    if sku:
+        # Prefix match uses the (customer, sku) index; SKUs are searched from the start.
+        items = items.filter(sku__istartswith=sku)
+    return items.order_by("sku", "pk")
+
+
+def order_list(
+    *,
+    customer: Customer,
+    status: str = "",
+    created_from: date | None = None,
+    created_to: date | None = None,
+) -> QuerySet[Order]:
+    orders = Order.objects.filter(customer=customer)
+    if status:
+        orders = orders.filter(status=status)
+    if created_from:
+        orders = orders.filter(created_date__date__gte=created_from)
+    if created_to:
+        orders = orders.filter(created_date__date__lte=created_to)
+    return orders.order_by("-created_date", "-pk")
+
+
+def order_statuses(*, customer: Customer) -> list[str]:
+    return list(
+        Order.objects.filter(customer=customer).order_by("status")
+        .values_list("status", flat=True).distinct()
+    )
+
+
+def warehouse_names(*, customer: Customer) -> dict[str, str]:
+    return {
+        trackstar_id: name or trackstar_id
+        for trackstar_id, name in Warehouse.objects.filter(customer=customer)
+        .values_list("trackstar_id", "name")
+    }
+
+
+@dataclass(frozen=True)
+class Freshness:
+    resource: str
+    last_success_at: datetime | None
+    interval_seconds: int
+
+    @property
+    def label(self) -> str:
+        return self.resource.replace("_", " ").capitalize()
+
+    @property
+    def stale(self) -> bool:
+        if self.last_success_at is None:
+            return True
+        return timezone.now() - self.last_success_at > timedelta(
+            seconds=2 * self.interval_seconds)
+
+
+def freshness_list(*, customer: Customer) -> list[Freshness]:
+    """Per resource, how fresh the customer's data is: the oldest last success among their
+    live connections (one stale WMS makes the resource stale)."""
+    rows = (
+        ResourceSync.objects.filter(
+            Q(connection__customer=customer),
+            ~Q(connection__status=Connection.Status.DISCONNECTED),
+            unsupported=False, enabled=True,
+        )
+        .values("resource")
+        .annotate(oldest=Min("last_success_at"), interval=Max("interval_seconds"),
+                  never=Min("connection_id", filter=Q(last_success_at__isnull=True)))
+        .order_by("resource")
+    )
+    return [
+        Freshness(row["resource"], None if row["never"] else row["oldest"], row["interval"])
+        for row in rows
+    ]

@@ -15,6 +15,8 @@ urlpatterns = [
         template_name="portal/password_set.html", post_reset_login=True,
         post_reset_login_backend="django.contrib.auth.backends.ModelBackend",
         success_url="/portal/"), name="password_set"),
+    path("inventory/", views.portal_inventory, name="inventory"),
+    path("orders/", views.portal_orders, name="orders"),
     path("connections/table", views.portal_connections_table, name="connections_table"),
     path("connections/<int:pk>/disconnect", views.connection_disconnect, name="disconnect"),
     path("get-link-token", views.portal_link.get_link_token, name="get_link_token"),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import date
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -239,6 +241,8 @@ def _portal_context(request: HttpRequest) -> dict:
     customer = request.customer
     return {
         "customer": customer,
+        "section": "connections",
+        "freshness": selectors.freshness_list(customer=customer),
         "connections": selectors.connection_list(customer=customer),
         "integrations": integration_catalog(),
         "other_customers": customer_list_for_user(user=request.user).exclude(pk=customer.pk),
@@ -320,4 +324,66 @@ def connect_page(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "connect/page.html", {
         "link": link, "customer": link.customer, "link_config": config,
         "integrations": integration_catalog(),
+    })
+
+
+# --- Synced data in the portal ----------------------------------------------------------------
+
+PAGE_SIZE = 50
+
+
+def _page(request: HttpRequest, queryset):
+    # Two queries whatever the data size: a COUNT and one page.
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def _pager_query(request: HttpRequest) -> str:
+    """The current filters as a query string prefix for the pager's links."""
+    params = request.GET.copy()
+    params.pop("page", None)
+    encoded = params.urlencode()
+    return f"{encoded}&" if encoded else ""
+
+
+def _date_param(request: HttpRequest, name: str):
+    try:
+        return date.fromisoformat(request.GET.get(name, ""))
+    except ValueError:
+        return None
+
+
+@require_GET
+@customer_required
+def portal_inventory(request: HttpRequest) -> HttpResponse:
+    customer = request.customer
+    sku = request.GET.get("sku", "").strip()[:100]
+    return render(request, "portal/inventory.html", {
+        "customer": customer,
+        "sku": sku,
+        "page": _page(request, selectors.inventory_list(customer=customer, sku=sku)),
+        "warehouses": selectors.warehouse_names(customer=customer),
+        "query": _pager_query(request),
+        "freshness": selectors.freshness_list(customer=customer),
+        "section": "inventory",
+    })
+
+
+@require_GET
+@customer_required
+def portal_orders(request: HttpRequest) -> HttpResponse:
+    customer = request.customer
+    status = request.GET.get("status", "").strip()[:32]
+    created_from, created_to = _date_param(request, "from"), _date_param(request, "to")
+    orders = selectors.order_list(customer=customer, status=status,
+                                  created_from=created_from, created_to=created_to)
+    return render(request, "portal/orders.html", {
+        "customer": customer,
+        "status": status,
+        "created_from": created_from,
+        "created_to": created_to,
+        "statuses": selectors.order_statuses(customer=customer),
+        "query": _pager_query(request),
+        "page": _page(request, orders),
+        "freshness": selectors.freshness_list(customer=customer),
+        "section": "orders",
     })

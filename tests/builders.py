@@ -1,6 +1,7 @@
 """Small builders for test data; each returns a saved row with sensible defaults."""
 
 import itertools
+import uuid
 
 from django.contrib.auth import get_user_model
 from django.utils.text import slugify
@@ -14,7 +15,7 @@ _seq = itertools.count(1)
 
 def make_customer(*, name: str | None = None, **fields) -> Customer:
     name = name or f"Customer {next(_seq)}"
-    fields.setdefault("slug", f"{slugify(name)}-{next(_seq)}")
+    fields.setdefault("slug", f"{slugify(name)}-{uuid.uuid4().hex[:8]}")
     fields.setdefault("contact_email", f"ops@{slugify(name)}.example")
     return Customer.objects.create(name=name, **fields)
 

@@ -6,6 +6,7 @@ from .connections import (
     connection_import,
     connection_mark_needs_reconnect,
     connection_mark_repaired,
+    connection_resync,
     connection_set_paused,
 )
 from .exchanges import (
@@ -52,6 +53,7 @@ __all__ = [
     "connection_import",
     "connection_mark_needs_reconnect",
     "connection_mark_repaired",
+    "connection_resync",
     "connection_set_paused",
     "exchange_enqueue",
     "exchange_fail",

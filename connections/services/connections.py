@@ -140,3 +140,19 @@ def connection_mark_repaired(*, connection_id: int) -> bool:
         status=Connection.Status.ACTIVE, last_error="", reconnect_notified_at=None,
         updated_at=timezone.now(),
     ))
+
+
+def connection_resync(
+    *, connection: Connection, actor: AbstractBaseUser | None, resources: list[str] | None = None
+) -> list[str]:
+    """Staff's "resync now": a full pass over these resources (default: all it offers)."""
+    from .sync import sync_request_now
+
+    if connection.status != Connection.Status.ACTIVE:
+        raise ValidationError(f"{connection} is {connection.get_status_display().lower()}; "
+                              "only an active connection can sync.")
+    with transaction.atomic():
+        requested = sync_request_now(connection=connection, resources=resources, full=True)
+        audit_record(actor=actor, action="connection.resync_requested", connection=connection,
+                     resources=requested)
+    return requested

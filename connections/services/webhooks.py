@@ -3,12 +3,14 @@
 import logging
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from ..models import Connection, SyncRun, WebhookEvent
 from ..models.records import RECORD_MODELS
+from .audit import audit_record
 from .connections import connection_mark_needs_reconnect, connection_mark_repaired
 from .sync import records_upsert, sync_request_now, sync_schedule_initial
 
@@ -66,12 +68,16 @@ def webhooks_sweep() -> int:
     return sum(webhook_enqueue(event_id=event_id) for event_id in ids)
 
 
-def webhook_retry(*, event: WebhookEvent) -> bool:
+def webhook_retry(*, event: WebhookEvent, actor: AbstractBaseUser | None) -> bool:
     """Staff's retry of a failed event."""
-    updated = WebhookEvent.objects.filter(pk=event.pk, status=WebhookEvent.Status.FAILED).update(
-        status=WebhookEvent.Status.RECEIVED, error="")
-    if updated:
-        transaction.on_commit(lambda: webhook_enqueue(event_id=event.pk))
+    with transaction.atomic():
+        updated = WebhookEvent.objects.filter(
+            pk=event.pk, status=WebhookEvent.Status.FAILED
+        ).update(status=WebhookEvent.Status.RECEIVED, error="")
+        if updated:
+            audit_record(actor=actor, action="webhook.retried", connection=event.connection,
+                         svix_id=event.svix_id, event_type=event.event_type)
+            transaction.on_commit(lambda: webhook_enqueue(event_id=event.pk))
     return bool(updated)
 
 

@@ -22,3 +22,13 @@ def integration(integrations: dict, slug: str) -> dict:
 @register.filter
 def status_words(status: str) -> str:
     return STATUS_WORDS.get(status, status)
+
+
+@register.filter
+def lookup(mapping: dict, key: str):
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.filter
+def status_label(value: str) -> str:
+    return (value or "").replace("_", " ").capitalize()
