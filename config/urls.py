@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from connections import views as connection_views
 from connections import webhooks as connection_webhooks
@@ -11,6 +12,7 @@ admin.site.site_title = "Dockside"
 admin.site.index_title = "Customers and their warehouse connections"
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="portal:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("portal/", include("connections.urls")),

@@ -1,8 +1,8 @@
 """Staff screens. Every action calls a service, so admin cannot skip validation, enqueueing
 or the audit log."""
 
-from django import forms as django_forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Max, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -42,8 +42,9 @@ class ConnectionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["integration_name", "status", "source", "trackstar_connection_id", "connected_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "integration_name", "status", "source", "trackstar_connection_id", "connected_at",
+    )
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -66,7 +67,7 @@ staff_link = LinkEndpoints(
 
 class ConnectionsCustomerAdmin(CustomerAdmin):
     inlines = [*CustomerAdmin.inlines, ConnectionInline]
-    list_display = [*CustomerAdmin.list_display[:5], "active_connections",
+    list_display = [*list(CustomerAdmin.list_display)[:5], "active_connections",
                     "attention_connections", "created_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
@@ -83,11 +84,11 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
 
     @admin.display(description="Active", ordering="n_active")
     def active_connections(self, obj: Customer) -> int:
-        return obj.n_active
+        return obj.n_active  # type: ignore[attr-defined]  # annotated in get_queryset
 
     @admin.display(description="Need attention", ordering="n_attention")
     def attention_connections(self, obj: Customer) -> int:
-        return obj.n_attention
+        return obj.n_attention  # type: ignore[attr-defined]
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -184,9 +185,10 @@ class ResourceSyncInline(admin.TabularInline):
     can_delete = False
     verbose_name = "resource sync"
     verbose_name_plural = "Sync panel"
-    fields = ["resource", "state", "last_run", "last_success_at", "freshness",
-              "next_sync_at", "last_error", "resync"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "resource", "state", "last_run", "last_success_at", "freshness", "next_sync_at",
+        "last_error", "resync",
+    )
     ordering = ["resource"]
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -201,8 +203,8 @@ class ResourceSyncInline(admin.TabularInline):
             return "Not offered by this WMS"
         if obj.paused or obj.connection.sync_paused:
             return "Paused"
-        if obj.current_run_id and obj.current_run.status == SyncRun.Status.RUNNING:
-            run = obj.current_run
+        run = obj.current_run
+        if run is not None and run.status == SyncRun.Status.RUNNING:
             return f"Running: {run.pages} pages, {run.records} records so far"
         return "Scheduled" if obj.enabled else "Disabled"
 
@@ -263,7 +265,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Last sync", ordering="last_synced_at")
     def last_synced_at(self, obj: Connection):
-        return obj.last_synced_at
+        return obj.last_synced_at  # type: ignore[attr-defined]  # annotated
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Connections are made through Link or a token import, from the customer's page.
@@ -326,9 +328,18 @@ class ConnectionAdmin(admin.ModelAdmin):
             messages.success(request, f"Sent {sent} reconnect link(s).")
 
     @admin.action(description="Disconnect (deletes the connection at Trackstar)")
-    def disconnect(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+    def disconnect(self, request: HttpRequest, queryset: QuerySet[Connection]):
+        queryset = queryset.select_related("customer").exclude(
+            status=Connection.Status.DISCONNECTED)
+        if request.POST.get("confirm") != "yes":
+            # An intermediate page, as for Django's delete action: this cannot be undone.
+            return TemplateResponse(request, "admin/connections/disconnect_confirm.html", {
+                **self.admin_site.each_context(request), "opts": self.model._meta,
+                "title": "Disconnect these connections?", "connections": queryset,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            })
         done = 0
-        for connection in queryset.select_related("customer"):
+        for connection in queryset:
             try:
                 services.connection_disconnect(connection=connection, actor=request.user)
                 done += 1
@@ -337,6 +348,7 @@ class ConnectionAdmin(admin.ModelAdmin):
                                         f"nothing changed.")
         if done:
             messages.success(request, f"Disconnected {done} connection(s).")
+        return None
 
     @admin.action(description="Pause scheduled syncing")
     def pause_syncing(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
@@ -443,8 +455,6 @@ class MagicLinkAdmin(admin.ModelAdmin):
                 request.session[ISSUED_URL_SESSION_KEY] = {"link": issued.link.pk,
                                                            "url": issued.url}
                 return HttpResponseRedirect(reverse("admin:connections_magiclink_issued"))
-        form.fields["customer"].widget = django_forms.Select(
-            choices=form.fields["customer"].choices)
         return TemplateResponse(request, "admin/connections/form_page.html", {
             **self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
             "title": "Issue a magic link", "submit_label": "Issue the link",

@@ -57,3 +57,9 @@ def string_field(data: dict[str, Any], name: str, *, required: bool = True,
     if len(value) > max_length:
         raise BadRequest(f"'{name}' is too long.")
     return value
+
+
+def required_string(data: dict[str, Any], name: str, *, max_length: int = 512) -> str:
+    value = string_field(data, name, required=True, max_length=max_length)
+    assert value is not None  # string_field raised otherwise
+    return value

@@ -50,7 +50,7 @@ def inventory_list(*, customer: Customer, sku: str = "") -> QuerySet[InventoryIt
     if sku:
         # Prefix match uses the (customer, sku) index; SKUs are searched from the start.
         items = items.filter(sku__istartswith=sku)
-    return items.order_by("sku", "pk")
+    return items.select_related("connection").order_by("sku", "pk")
 
 
 def order_list(
@@ -67,7 +67,7 @@ def order_list(
         orders = orders.filter(created_date__date__gte=created_from)
     if created_to:
         orders = orders.filter(created_date__date__lte=created_to)
-    return orders.order_by("-created_date", "-pk")
+    return orders.select_related("connection").order_by("-created_date", "-pk")
 
 
 def order_statuses(*, customer: Customer) -> list[str]:
@@ -103,15 +103,18 @@ class Freshness:
             seconds=2 * self.interval_seconds)
 
 
-def freshness_list(*, customer: Customer) -> list[Freshness]:
+def freshness_list(*, customer: Customer, resources: list[str] | None = None) -> list[Freshness]:
     """Per resource, how fresh the customer's data is: the oldest last success among their
     live connections (one stale WMS makes the resource stale)."""
+    syncs = ResourceSync.objects.filter(
+        Q(connection__customer=customer),
+        ~Q(connection__status=Connection.Status.DISCONNECTED),
+        unsupported=False, enabled=True,
+    )
+    if resources is not None:
+        syncs = syncs.filter(resource__in=resources)
     rows = (
-        ResourceSync.objects.filter(
-            Q(connection__customer=customer),
-            ~Q(connection__status=Connection.Status.DISCONNECTED),
-            unsupported=False, enabled=True,
-        )
+        syncs
         .values("resource")
         .annotate(oldest=Min("last_success_at"), interval=Max("interval_seconds"),
                   never=Min("connection_id", filter=Q(last_success_at__isnull=True)))

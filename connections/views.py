@@ -8,7 +8,6 @@ from datetime import date
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -19,14 +18,20 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from customers.models import Customer
 from customers.selectors import customer_list_for_user
-from customers.tenancy import customer_choose, customer_required, request_customer
+from customers.tenancy import (
+    CustomerRequest,
+    customer_choose,
+    customer_required,
+    request_customer,
+)
 
 from . import selectors, services
-from .api import BadRequest, error, json_body, string_field
-from .integrations import integration_catalog, integration_is_known
+from .api import BadRequest, error, json_body, required_string
+from .integrations import integration_catalog, integration_display_name, integration_is_known
 from .models import AuthCodeExchange, Connection, MagicLink
+from .services.audit import Actor
 from .throttle import connect_is_throttled, connect_record_miss
-from .trackstar import TrackstarError
+from .trackstar import TrackstarError, TrackstarRateLimited, TrackstarUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +45,7 @@ class LinkActor:
 
     customer: Customer
     source: str
-    user: AbstractBaseUser | None = None
+    user: Actor = None
     allowed_integrations: list[str] = field(default_factory=list)  # empty: all of them
     reinstall_connection: Connection | None = None  # forced by a reinstall magic link
     magic_link: MagicLink | None = None
@@ -103,9 +108,12 @@ def _reinstall_target(actor: LinkActor, data: dict) -> Connection | None:
     if not isinstance(raw, (int, str)) or not str(raw).isdigit():
         raise BadRequest("'connection_id' must be a connection id.")
     try:
-        return selectors.connection_get(customer=actor.customer, pk=int(raw))
+        connection = selectors.connection_get(customer=actor.customer, pk=int(raw))
     except Http404 as e:
         raise BadRequest("Connection not found.", status=404) from e
+    if connection.status == Connection.Status.DISCONNECTED:
+        raise BadRequest("This connection was disconnected; connect your WMS anew.", status=409)
+    return connection
 
 
 class LinkEndpoints:
@@ -153,18 +161,25 @@ class LinkEndpoints:
         reinstall = _reinstall_target(actor, data)
         try:
             link_token = services.link_token_create(customer=actor.customer, reinstall=reinstall)
-        except TrackstarError as e:
+        except (TrackstarUnavailable, TrackstarRateLimited) as e:
             logger.warning("Link token failed: %s", e,
                            extra={"customer_id": actor.customer.public_id})
             return error("Trackstar is not reachable right now. Please try again in a minute.",
                          status=502)
+        except TrackstarError as e:
+            # Trackstar answered and refused (e.g. a reconnect of a connection it deleted).
+            logger.warning("Link token refused: %s", e,
+                           extra={"customer_id": actor.customer.public_id})
+            message = ("This connection can no longer be reconnected; connect your WMS anew."
+                       if reinstall else "Trackstar refused to start a connection.")
+            return error(message, status=409)
         return JsonResponse({"linkToken": link_token, "link_token": link_token})
 
     def _store_token(self, request: HttpRequest, actor: LinkActor, url_kwargs) -> HttpResponse:
         data = json_body(request)
         _check_customer_id(actor, data)
-        auth_code = string_field(data, "auth_code", max_length=2048)
-        integration_name = string_field(data, "integration_name", max_length=64)
+        auth_code = required_string(data, "auth_code", max_length=2048)
+        integration_name = required_string(data, "integration_name", max_length=64)
         if not integration_is_known(integration_name):
             raise BadRequest(f"Unknown integration '{integration_name}'.")
         if actor.allowed_integrations and integration_name not in actor.allowed_integrations:
@@ -227,6 +242,8 @@ def link_config(request: HttpRequest, *, allow_list: list[str] | None = None,
         "storeTokenUrl": store_token_url or reverse("portal:store_token"),
         "headers": headers or {},
         "csrfToken": get_token(request),
+        "integrationNames": {slug: info.get("display_name") or slug
+                             for slug, info in integration_catalog().items()},
         "integrationAllowList": allow_list or [],
         "reinstallConnectionId": reinstall.pk if reinstall else None,
         # Offer Trackstar's "Sandbox" integration outside production (DEBUG or a sandbox URL).
@@ -237,7 +254,7 @@ def link_config(request: HttpRequest, *, allow_list: list[str] | None = None,
 # --- Portal pages -------------------------------------------------------------------------
 
 
-def _portal_context(request: HttpRequest) -> dict:
+def _portal_context(request: CustomerRequest) -> dict:
     customer = request.customer
     return {
         "customer": customer,
@@ -251,7 +268,7 @@ def _portal_context(request: HttpRequest) -> dict:
 
 @require_GET
 @customer_required
-def portal_index(request: HttpRequest) -> HttpResponse:
+def portal_index(request: CustomerRequest) -> HttpResponse:
     context = _portal_context(request)
     context["link_config"] = link_config(request)
     return render(request, "portal/index.html", context)
@@ -259,25 +276,27 @@ def portal_index(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @customer_required
-def portal_connections_table(request: HttpRequest) -> HttpResponse:
+def portal_connections_table(request: CustomerRequest) -> HttpResponse:
     return render(request, "portal/_connections.html", _portal_context(request))
 
 
 @require_http_methods(["GET", "POST"])
 @customer_required
-def connection_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_disconnect(request: CustomerRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get(customer=request.customer, pk=pk)
     if request.method == "POST":
         try:
-            services.connection_disconnect(connection=connection)
+            services.connection_disconnect(connection=connection, actor=request.user)
         except TrackstarError:
             messages.error(request, "Trackstar is not reachable right now; nothing was "
                                     "changed. Please try again in a minute.")
         else:
-            messages.success(request, f"{connection.integration_name} is disconnected.")
+            messages.success(request, f"{integration_display_name(connection.integration_name)}"
+                                      " is disconnected.")
         return redirect("portal:index")
     return render(request, "portal/disconnect_confirm.html",
-                  {"connection": connection, "customer": request.customer})
+                  {"connection": connection, "customer": request.customer,
+                   "name": integration_display_name(connection.integration_name)})
 
 
 @require_http_methods(["GET", "POST"])
@@ -354,7 +373,7 @@ def _date_param(request: HttpRequest, name: str):
 
 @require_GET
 @customer_required
-def portal_inventory(request: HttpRequest) -> HttpResponse:
+def portal_inventory(request: CustomerRequest) -> HttpResponse:
     customer = request.customer
     sku = request.GET.get("sku", "").strip()[:100]
     return render(request, "portal/inventory.html", {
@@ -362,15 +381,16 @@ def portal_inventory(request: HttpRequest) -> HttpResponse:
         "sku": sku,
         "page": _page(request, selectors.inventory_list(customer=customer, sku=sku)),
         "warehouses": selectors.warehouse_names(customer=customer),
+        "integrations": integration_catalog(),
         "query": _pager_query(request),
-        "freshness": selectors.freshness_list(customer=customer),
+        "freshness": selectors.freshness_list(customer=customer, resources=["inventory"]),
         "section": "inventory",
     })
 
 
 @require_GET
 @customer_required
-def portal_orders(request: HttpRequest) -> HttpResponse:
+def portal_orders(request: CustomerRequest) -> HttpResponse:
     customer = request.customer
     status = request.GET.get("status", "").strip()[:32]
     created_from, created_to = _date_param(request, "from"), _date_param(request, "to")
@@ -382,8 +402,9 @@ def portal_orders(request: HttpRequest) -> HttpResponse:
         "created_from": created_from,
         "created_to": created_to,
         "statuses": selectors.order_statuses(customer=customer),
+        "integrations": integration_catalog(),
         "query": _pager_query(request),
         "page": _page(request, orders),
-        "freshness": selectors.freshness_list(customer=customer),
+        "freshness": selectors.freshness_list(customer=customer, resources=["orders"]),
         "section": "orders",
     })

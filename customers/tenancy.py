@@ -14,6 +14,12 @@ from .selectors import customer_list_for_user
 SESSION_KEY = "dockside_customer_id"
 
 
+class CustomerRequest(HttpRequest):
+    """A portal request after customer_required: it knows its customer."""
+
+    customer: Customer
+
+
 def request_customer(request: HttpRequest) -> Customer | None:
     customers = customer_list_for_user(user=request.user)
     chosen = request.session.get(SESSION_KEY)
@@ -40,7 +46,7 @@ def customer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
         customer = request_customer(request)
         if customer is None:
             return redirect("portal:choose_customer")
-        request.customer = customer  # type: ignore[attr-defined]
+        request.customer = customer  # type: ignore[attr-defined]  # see CustomerRequest
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -11,7 +11,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
-STATIC_ROOT = None  # whitenoise serves nothing from disk under test
+STATIC_ROOT = None  # type: ignore[assignment]  # whitenoise serves nothing from disk under test
 # Tests that need Trackstar use the `trackstar` fixture (a sandbox of their own); the rest
 # must never reach a developer's running demo sandbox on the default port.
 # (Processes the tests start, such as the worker, get the sandbox's URL in their env.)

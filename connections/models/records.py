@@ -47,8 +47,14 @@ def _int(value: Any) -> int | None:
 class SyncedRecord(models.Model):
     """What every synced record has. Subclasses add columns and `columns_from()`."""
 
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    # No single-column indexes on the two keys: the unique (connection, trackstar_id) and
+    # the (customer, ...) indexes below cover them, and every index costs on each upsert.
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     trackstar_id = models.CharField(max_length=255)
     # Trackstar's (the WMS's) dates, not ours.
     created_date = models.DateTimeField(null=True, blank=True)

@@ -44,7 +44,7 @@ class ResourceSync(models.Model):
         indexes = [models.Index(fields=["next_sync_at"], name="resourcesync_next_sync")]
 
     def __str__(self) -> str:
-        return f"{self.connection_id}/{self.resource}"
+        return self.resource.replace("_", " ").capitalize()
 
 
 class SyncRun(models.Model):

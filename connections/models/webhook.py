@@ -1,5 +1,6 @@
 from django.db import models
 
+from ..crypto import EncryptedTextField
 from .connection import Connection
 
 
@@ -18,7 +19,10 @@ class WebhookEvent(models.Model):
     connection = models.ForeignKey(
         Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhooks"
     )
+    # The payload as received, minus any secret: connection.created carries the new access
+    # token, which is kept encrypted beside it instead.
     payload = models.JSONField()
+    access_token = EncryptedTextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)

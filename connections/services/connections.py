@@ -1,6 +1,5 @@
 import logging
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -8,15 +7,15 @@ from django.utils import timezone
 from customers.models import Customer
 
 from ..clients import trackstar_client
-from ..models import Connection
+from ..models import Connection, MagicLink
 from ..trackstar import TrackstarAuthError, TrackstarError, TrackstarNotFound
-from .audit import audit_record
+from .audit import Actor, audit_record, user_or_none
 
 logger = logging.getLogger(__name__)
 
 
 def connection_disconnect(
-    *, connection: Connection, actor: AbstractBaseUser | None = None
+    *, connection: Connection, actor: Actor = None
 ) -> Connection:
     """Delete the connection at Trackstar, then mark it disconnected and forget its token.
     A Trackstar outage leaves it untouched (the caller shows the error)."""
@@ -33,6 +32,9 @@ def connection_disconnect(
         connection.access_token = ""
         connection.disconnected_at = timezone.now()
         connection.save(update_fields=["status", "access_token", "disconnected_at", "updated_at"])
+        # A reconnect link for a connection that no longer exists can only fail.
+        MagicLink.objects.filter(reinstall_connection=connection, revoked_at__isnull=True).update(
+            revoked_at=timezone.now())
         audit_record(actor=actor, action="connection.disconnected", connection=connection)
     logger.info("Connection disconnected",
                 extra={"customer_id": connection.customer_id,
@@ -41,12 +43,14 @@ def connection_disconnect(
 
 
 def connection_import(
-    *, customer: Customer, access_token: str, actor: AbstractBaseUser | None
+    *, customer: Customer, access_token: str, actor: Actor
 ) -> Connection:
     """Adopt a connection made in Trackstar's dashboard from its access token. Trackstar
     checks the token first: PATCH /connections answers with the token's connection id,
     then GET /connections/{id} gives its details. Only a new connection gets our customer
     id recorded at Trackstar."""
+    from .sync import sync_schedule_initial
+
     access_token = access_token.strip()
     if not access_token:
         raise ValidationError("Paste the connection's access token.")
@@ -82,17 +86,18 @@ def connection_import(
                 access_token=access_token,
                 status=Connection.Status.ACTIVE,
                 source=Connection.Source.IMPORT,
-                created_by=actor,
+                created_by=user_or_none(actor),
                 connected_at=timezone.now(),
             )
             audit_record(actor=actor, action="connection.imported", connection=connection)
+            transaction.on_commit(lambda: sync_schedule_initial(connection=connection))
     except IntegrityError as e:  # imported twice at the same moment
         raise ValidationError(f"This connection ({connection_id}) is already in Dockside.") from e
     return connection
 
 
 def connection_set_paused(
-    *, connection: Connection, paused: bool, actor: AbstractBaseUser | None
+    *, connection: Connection, paused: bool, actor: Actor
 ) -> Connection:
     with transaction.atomic():
         connection.sync_paused = paused
@@ -143,7 +148,7 @@ def connection_mark_repaired(*, connection_id: int) -> bool:
 
 
 def connection_resync(
-    *, connection: Connection, actor: AbstractBaseUser | None, resources: list[str] | None = None
+    *, connection: Connection, actor: Actor, resources: list[str] | None = None
 ) -> list[str]:
     """Staff's "resync now": a full pass over these resources (default: all it offers)."""
     from .sync import sync_request_now

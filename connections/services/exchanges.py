@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -23,7 +22,7 @@ from ..trackstar import (
     TrackstarRateLimited,
     TrackstarUnavailable,
 )
-from .audit import audit_record
+from .audit import Actor, audit_record, user_or_none
 from .magic_links import magic_link_completed, magic_link_consume, magic_link_release
 from .sync import sync_schedule_initial
 
@@ -71,7 +70,7 @@ def exchange_submit(
     auth_code: str,
     integration_name: str,
     source: str,
-    user: AbstractBaseUser | None = None,
+    user: Actor = None,
     reinstall_connection: Connection | None = None,
     magic_link: MagicLink | None = None,
 ) -> SubmittedExchange:
@@ -97,7 +96,7 @@ def exchange_submit(
             auth_code=auth_code,
             integration_name=integration_name,
             source=source,
-            created_by=user if user is not None and user.is_authenticated else None,
+            created_by=user_or_none(user),
             reinstall_connection=reinstall_connection,
             magic_link=magic_link,
         )

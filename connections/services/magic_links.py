@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
@@ -22,7 +21,7 @@ from django.utils import timezone
 from customers.models import Customer
 
 from ..models import Connection, MagicLink
-from .audit import audit_record
+from .audit import Actor, audit_record, user_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ class IssuedLink:
 def magic_link_issue(
     *,
     customer: Customer,
-    created_by: AbstractBaseUser | None,
+    created_by: Actor,
     expires_in_days: int = DEFAULT_EXPIRY_DAYS,
     max_uses: int = 1,
     allowed_integrations: list[str] | None = None,
@@ -70,7 +69,7 @@ def magic_link_issue(
             max_uses=max_uses,
             allowed_integrations=sorted(set(allowed_integrations or [])),
             reinstall_connection=reinstall_connection,
-            created_by=created_by,
+            created_by=user_or_none(created_by),
             emailed_to=email_to,
         )
         audit_record(actor=created_by, action="magic_link.issued", customer=customer,
@@ -137,7 +136,7 @@ def magic_link_completed(*, link_id: int) -> None:
     MagicLink.objects.filter(pk=link_id).update(completed_at=timezone.now())
 
 
-def magic_link_revoke(*, link: MagicLink, actor: AbstractBaseUser | None) -> bool:
+def magic_link_revoke(*, link: MagicLink, actor: Actor) -> bool:
     with transaction.atomic():
         revoked = MagicLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(
             revoked_at=timezone.now(), revoked_by=actor)

@@ -9,6 +9,7 @@ dies mid-run leaves the cursor behind; the next task to take the lease resumes t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -16,15 +17,17 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db import connection as db_connection
-from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -35,7 +38,6 @@ from ..models.records import parse_datetime
 from ..ratelimit import acquire, trackstar_get_limiter
 from ..trackstar import (
     RESOURCE_ACTIONS,
-    Page,
     TrackstarAuthError,
     TrackstarBadRequest,
     TrackstarError,
@@ -44,6 +46,7 @@ from ..trackstar import (
     TrackstarUnavailable,
     TrackstarValidationError,
 )
+from .connections import connection_mark_needs_reconnect
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +110,14 @@ def records_upsert(
     return written
 
 
+@dataclass(frozen=True)
+class _Statement:
+    sql: str
+    params: list[Any]
+    # Newest updated_date among the records, for the run's high-water mark.
+    newest: datetime | None
+
+
 def _upsert(
     connection: Connection,
     model: type[SyncedRecord],
@@ -114,13 +125,28 @@ def _upsert(
     synced_at: datetime | None,
     only_if_newer: bool,
 ) -> tuple[int, datetime | None]:
-    """One INSERT ... ON CONFLICT (connection_id, trackstar_id) DO UPDATE for the batch.
-    Returns (rows written, newest updated_date in the batch).
+    """Upsert a batch in one statement. Returns (rows written, newest updated_date)."""
+    statement = _upsert_statement(connection, model, records, synced_at, only_if_newer)
+    return _upsert_execute(statement), statement.newest
+
+
+def _upsert_statement(
+    connection: Connection,
+    model: type[SyncedRecord],
+    records: list[Mapping[str, Any]],
+    synced_at: datetime | None,
+    only_if_newer: bool,
+    db: BaseDatabaseWrapper | None = None,
+) -> _Statement:
+    """Build one INSERT ... ON CONFLICT (connection_id, trackstar_id) DO UPDATE for the
+    batch, without touching the database (a sync builds the next page's statement in its
+    prefetch thread, `db` being the connection the statement will run on).
 
     Raw SQL rather than bulk_create(update_conflicts=True): the same statement serves both
     modes (only_if_newer needs a WHERE on the DO UPDATE), skips building model instances,
     and stays one statement on SQLite, where Django would split it into batches of 999
     parameters. Both backends take this syntax (PostgreSQL 9.5+, SQLite 3.24+)."""
+    db = db or connections[DEFAULT_DB_ALIAS]
     synced_at = synced_at or timezone.now()
     # A page may repeat an id (a record updated while Trackstar paged); one statement must
     # not touch a row twice, so keep the newest copy.
@@ -139,7 +165,7 @@ def _upsert(
         if previous is None or _newer_or_equal(updated, previous[0]):
             by_id[trackstar_id] = (updated, record)
     if not by_id:
-        return 0, newest
+        return _Statement("", [], newest)
 
     opts = model._meta
     names = ["connection_id", "customer_id", "trackstar_id", "created_date", "updated_date",
@@ -151,46 +177,58 @@ def _upsert(
          *model.columns_from(record).values()]
         for trackstar_id, (updated, record) in by_id.items()
     )
-    ops = db_connection.ops
+    ops = db.ops
     table = ops.quote_name(opts.db_table)
     columns = ", ".join(ops.quote_name(field.column) for field in fields)
     updates = ", ".join(
         f"{ops.quote_name(f.column)} = EXCLUDED.{ops.quote_name(f.column)}"
         for f in fields if f.column not in ("connection_id", "customer_id", "trackstar_id")
     )
-    if db_connection.vendor == "postgresql":
-        sql, params = _insert_postgresql(table, columns, fields, rows)
+    if db.vendor == "postgresql":
+        sql, params = _insert_postgresql(db, table, columns, fields, rows)
     else:
-        sql, params = _insert_values(table, columns, fields, rows, len(by_id))
+        sql, params = _insert_values(db, table, columns, fields, rows, len(by_id))
     sql += f" ON CONFLICT (connection_id, trackstar_id) DO UPDATE SET {updates}"
     if only_if_newer:
         updated_col = f"{table}.{ops.quote_name('updated_date')}"
         sql += f" WHERE {updated_col} IS NULL OR {updated_col} <= EXCLUDED.updated_date"
+    return _Statement(sql, params, newest)
+
+
+def _upsert_execute(statement: _Statement) -> int:
+    if not statement.sql:
+        return 0
     if db_connection.vendor == "postgresql":
-        return _execute_server_bound(sql, params), newest
+        return _execute_server_bound(statement.sql, statement.params)
     with db_connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount, newest
+        cursor.execute(statement.sql, statement.params)
+        return cursor.rowcount
 
 
 def _insert_values(
-    table: str, columns: str, fields: list[Any], rows: Iterable[list[Any]], count: int
+    db: BaseDatabaseWrapper,
+    table: str,
+    columns: str,
+    fields: list[Any],
+    rows: Iterable[list[Any]],
+    count: int,
 ) -> tuple[str, list[Any]]:
     """INSERT ... VALUES (...), (...): one placeholder per value, adapted by Django."""
     prep = [field.get_db_prep_save for field in fields]
     params: list[Any] = []
     for row in rows:
-        params.extend(p(value, db_connection) for p, value in zip(prep, row, strict=True))
+        params.extend(p(value, db) for p, value in zip(prep, row, strict=True))
     placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
     return f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholder] * count)}", params
 
 
 def _insert_postgresql(
-    table: str, columns: str, fields: list[Any], rows: Iterable[list[Any]]
+    db: BaseDatabaseWrapper, table: str, columns: str, fields: list[Any], rows: Iterable[list[Any]]
 ) -> tuple[str, list[Any]]:
     """INSERT ... SELECT FROM unnest(col1[], col2[], ...): one array parameter per column,
     sent in binary, so the statement text is the same for every page and psycopg does not
-    quote a thousand JSON documents (measured in bench/: about 4x faster than VALUES)."""
+    quote a thousand JSON documents (bench/: several times faster than VALUES; a COPY into
+    a staging table and a merge measured no faster, and takes three statements)."""
     arrays: list[list[Any]] = [[] for _ in fields]
     data_index = 6
     for row in rows:
@@ -199,12 +237,12 @@ def _insert_postgresql(
         for values, value in zip(arrays, row, strict=True):
             values.append(value)
     casts = ", ".join(
-        f"%b::{'text' if f.get_internal_type() == 'JSONField' else _pg_type(f)}[]"
+        f"%b::{'text' if f.get_internal_type() == 'JSONField' else _pg_type(db, f)}[]"
         for f in fields
     )
     select = ", ".join(
-        f"{ops_col}::jsonb" if f.get_internal_type() == "JSONField" else ops_col
-        for f, ops_col in ((f, f"c{i}") for i, f in enumerate(fields))
+        f"c{i}::jsonb" if f.get_internal_type() == "JSONField" else f"c{i}"
+        for i, f in enumerate(fields)
     )
     aliases = ", ".join(f"c{i}" for i in range(len(fields)))
     sql = (
@@ -214,11 +252,10 @@ def _insert_postgresql(
     return sql, arrays
 
 
-def _pg_type(field: Any) -> str:
-    target = field.target_field if field.is_relation else field
-    return target.rel_db_type(db_connection) if field.is_relation else target.db_type(
-        db_connection
-    )
+def _pg_type(db: BaseDatabaseWrapper, field: Any) -> str:
+    if field.is_relation:
+        return field.target_field.rel_db_type(db)
+    return field.db_type(db)
 
 
 def _execute_server_bound(sql: str, params: list[Any]) -> int:
@@ -544,48 +581,84 @@ def _run(
     mark = run.high_water_mark
     started = time.monotonic()
     pages_this_attempt = 0
-    while True:
-        try:
-            page = _fetch_page(connection, resource, lease, filters, page_token)
-        except (TrackstarValidationError, TrackstarBadRequest):
-            if page_token is None:
-                raise
-            # The resumed page token expired or was refused: start this run's query over;
-            # upserts are idempotent, so re-reading pages costs time, not correctness.
-            logger.info("Page token refused on resume; restarting the run", extra=log_extra)
-            page_token = None
-            continue
-        if page.next_token is not None and page.next_token == page_token:
-            raise TrackstarError("Trackstar repeated a page token", path=resource)
-        mark = _commit_page(connection, model, lease, page, mark)
-        pages_this_attempt += 1
-        if page.next_token is None:
-            return _finish_succeeded(connection, lease, mark, log_extra)
-        page_token = page.next_token
-        out_of_time = time_budget is not None and time.monotonic() - started > time_budget
-        out_of_pages = page_budget is not None and pages_this_attempt >= page_budget
-        if out_of_time or out_of_pages:
-            _lease_release(lease, error="")
-            return SyncOutcome("continue", lease.run)
+    # One page ahead: a thread downloads, parses and turns the next page into its SQL
+    # statement while the database writes the current one (this thread then waits on
+    # PostgreSQL, not on the GIL). Retries, the lease and every write stay on this thread.
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-prefetch")
+    db = connections[DEFAULT_DB_ALIAS]
+
+    def fetch(token: str | None) -> Future[_FetchedPage]:
+        return prefetch.submit(_fetch_once, connection, model, filters, token, db)
+
+    try:
+        pending = fetch(page_token)
+        while True:
+            try:
+                page = _await_page(pending, functools.partial(fetch, page_token), lease)
+            except (TrackstarValidationError, TrackstarBadRequest):
+                if page_token is None:
+                    raise
+                # The resumed page token expired or was refused: start this run's query
+                # over; upserts are idempotent, so re-reading costs time, not correctness.
+                logger.info("Page token refused on resume; restarting the run", extra=log_extra)
+                page_token = None
+                pending = fetch(None)
+                continue
+            if page.next_token is not None and page.next_token == page_token:
+                raise TrackstarError("Trackstar repeated a page token", path=resource)
+            upcoming = fetch(page.next_token) if page.next_token is not None else None
+            mark = _commit_page(lease, page, mark)
+            pages_this_attempt += 1
+            if upcoming is None:
+                return _finish_succeeded(connection, lease, mark, log_extra)
+            page_token, pending = page.next_token, upcoming
+            out_of_time = time_budget is not None and time.monotonic() - started > time_budget
+            out_of_pages = page_budget is not None and pages_this_attempt >= page_budget
+            if out_of_time or out_of_pages:
+                _lease_release(lease, error="")
+                return SyncOutcome("continue", lease.run)
+    finally:
+        # Do not wait for a prefetch nobody needs any more (it ends within the timeout).
+        prefetch.shutdown(wait=False, cancel_futures=True)
 
 
-def _fetch_page(
+@dataclass(frozen=True)
+class _FetchedPage:
+    next_token: str | None
+    size: int
+    statement: _Statement
+
+
+def _fetch_once(
     connection: Connection,
-    resource: str,
-    lease: _Lease,
+    model: type[SyncedRecord],
     filters: Mapping[str, Any] | None,
     page_token: str | None,
-) -> Page:
-    """One page, under the shared rate limit. A 429 waits for retry-after and a timeout or
-    5xx backs off, then the same page is asked again, a bounded number of times."""
-    client = trackstar_client()
-    limiter = trackstar_get_limiter()
+    db: BaseDatabaseWrapper,
+) -> _FetchedPage:
+    """One page, under the rate limit every worker shares for this access token, turned
+    into its upsert statement. No database access: this runs in the prefetch thread."""
+    acquire(trackstar_get_limiter(), connection.access_token)
+    pages = trackstar_client().iter_pages(
+        model.resource, access_token=connection.access_token, filters=filters,
+        limit=PAGE_SIZE, page_token=page_token,
+    )
+    try:
+        page = next(pages)
+    finally:
+        pages.close()
+    statement = _upsert_statement(connection, model, page.records, timezone.now(), False, db)
+    return _FetchedPage(page.next_token, len(page.records), statement)
+
+
+def _await_page(
+    pending: Future[_FetchedPage], refetch: Callable[[], Future[_FetchedPage]], lease: _Lease
+) -> _FetchedPage:
+    """The page, or the same page asked again: a 429 waits for retry-after and a timeout
+    or 5xx backs off, a bounded number of times; then the error goes to the task."""
     for attempt in itertools.count():
-        acquire(limiter, connection.access_token)
-        pages = client.iter_pages(resource, access_token=connection.access_token,
-                                  filters=filters, limit=PAGE_SIZE, page_token=page_token)
         try:
-            return next(pages)
+            return pending.result()
         except TrackstarRateLimited as e:
             if attempt >= PAGE_RETRIES:
                 raise
@@ -597,34 +670,27 @@ def _fetch_page(
             wait = random.uniform(  # noqa: S311
                 PAGE_BACKOFF_BASE / 2, min(PAGE_BACKOFF_CAP, PAGE_BACKOFF_BASE * 2**attempt)
             )
-        finally:
-            pages.close()
         # Keep the lease while waiting, so a slow page is not mistaken for a dead worker.
         _lease_renew(lease)
         time.sleep(wait)
+        pending = refetch()
     raise AssertionError("unreachable")
 
 
-def _commit_page(
-    connection: Connection,
-    model: type[SyncedRecord],
-    lease: _Lease,
-    page: Page,
-    mark: datetime | None,
-) -> datetime | None:
+def _commit_page(lease: _Lease, page: _FetchedPage, mark: datetime | None) -> datetime | None:
     """Records, progress, cursor and lease in one transaction. The lease UPDATE comes first:
     it locks the ResourceSync row, so a takeover waits for this commit and a worker whose
     token changed writes nothing."""
     now = timezone.now()
     with transaction.atomic():
         _lease_renew(lease)
-        newest = _upsert(connection, model, page.records, now, False)[1] if page.records \
-            else None
+        _upsert_execute(page.statement)
+        newest = page.statement.newest
         if newest is not None and (mark is None or newest > mark):
             mark = newest
         SyncRun.objects.filter(pk=lease.run.pk).update(
             pages=F("pages") + 1,
-            records=F("records") + len(page.records),
+            records=F("records") + page.size,
             high_water_mark=mark,
             next_page_token=page.next_token or "",
             error="",
@@ -718,11 +784,11 @@ def _finish_needs_reconnect(
     )
     with transaction.atomic():
         run = _finish(lease, status=SyncRun.Status.FAILED, error=message)
-        # Only an active connection turns into needs_reconnect; a disconnected one stays so.
-        Connection.objects.filter(pk=connection.pk, status=Connection.Status.ACTIVE).update(
-            status=Connection.Status.NEEDS_RECONNECT, last_error=message,
-            updated_at=timezone.now(),
-        )
+        # Only an active connection turns into needs_reconnect (a disconnected one stays so);
+        # the customer's contact gets one reconnect email per incident.
+        if Connection.objects.filter(pk=connection.pk,
+                                     status=Connection.Status.ACTIVE).exists():
+            connection_mark_needs_reconnect(connection_id=connection.pk, reason=message)
     logger.warning("Connection needs reconnect after a 401 while syncing",
                    extra={"customer_id": connection.customer.public_id,
                           "connection_id": connection.trackstar_connection_id})

@@ -3,14 +3,13 @@
 import logging
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from ..models import Connection, SyncRun, WebhookEvent
 from ..models.records import RECORD_MODELS
-from .audit import audit_record
+from .audit import Actor, audit_record
 from .connections import connection_mark_needs_reconnect, connection_mark_repaired
 from .sync import records_upsert, sync_request_now, sync_schedule_initial
 
@@ -33,6 +32,7 @@ STALE_SECONDS = 60
 
 def webhook_receive(*, svix_id: str, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
     """Store a verified delivery once; a repeat of the same svix-id changes nothing."""
+    payload, access_token = _without_secrets(payload)
     with transaction.atomic():
         event, created = WebhookEvent.objects.get_or_create(
             svix_id=svix_id,
@@ -40,11 +40,20 @@ def webhook_receive(*, svix_id: str, payload: dict[str, Any]) -> tuple[WebhookEv
                 "event_type": str(payload.get("event_type") or "")[:100],
                 "trackstar_connection_id": str(payload.get("connection_id") or "")[:128],
                 "payload": payload,
+                "access_token": access_token,
             },
         )
         if created:
             transaction.on_commit(lambda: webhook_enqueue(event_id=event.pk))
     return event, created
+
+
+def _without_secrets(payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    data = payload.get("data")
+    token = data.get("access_token") if isinstance(data, dict) else None
+    if isinstance(data, dict) and isinstance(token, str):
+        return {**payload, "data": {**data, "access_token": "[encrypted]"}}, token
+    return payload, ""
 
 
 def webhook_enqueue(*, event_id: int) -> bool:
@@ -68,7 +77,7 @@ def webhooks_sweep() -> int:
     return sum(webhook_enqueue(event_id=event_id) for event_id in ids)
 
 
-def webhook_retry(*, event: WebhookEvent, actor: AbstractBaseUser | None) -> bool:
+def webhook_retry(*, event: WebhookEvent, actor: Actor) -> bool:
     """Staff's retry of a failed event."""
     with transaction.atomic():
         updated = WebhookEvent.objects.filter(
@@ -93,9 +102,9 @@ def webhook_apply(*, event_id: int) -> WebhookEvent | None:
         if connection is None:
             _finish(event, WebhookEvent.Status.IGNORED, "No such connection in Dockside.")
             return event
-        applied = _apply(event, connection)
-        _finish(event, WebhookEvent.Status.PROCESSED if applied else WebhookEvent.Status.IGNORED,
-                "" if applied else f"Event type {event.event_type!r} is not used by Dockside.")
+        ignored_because = _apply(event, connection)
+        _finish(event, WebhookEvent.Status.IGNORED if ignored_because
+                else WebhookEvent.Status.PROCESSED, ignored_because or "")
     return event
 
 
@@ -111,7 +120,8 @@ def _finish(event: WebhookEvent, status: str, error: str) -> None:
     event.save()
 
 
-def _apply(event: WebhookEvent, connection: Connection) -> bool:
+def _apply(event: WebhookEvent, connection: Connection) -> str | None:
+    """Apply the event; None when done, else why it was ignored."""
     event_type = event.event_type
     data = event.payload.get("data") or {}
     if event_type in ("connection-error.created", "connection-error.updated"):
@@ -120,39 +130,45 @@ def _apply(event: WebhookEvent, connection: Connection) -> bool:
             connection_id=connection.pk,
             reason=f"{reason} Reconnect to resume syncing.",
         )
-        return True
+        return None
     if event_type == "connection-error.deleted":
         connection_mark_repaired(connection_id=connection.pk)
-        return True
+        return None
     if event_type == "connection.deleted":
         Connection.objects.filter(pk=connection.pk).exclude(
             status=Connection.Status.DISCONNECTED
         ).update(status=Connection.Status.DISCONNECTED, access_token="",
                  disconnected_at=timezone.now(), updated_at=timezone.now())
-        return True
+        return None
     if event_type == "connection.created":
-        return _adopt_token(connection, data)
+        if not _adopt_token(connection, event.access_token):
+            return "The connection already has its access token."
+        return None
     if event_type == "connection.historical-sync-completed":
         resource = str(data.get("resource") or "").replace("-", "_")
-        if resource not in RECORD_MODELS or connection.status != Connection.Status.ACTIVE:
-            return False
+        if resource not in RECORD_MODELS:
+            return f"Dockside does not sync {resource or 'this resource'}."
+        if connection.status != Connection.Status.ACTIVE:
+            return f"The connection is {connection.get_status_display().lower()}."
         sync_request_now(connection=connection, resources=[resource], full=True,
                          kind=SyncRun.Kind.WEBHOOK)
-        return True
-    prefix, _, action = event_type.partition(".")
-    resource = EVENT_RESOURCES.get(prefix)
-    if resource is None or not isinstance(data, dict) or not data.get("id"):
-        return False
+        return None
+    prefix, _, _action = event_type.partition(".")
+    record_resource = EVENT_RESOURCES.get(prefix)
+    if record_resource is None:
+        return f"Dockside does not use {event_type} events."
+    if not isinstance(data, dict) or not data.get("id"):
+        return "The event carries no record."
     # order.created / order.updated / order.shipment.created … all carry the full record.
-    records_upsert(connection=connection, resource=resource, records=[data], only_if_newer=True)
-    return True
+    records_upsert(connection=connection, resource=record_resource, records=[data],
+                   only_if_newer=True)
+    return None
 
 
-def _adopt_token(connection: Connection, data: dict) -> bool:
+def _adopt_token(connection: Connection, token: str) -> bool:
     """connection.created carries the access token: it completes a connection that was
     recovered after a lost exchange (services.exchanges._recover_from_trackstar)."""
-    token = data.get("access_token")
-    if connection.access_token or not isinstance(token, str) or not token:
+    if connection.access_token or not token:
         return False
     connection.access_token = token
     connection.status = Connection.Status.ACTIVE

@@ -1,4 +1,8 @@
+from datetime import datetime
+
 from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 register = template.Library()
 
@@ -32,3 +36,12 @@ def lookup(mapping: dict, key: str):
 @register.filter
 def status_label(value: str) -> str:
     return (value or "").replace("_", " ").capitalize()
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    if (timezone.now() - moment).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(moment)} ago"

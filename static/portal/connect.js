@@ -65,13 +65,17 @@
       });
   }
 
+  function displayName(slug) {
+    return (config.integrationNames || {})[slug] || slug;
+  }
+
   function onSuccess(authCode, integrationName) {
-    setStatus("Connecting " + integrationName + "…", "busy");
+    setStatus("Connecting " + displayName(integrationName) + "…", "busy");
     var body = {auth_code: authCode, integration_name: integrationName};
     if (reinstallId) body.connection_id = reinstallId;
     return postJSON(config.storeTokenUrl, body)
       .then(function (exchange) {
-        return poll(exchange.status_url, integrationName, Date.now() + 120000);
+        return poll(exchange.status_url, displayName(integrationName), Date.now() + 120000);
       })
       .catch(function (e) { setStatus(e.message, "error"); });
   }

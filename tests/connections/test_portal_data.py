@@ -102,7 +102,11 @@ def test_freshness_says_how_old_the_data_is_and_when_it_is_stale(portal, connect
     ResourceSync.objects.create(connection=connection, resource="inventory",
                                 interval_seconds=900, last_success_at=now - timedelta(hours=2))
 
-    html = portal.get("/portal/orders/").content.decode()
+    orders_page = portal.get("/portal/orders/").content.decode()
+    inventory_page = portal.get("/portal/inventory/").content.decode()
+    overview = portal.get("/portal/").content.decode()
 
-    assert "Orders: updated 4\xa0minutes ago" in html
-    assert "Inventory: updated 2\xa0hours ago (stale)" in html
+    assert "Orders: updated 4\xa0minutes ago" in orders_page
+    assert "Inventory" not in orders_page.split('aria-label="Data freshness"')[1][:300]
+    assert "Inventory: updated 2\xa0hours ago (stale)" in inventory_page
+    assert "Orders: updated" in overview and "Inventory: updated" in overview

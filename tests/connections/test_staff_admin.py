@@ -112,14 +112,34 @@ def test_disconnect_action_deletes_at_trackstar(staff, customer, staff_user, tra
     connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
                                  access_token=made["access_token"])
 
-    staff.post("/admin/connections/connection/", {"action": "disconnect",
-                                                  "_selected_action": [connection.pk]})
+    confirm = staff.post("/admin/connections/connection/", {"action": "disconnect",
+                                                            "_selected_action": [connection.pk]})
+    connection.refresh_from_db()
+    assert confirm.status_code == 200 and "Yes, disconnect" in confirm.content.decode()
+    assert connection.status == Connection.Status.ACTIVE  # nothing happens before confirming
 
+    staff.post("/admin/connections/connection/", {"action": "disconnect", "confirm": "yes",
+                                                  "_selected_action": [connection.pk]})
     connection.refresh_from_db()
     assert connection.status == Connection.Status.DISCONNECTED
     assert connection.access_token == ""
     assert trackstar.get(f"/_sandbox/connections/{made['connection_id']}").status_code == 404
     assert actions("connection.disconnected")[0].actor == staff_user
+
+
+def test_disconnecting_revokes_its_reconnect_links(customer, staff_user, trackstar):
+    from connections import services
+
+    made = trackstar.connect("shipbob", {"api_key": "sk_1"})
+    connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
+                                 access_token=made["access_token"])
+    link = services.magic_link_issue(customer=customer, created_by=staff_user,
+                                     reinstall_connection=connection).link
+
+    services.connection_disconnect(connection=connection, actor=staff_user)
+
+    link.refresh_from_db()
+    assert link.state == MagicLink.State.REVOKED
 
 
 def test_pause_and_resume_actions(staff, connection):

@@ -160,4 +160,24 @@ def test_unknown_event_types_are_stored_and_ignored(client, connection):
                             "event_type": "bill.created", "data": {"id": "b1"}}, "msg_u")
 
     assert event.status == WebhookEvent.Status.IGNORED
+    assert event.error == "Dockside does not use bill.created events."
     assert Order.objects.count() == 0
+
+
+def test_the_access_token_in_connection_created_is_stored_encrypted(client, customer):
+    from django.db import connection as db_connection
+
+    recovered = make_connection(customer=customer, access_token="",
+                                status=Connection.Status.NEEDS_RECONNECT)
+    event = _apply(client, {"connection_id": recovered.trackstar_connection_id,
+                            "event_type": "connection.created",
+                            "data": {"access_token": "trackstar_eyFROMWEBHOOK"}}, "msg_c")
+
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT payload::text, access_token FROM connections_webhookevent")
+        payload, stored = cursor.fetchone()
+    assert "trackstar_eyFROMWEBHOOK" not in payload + stored
+    recovered.refresh_from_db()
+    assert recovered.access_token == "trackstar_eyFROMWEBHOOK"
+    assert recovered.status == Connection.Status.ACTIVE
+    assert event.status == WebhookEvent.Status.PROCESSED

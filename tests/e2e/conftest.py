@@ -1,16 +1,49 @@
+import socket
 import time
 
 import pytest
+import requests
 
+from config.celery_app import app as celery_app
+from connections.models import Connection
 from tests.builders import PASSWORD
 
 
 @pytest.fixture
-def live_trackstar(trackstar, live_server, celery_worker_process):
+def live_trackstar(transactional_db, trackstar, live_server, celery_worker_process):
     """Web (live server), a real worker process and the sandbox, wired together; the
-    sandbox's webhooks go to this live server."""
+    sandbox's webhooks go to this live server.
+
+    A new connection sets off work that outlives the test: the sandbox's webhooks
+    (historical-sync-completed, 1 s later) and the worker's initial syncs. Left running, they
+    deadlock with the flush that empties the database after the test. So afterwards: stop
+    the webhooks, pause syncing, and let the worker finish."""
     trackstar.configure(webhook_url=f"{live_server.url}/webhooks/trackstar/")
-    return trackstar
+    yield trackstar
+    try:
+        trackstar.reset()  # drops pending deliveries and the webhook URL
+    except requests.ConnectionError:  # a pooled keep-alive connection the sandbox closed
+        trackstar.reset()
+    Connection.objects.update(sync_paused=True)  # queued syncs now end at once
+    _wait_for_idle_worker(celery_worker_process.name)
+
+
+def _worker_is_idle(name: str) -> bool:
+    node = f"{name}@{socket.gethostname()}"
+    inspect = celery_app.control.inspect(destination=[node], timeout=2.0, limit=1)
+    for busy in (inspect.active, inspect.reserved, inspect.scheduled):
+        if (busy() or {}).get(node, True):  # no reply counts as busy
+            return False
+    with celery_app.connection_for_read() as conn:  # tasks not yet handed to a worker
+        return conn.default_channel.client.llen(celery_app.conf.task_default_queue) == 0
+
+
+def _wait_for_idle_worker(name: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2 and time.monotonic() < deadline:  # twice in a row: nothing in flight
+        quiet = quiet + 1 if _worker_is_idle(name) else 0
+        time.sleep(0.2)
 
 
 def login(page, live_server, username: str, *, url: str = "/portal/login/") -> None:

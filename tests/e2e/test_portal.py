@@ -28,7 +28,7 @@ def test_customer_connects_a_wms_and_sees_it_connected(page, live_server, live_t
     page.get_by_role("button", name="Connect your WMS").click()
     connect_in_modal(page)
 
-    expect(page.locator("#connect-status")).to_have_text("Connected: shipbob.", timeout=30_000)
+    expect(page.locator("#connect-status")).to_have_text("Connected: ShipBob.", timeout=30_000)
     row = page.locator("#connections-table tbody tr")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("ShipBob")
@@ -58,7 +58,7 @@ def test_reconnect_keeps_the_connection_id(page, live_server, live_trackstar, ac
     login(page, live_server, "acme")
     page.get_by_role("button", name="Connect your WMS").click()
     connect_in_modal(page)
-    expect(page.locator("#connect-status")).to_have_text("Connected: shipbob.", timeout=30_000)
+    expect(page.locator("#connect-status")).to_have_text("Connected: ShipBob.", timeout=30_000)
     connection = Connection.objects.get()
     live_trackstar.break_connection(connection.trackstar_connection_id)
     Connection.objects.filter(pk=connection.pk).update(
@@ -73,7 +73,7 @@ def test_reconnect_keeps_the_connection_id(page, live_server, live_trackstar, ac
     # A reinstall link token goes straight to that integration's form.
     connect_in_modal(page, api_key="sk_live_rotated", pick=False)
 
-    expect(page.locator("#connect-status")).to_have_text("Connected: shipbob.", timeout=30_000)
+    expect(page.locator("#connect-status")).to_have_text("Connected: ShipBob.", timeout=30_000)
     expect(row).to_contain_text("Connected")
     connection.refresh_from_db()
     assert Connection.objects.count() == 1

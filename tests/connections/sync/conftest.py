@@ -1,5 +1,7 @@
 """Sync tests run against the real sandbox over HTTP and the real database."""
 
+import time
+
 import pytest
 
 from connections.models import Connection
@@ -56,7 +58,13 @@ def sandbox_records(sandbox, connection: Connection, resource: str) -> dict[str,
     params: dict = {"limit": 1000}
     path = "/wms/" + SANDBOX_NAMES[resource]
     while True:
-        body = sandbox.wms(connection.access_token, path, params=params).json()
+        response = sandbox.wms(connection.access_token, path, params=params)
+        if response.status_code == 429:
+            # Same access token as the sync just used: the sandbox's 10 GET/s applies.
+            time.sleep(float(response.headers.get("retry-after", "1")))
+            continue
+        assert response.ok, response.text
+        body = response.json()
         records.update((record["id"], record) for record in body["data"])
         if not body["next_token"]:
             return records

@@ -140,18 +140,17 @@ def test_an_expired_lease_is_taken_over(connect, sandbox):
 
 def test_a_worker_fenced_out_mid_run_commits_nothing_more(connect, sandbox, monkeypatch):
     connection = connect(orders=2500)
-    fetch = sync_service._fetch_page
+    commit = sync_service._commit_page
     calls = []
 
-    def fetch_then_lose_lease(*args, **kwargs):
-        page = fetch(*args, **kwargs)
+    def lose_lease_before_page_2(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             # Another worker takes the lease while this one holds page 2 in memory.
             ResourceSync.objects.filter(connection=connection).update(lease_token=uuid.uuid4())
-        return page
+        return commit(*args, **kwargs)
 
-    monkeypatch.setattr(sync_service, "_fetch_page", fetch_then_lose_lease)
+    monkeypatch.setattr(sync_service, "_commit_page", lose_lease_before_page_2)
     outcome = sync_resource(connection_id=connection.pk, resource="orders")
 
     assert outcome.status == "lease_lost"
@@ -201,3 +200,35 @@ def test_initial_sync_skips_resources_the_integration_does_not_offer(connect, no
 
     assert "returns" not in scheduled
     assert "orders" in scheduled
+
+
+def test_giving_up_ends_the_run_as_failed_and_reschedules(connect, sandbox, monkeypatch):
+    connection = connect()
+    monkeypatch.setattr(sync_service, "PAGE_RETRIES", 0)
+    sandbox.set_faults(rate=1.0, statuses=[500], paths="/wms/")
+    with pytest.raises(TrackstarUnavailable):
+        sync_resource(connection_id=connection.pk, resource="orders")
+    sandbox.clear_faults()
+
+    run = sync_service.sync_fail(connection_id=connection.pk, resource="orders",
+                                 reason="Trackstar stayed unreachable.")
+
+    assert run.status == "failed" and run.error == "Trackstar stayed unreachable."
+    state = ResourceSync.objects.get(connection=connection, resource="orders")
+    assert state.current_run is None and state.lease_token is None
+    assert state.next_sync_at > timezone.now()
+    # The next run starts afresh and completes.
+    ResourceSync.objects.filter(pk=state.pk).update(next_sync_at=timezone.now())
+    assert sync_resource(connection_id=connection.pk, resource="orders").status == "succeeded"
+
+
+def test_a_page_costs_a_constant_handful_of_queries(connect, sandbox,
+                                                     django_assert_max_num_queries):
+    connection = connect(orders=5000)
+
+    # 5 pages of 1000: a few queries to start and finish, about five per page
+    # (savepoint, lease, one upsert, progress, release), never one per record.
+    with django_assert_max_num_queries(45):
+        outcome = sync_resource(connection_id=connection.pk, resource="orders")
+
+    assert outcome.run.records == 5000

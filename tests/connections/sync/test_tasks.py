@@ -1,0 +1,63 @@
+"""The sync task's own decisions: what it retries, re-enqueues and gives up on."""
+
+import pytest
+from celery.exceptions import Retry
+
+from connections import services
+from connections.services.sync import SyncOutcome
+from connections.tasks import sync as sync_tasks
+from connections.trackstar import TrackstarUnavailable
+
+
+@pytest.fixture
+def outcome(monkeypatch):
+    result = {"value": SyncOutcome("succeeded")}
+
+    def fake_sync_resource(**kwargs):
+        value = result["value"]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    monkeypatch.setattr(services, "sync_resource", fake_sync_resource)
+    return result
+
+
+def run_task(retries=0):
+    sync_tasks.sync_resource.push_request(retries=retries)
+    try:
+        return sync_tasks.sync_resource.run(1, "orders", "incremental", False)
+    finally:
+        sync_tasks.sync_resource.pop_request()
+
+
+def test_a_finished_run_returns_its_status(outcome):
+    assert run_task() == "succeeded"
+
+
+def test_out_of_time_enqueues_the_rest(outcome, monkeypatch):
+    calls = []
+    monkeypatch.setattr(sync_tasks.sync_resource, "delay", lambda *a: calls.append(a))
+    outcome["value"] = SyncOutcome("continue")
+
+    assert run_task() == "continue"
+    assert calls == [(1, "orders", "incremental", False)]
+
+
+def test_a_held_lease_is_tried_again_later(outcome):
+    outcome["value"] = SyncOutcome("busy", retry_in=5)
+
+    with pytest.raises(Retry):
+        run_task()
+
+
+def test_trackstar_unavailable_is_retried_then_the_run_fails(outcome, monkeypatch):
+    failed = []
+    monkeypatch.setattr(services, "sync_fail", lambda **kw: failed.append(kw))
+    outcome["value"] = TrackstarUnavailable("down")
+
+    with pytest.raises((Retry, TrackstarUnavailable)):
+        run_task()
+    assert failed == []
+    assert run_task(retries=sync_tasks.SYNC_MAX_RETRIES) == "failed"
+    assert failed[0]["resource"] == "orders"
