@@ -5,6 +5,7 @@ Each row keeps the columns people filter and sort on, plus the whole Trackstar o
 is denormalised from the connection so tenant selectors filter without a join.
 """
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -77,7 +78,7 @@ class SyncedRecord(models.Model):
         return self.trackstar_id
 
     @staticmethod
-    def columns_from(record: dict[str, Any]) -> dict[str, Any]:
+    def columns_from(record: Mapping[str, Any]) -> dict[str, Any]:
         """The promoted columns of one Trackstar object (besides the common ones)."""
         return {}
 
@@ -91,7 +92,7 @@ class Warehouse(SyncedRecord):
         indexes = [models.Index(fields=["customer", "name"], name="warehouse_customer_name")]
 
     @staticmethod
-    def columns_from(record: dict[str, Any]) -> dict[str, Any]:
+    def columns_from(record: Mapping[str, Any]) -> dict[str, Any]:
         return {"name": _text(record.get("name"), 255), "code": _text(record.get("code"), 64)}
 
 
@@ -109,7 +110,7 @@ class Product(SyncedRecord):
         ]
 
     @staticmethod
-    def columns_from(record: dict[str, Any]) -> dict[str, Any]:
+    def columns_from(record: Mapping[str, Any]) -> dict[str, Any]:
         active = record.get("active")
         return {
             "sku": _text(record.get("sku"), 255),
@@ -138,7 +139,7 @@ class InventoryItem(SyncedRecord):
         ]
 
     @staticmethod
-    def columns_from(record: dict[str, Any]) -> dict[str, Any]:
+    def columns_from(record: Mapping[str, Any]) -> dict[str, Any]:
         active = record.get("active")
         return {
             "sku": _text(record.get("sku"), 255),
@@ -174,7 +175,7 @@ class Order(SyncedRecord):
         ]
 
     @staticmethod
-    def columns_from(record: dict[str, Any]) -> dict[str, Any]:
+    def columns_from(record: Mapping[str, Any]) -> dict[str, Any]:
         channel = record.get("channel_object") or {}
         return {
             "order_number": _text(record.get("order_number"), 255),
@@ -209,7 +210,7 @@ class InboundShipment(SyncedRecord):
         ]
 
     @staticmethod
-    def columns_from(record: dict[str, Any]) -> dict[str, Any]:
+    def columns_from(record: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "purchase_order_number": _text(record.get("purchase_order_number"), 255),
             "status": _text(record.get("status"), 32),
@@ -233,7 +234,7 @@ class Return(SyncedRecord):
         ]
 
     @staticmethod
-    def columns_from(record: dict[str, Any]) -> dict[str, Any]:
+    def columns_from(record: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "status": _text(record.get("status"), 32),
             "order_id": _text(record.get("order_id"), 255),
@@ -251,7 +252,7 @@ class ShippingMethod(SyncedRecord):
         indexes = [models.Index(fields=["customer", "name"], name="shipmethod_customer_name")]
 
     @staticmethod
-    def columns_from(record: dict[str, Any]) -> dict[str, Any]:
+    def columns_from(record: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "name": _text(record.get("name"), 255),
             "carrier_name": _text(record.get("carrier_name"), 255),

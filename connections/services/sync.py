@@ -17,7 +17,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -121,7 +121,7 @@ class _Statement:
 def _upsert(
     connection: Connection,
     model: type[SyncedRecord],
-    records: list[Mapping[str, Any]],
+    records: Sequence[Mapping[str, Any]],
     synced_at: datetime | None,
     only_if_newer: bool,
 ) -> tuple[int, datetime | None]:
@@ -133,7 +133,7 @@ def _upsert(
 def _upsert_statement(
     connection: Connection,
     model: type[SyncedRecord],
-    records: list[Mapping[str, Any]],
+    records: Sequence[Mapping[str, Any]],
     synced_at: datetime | None,
     only_if_newer: bool,
     db: BaseDatabaseWrapper | None = None,
@@ -170,7 +170,7 @@ def _upsert_statement(
     opts = model._meta
     names = ["connection_id", "customer_id", "trackstar_id", "created_date", "updated_date",
              "synced_at", "data", *model.columns_from({})]
-    fields = [opts.get_field(name) for name in names]
+    fields: list[Any] = [opts.get_field(name) for name in names]
     rows = (
         [connection.pk, connection.customer_id, trackstar_id,
          parse_datetime(record.get("created_date")), updated, synced_at, record,
@@ -265,8 +265,10 @@ def _execute_server_bound(sql: str, params: list[Any]) -> int:
 
     db_connection.ensure_connection()
     raw = psycopg.Cursor(db_connection.connection)
-    cursor = (db_connection.make_debug_cursor(raw) if db_connection.queries_logged
-              else db_connection.make_cursor(raw))
+    # Django's wrappers accept any DB-API cursor; the stubs only know their own.
+    cursor = (db_connection.make_debug_cursor(raw)  # type: ignore[arg-type]
+              if db_connection.queries_logged
+              else db_connection.make_cursor(raw))  # type: ignore[arg-type]
     with cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -359,9 +361,7 @@ def sync_request_now(
         if wanted is None or rs.resource in wanted
     ]
     for resource in requested:
-        transaction.on_commit(
-            lambda resource=resource: _enqueue(connection.pk, resource, kind, full)
-        )
+        transaction.on_commit(functools.partial(_enqueue, connection.pk, resource, kind, full))
     return requested
 
 
@@ -497,10 +497,11 @@ def _lease_acquire(
             return SyncOutcome("skipped")
         if (resource_sync.paused or connection.sync_paused) and not manual:
             return SyncOutcome("skipped")
-        if resource_sync.lease_token and resource_sync.lease_expires_at > now:
+        expires = resource_sync.lease_expires_at
+        if resource_sync.lease_token and expires is not None and expires > now:
             return SyncOutcome(
                 "busy", resource_sync.current_run,
-                retry_in=(resource_sync.lease_expires_at - now).total_seconds(),
+                retry_in=(expires - now).total_seconds(),
             )
         run = resource_sync.current_run
         if run is not None and run.status != SyncRun.Status.RUNNING:
@@ -806,7 +807,8 @@ def sync_fail(*, connection_id: int, resource: str, reason: str) -> SyncRun | No
         )
         if resource_sync is None or resource_sync.current_run is None:
             return None
-        if resource_sync.lease_token and resource_sync.lease_expires_at > now:
+        expires = resource_sync.lease_expires_at
+        if resource_sync.lease_token and expires is not None and expires > now:
             return None  # someone else is running it right now
         run = resource_sync.current_run
         SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(

@@ -10,7 +10,7 @@ import email.utils
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -371,7 +371,7 @@ class TrackstarClient:
         filters: Mapping[str, Any] | None = None,
         limit: int = MAX_LIMIT,
         page_token: str | None = None,
-    ) -> Iterator[Page]:
+    ) -> Generator[Page, None, None]:
         """Yield every page of a resource. Every page repeats the filters and the limit,
         as Trackstar requires (API.md §5). `page_token` starts at that page (a `next_token`
         from an earlier iteration with the same filters), so a caller can resume."""
@@ -411,7 +411,7 @@ class TrackstarClient:
         params: Mapping[str, str],
         access_token: str | None,
         page_token: str | None = None,
-    ) -> Iterator[Page]:
+    ) -> Generator[Page, None, None]:
         seen_tokens: set[str] = {page_token} if page_token else set()
         page_number = 0
         while True:
