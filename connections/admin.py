@@ -5,12 +5,14 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Max, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
 
 from customers.admin import CustomerAdmin
 from customers.models import Customer
@@ -30,9 +32,6 @@ from .models import (
 from .selectors import Freshness
 from .trackstar import TrackstarError
 from .views import LinkActor, LinkEndpoints, link_config
-
-ISSUED_URL_SESSION_KEY = "dockside_issued_magic_link"
-
 
 # --- Customers, with what staff do for them ------------------------------------------------
 
@@ -101,7 +100,8 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
                  name="customers_customer_connect_store_token"),
             path("<int:customer_pk>/connect/exchanges/<uuid:public_id>",
                  wrap(staff_link.exchange_status), name="customers_customer_connect_exchange"),
-            path("<int:customer_pk>/import-token/", wrap(self.import_token_view),
+            path("<int:customer_pk>/import-token/",
+                 wrap(sensitive_post_parameters("access_token")(self.import_token_view)),
                  name="customers_customer_import_token"),
             path("<int:customer_pk>/invite/", wrap(self.invite_view),
                  name="customers_customer_invite"),
@@ -122,7 +122,7 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
     def connect_view(self, request: HttpRequest, customer_pk: int) -> HttpResponse:
         customer = self._customer_or_deny(request, customer_pk, "connections.add_connection")
         config = link_config(
-            request,
+            request, customer=customer,
             get_link_token_url=reverse("admin:customers_customer_connect_link_token",
                                        args=[customer.pk]),
             store_token_url=reverse("admin:customers_customer_connect_store_token",
@@ -293,7 +293,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             messages.success(request, f"Resync of {', '.join(requested) or 'nothing'} queued.")
         return redirect("admin:connections_connection_change", pk)
 
-    @admin.action(description="Resync now (all resources)")
+    @admin.action(description="Resync now (all resources)", permissions=["change"])
     def resync_now(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
         for connection in queryset:
             try:
@@ -313,7 +313,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     def last_error_short(self, obj: Connection) -> str:
         return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
 
-    @admin.action(description="Send a reconnect magic link to the customer's contact")
+    @admin.action(description="Send a reconnect magic link to the customer's contact", permissions=["change"])
     def send_reconnect_link(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
         sent = 0
         for connection in queryset.select_related("customer"):
@@ -327,7 +327,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         if sent:
             messages.success(request, f"Sent {sent} reconnect link(s).")
 
-    @admin.action(description="Disconnect (deletes the connection at Trackstar)")
+    @admin.action(description="Disconnect (deletes the connection at Trackstar)", permissions=["change"])
     def disconnect(self, request: HttpRequest, queryset: QuerySet[Connection]):
         queryset = queryset.select_related("customer").exclude(
             status=Connection.Status.DISCONNECTED)
@@ -350,13 +350,13 @@ class ConnectionAdmin(admin.ModelAdmin):
             messages.success(request, f"Disconnected {done} connection(s).")
         return None
 
-    @admin.action(description="Pause scheduled syncing")
+    @admin.action(description="Pause scheduled syncing", permissions=["change"])
     def pause_syncing(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
         for connection in queryset:
             services.connection_set_paused(connection=connection, paused=True, actor=request.user)
         messages.success(request, "Paused.")
 
-    @admin.action(description="Resume scheduled syncing")
+    @admin.action(description="Resume scheduled syncing", permissions=["change"])
     def resume_syncing(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
         for connection in queryset:
             services.connection_set_paused(connection=connection, paused=False,
@@ -419,18 +419,14 @@ class MagicLinkAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # revoke instead: the funnel keeps its history
 
-    @admin.action(description="Revoke")
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("connections.change_magiclink")
+
+    @admin.action(description="Revoke", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[MagicLink]) -> None:
         count = sum(services.magic_link_revoke(link=link, actor=request.user)
                     for link in queryset.select_related("customer"))
         messages.success(request, f"Revoked {count} link(s).")
-
-    def get_urls(self):
-        return [
-            path("issued/", self.admin_site.admin_view(self.issued_view),
-                 name="connections_magiclink_issued"),
-            *super().get_urls(),
-        ]
 
     def add_view(self, request: HttpRequest, form_url="", extra_context=None) -> HttpResponse:
         if not self.has_add_permission(request):
@@ -451,22 +447,17 @@ class MagicLinkAdmin(admin.ModelAdmin):
             except ValidationError as e:
                 form.add_error(None, e)
             else:
-                # The URL holds the token: shown once, from the session, then forgotten.
-                request.session[ISSUED_URL_SESSION_KEY] = {"link": issued.link.pk,
-                                                           "url": issued.url}
-                return HttpResponseRedirect(reverse("admin:connections_magiclink_issued"))
+                # The URL holds the token: shown in this response only, never stored (not
+                # even in the session), and not cached by the browser.
+                response = TemplateResponse(request, "admin/connections/magiclink_issued.html", {
+                    **self.admin_site.each_context(request), "opts": self.model._meta,
+                    "title": "Magic link issued", "link": issued.link, "url": issued.url,
+                })
+                add_never_cache_headers(response)
+                return response
         return TemplateResponse(request, "admin/connections/form_page.html", {
             **self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
             "title": "Issue a magic link", "submit_label": "Issue the link",
-        })
-
-    def issued_view(self, request: HttpRequest) -> HttpResponse:
-        issued = request.session.pop(ISSUED_URL_SESSION_KEY, None)
-        link = MagicLink.objects.filter(pk=issued["link"]).first() if issued else None
-        return TemplateResponse(request, "admin/connections/magiclink_issued.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta,
-            "title": "Magic link issued" if link else "Magic link",
-            "link": link, "url": issued["url"] if link else None,
         })
 
 
@@ -529,7 +520,7 @@ class SyncRunAdmin(ReadOnlyAdmin):
         # Read-only fields, but the retry action needs change permission on the list.
         return obj is None and request.user.has_perm("connections.change_connection")
 
-    @admin.action(description="Retry (sync the resource again)")
+    @admin.action(description="Retry (sync the resource again)", permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
         done = set()
         for run in queryset.filter(status=SyncRun.Status.FAILED).select_related("connection"):
@@ -546,6 +537,7 @@ class SyncRunAdmin(ReadOnlyAdmin):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdmin):
+    exclude = ["access_token"]  # decrypted on load: never rendered
     list_display = ["received_at", "event_type", "connection", "status", "attempts",
                     "svix_id", "error_short"]
     list_filter = ["status", "event_type"]
@@ -560,7 +552,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return obj is None and request.user.has_perm("connections.change_connection")
 
-    @admin.action(description="Retry failed events")
+    @admin.action(description="Retry failed events", permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         count = 0
         for event in queryset.filter(status=WebhookEvent.Status.FAILED):

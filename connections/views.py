@@ -56,10 +56,6 @@ MAGIC_LINK_SESSION_KEY = "dockside_magic_link"
 MAGIC_LINK_HEADER = "HTTP_X_DOCKSIDE_ACTOR"
 
 
-class LinkGone(Exception):
-    pass
-
-
 def magic_link_actor(request: HttpRequest, *, allow_spent: bool = False) -> LinkActor | None:
     """The grant of the magic link opened in this session. A spent link still lets the
     visitor read how their own exchange ended (allow_spent), and nothing more."""
@@ -71,7 +67,8 @@ def magic_link_actor(request: HttpRequest, *, allow_spent: bool = False) -> Link
     if link is None:
         return None
     if not allow_spent and (not link.is_usable or not link.customer.is_active):
-        raise LinkGone()
+        raise services.LinkUnavailable(
+            "This link has expired, was revoked, or was already used.")
     return LinkActor(
         customer=link.customer,
         source=Connection.Source.MAGIC_LINK,
@@ -91,6 +88,11 @@ def link_actor(request: HttpRequest, *, allow_spent: bool = False) -> LinkActor 
     return LinkActor(customer=customer, source=Connection.Source.PORTAL, user=request.user)
 
 
+def _is_id(value: object) -> bool:
+    text = str(value) if isinstance(value, (int, str)) else ""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def _check_customer_id(actor: LinkActor, data: dict) -> None:
     # The seed's frontend sends customer_id. The session decides; a different one is refused.
     sent = data.get("customer_id")
@@ -99,13 +101,14 @@ def _check_customer_id(actor: LinkActor, data: dict) -> None:
 
 
 def _reinstall_target(actor: LinkActor, data: dict) -> Connection | None:
-    if actor.reinstall_connection is not None:
-        # A reinstall link reconnects its connection, whatever the page sends.
+    if actor.magic_link is not None:
+        # A magic link reconnects its own connection, or none: whatever the page sends, a
+        # link visitor never reaches the customer's other connections.
         return actor.reinstall_connection
     raw = data.get("connection_id")
     if raw in (None, ""):
         return None
-    if not isinstance(raw, (int, str)) or not str(raw).isdigit():
+    if not _is_id(raw):
         raise BadRequest("'connection_id' must be a connection id.")
     try:
         connection = selectors.connection_get(customer=actor.customer, pk=int(raw))
@@ -130,8 +133,8 @@ class LinkEndpoints:
              allow_spent: bool = False) -> HttpResponse:
         try:
             actor = self.resolve_actor(request, allow_spent=allow_spent, **url_kwargs)
-        except LinkGone:
-            return error("This link has expired, was revoked, or was already used.", status=410)
+        except services.LinkUnavailable as e:
+            return error(str(e), status=410)
         if actor is None:
             return error("Log in, or open your connect link again.", status=403)
         try:
@@ -232,7 +235,8 @@ portal_link = LinkEndpoints(
 )
 
 
-def link_config(request: HttpRequest, *, allow_list: list[str] | None = None,
+def link_config(request: HttpRequest, *, customer: Customer,
+                allow_list: list[str] | None = None,
                 reinstall: Connection | None = None, get_link_token_url: str = "",
                 store_token_url: str = "", headers: dict | None = None) -> dict:
     """What static/portal/connect.js needs to drive Trackstar Link on a page."""
@@ -245,6 +249,9 @@ def link_config(request: HttpRequest, *, allow_list: list[str] | None = None,
         "integrationNames": {slug: info.get("display_name") or slug
                              for slug, info in integration_catalog().items()},
         "integrationAllowList": allow_list or [],
+        # Sent back with every call: the session must still act for this customer, or the
+        # call is refused (another tab switched customer, another link was opened).
+        "customerId": customer.public_id,
         "reinstallConnectionId": reinstall.pk if reinstall else None,
         # Offer Trackstar's "Sandbox" integration outside production (DEBUG or a sandbox URL).
         "sandbox": settings.DEBUG or "trackstarhq.com" not in settings.TRACKSTAR_BASE_URL,
@@ -270,7 +277,7 @@ def _portal_context(request: CustomerRequest) -> dict:
 @customer_required
 def portal_index(request: CustomerRequest) -> HttpResponse:
     context = _portal_context(request)
-    context["link_config"] = link_config(request)
+    context["link_config"] = link_config(request, customer=request.customer)
     return render(request, "portal/index.html", context)
 
 
@@ -305,8 +312,8 @@ def choose_customer(request: HttpRequest) -> HttpResponse:
         return redirect(settings.LOGIN_URL)
     customers = customer_list_for_user(user=request.user)
     if request.method == "POST":
-        chosen = customers.filter(pk=request.POST.get("customer", "")).first() \
-            if str(request.POST.get("customer", "")).isdigit() else None
+        raw = request.POST.get("customer", "")
+        chosen = customers.filter(pk=raw).first() if _is_id(raw) else None
         if chosen is None:
             raise Http404("No such customer.")
         customer_choose(request, customer=chosen)
@@ -337,8 +344,8 @@ def connect_page(request: HttpRequest, token: str) -> HttpResponse:
     services.magic_link_open(link=link)
     request.session[MAGIC_LINK_SESSION_KEY] = link.pk
     config = link_config(
-        request, allow_list=link.allowed_integrations, reinstall=link.reinstall_connection,
-        headers={"X-Dockside-Actor": "magic-link"},
+        request, customer=link.customer, allow_list=link.allowed_integrations,
+        reinstall=link.reinstall_connection, headers={"X-Dockside-Actor": "magic-link"},
     )
     return render(request, "connect/page.html", {
         "link": link, "customer": link.customer, "link_config": config,

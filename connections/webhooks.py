@@ -12,12 +12,9 @@ from django.views.decorators.http import require_POST
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from . import services
+from .api import error
 
 logger = logging.getLogger(__name__)
-
-
-def _bad(message: str, status: int = 400) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
 
 
 @csrf_exempt  # Svix signs the request; there is no browser session to protect
@@ -26,26 +23,26 @@ def trackstar_webhook(request: HttpRequest) -> HttpResponse:
     try:
         body = request.body
     except RequestDataTooBig:
-        return _bad("The request body is too large.", status=413)
+        return error("The request body is too large.", status=413)
     headers = {
         "svix-id": request.headers.get("svix-id", ""),
         "svix-timestamp": request.headers.get("svix-timestamp", ""),
         "svix-signature": request.headers.get("svix-signature", ""),
     }
     if not all(headers.values()):
-        return _bad("Missing Svix signature headers.")
+        return error("Missing Svix signature headers.", status=400)
     try:
         # Checks the HMAC over "id.timestamp.body" and that the timestamp is within 5 min.
         Webhook(settings.TRACKSTAR_WEBHOOK_SECRET).verify(body, headers)
     except (WebhookVerificationError, ValueError, TypeError) as e:
         # A malformed header is a client error too, never a 500.
         logger.warning("Webhook signature refused: %s", e)
-        return _bad("Invalid webhook signature.")
+        return error("Invalid webhook signature.", status=400)
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return _bad("The body is not valid JSON.")
+        return error("The body is not valid JSON.", status=400)
     if not isinstance(payload, dict):
-        return _bad("The body must be a JSON object.")
+        return error("The body must be a JSON object.", status=400)
     event, created = services.webhook_receive(svix_id=headers["svix-id"][:128], payload=payload)
     return JsonResponse({"received": True, "duplicate": not created})

@@ -35,7 +35,7 @@ def portal_user_invite(
         )
         if not created:
             raise ValidationError(f"{email} already has access to {customer.name}.")
-        transaction.on_commit(lambda: _send_invitation(user=user, customer=customer))
+        transaction.on_commit(lambda: _send_invitation(user=user, customer=customer), robust=True)
     return user
 
 

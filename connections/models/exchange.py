@@ -42,6 +42,9 @@ class AuthCodeExchange(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # A worker holds the exchange until then; a worker that died lets it lapse.
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # When the worker's scheduled retry is due; the sweep leaves the exchange alone until
+    # a while after, so one retry chain runs, not one per sweep.
+    retry_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     connection = models.ForeignKey(
         Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="exchanges"

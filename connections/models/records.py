@@ -171,6 +171,8 @@ class Order(SyncedRecord):
                 fields=["customer", "status", "-updated_date"], name="order_customer_status"
             ),
             models.Index(fields=["customer", "-updated_date"], name="order_customer_updated"),
+            # The portal lists orders newest first, optionally within a created range.
+            models.Index(fields=["customer", "-created_date"], name="order_customer_created"),
             models.Index(fields=["customer", "order_number"], name="order_customer_number"),
         ]
 

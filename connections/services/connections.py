@@ -27,19 +27,31 @@ def connection_disconnect(
         except (TrackstarAuthError, TrackstarNotFound):
             # Already gone or its token is dead at Trackstar: nothing left to delete there.
             pass
-    with transaction.atomic():
-        connection.status = Connection.Status.DISCONNECTED
-        connection.access_token = ""
-        connection.disconnected_at = timezone.now()
-        connection.save(update_fields=["status", "access_token", "disconnected_at", "updated_at"])
-        # A reconnect link for a connection that no longer exists can only fail.
-        MagicLink.objects.filter(reinstall_connection=connection, revoked_at__isnull=True).update(
-            revoked_at=timezone.now())
-        audit_record(actor=actor, action="connection.disconnected", connection=connection)
+    connection_mark_disconnected(connection=connection, actor=actor)
     logger.info("Connection disconnected",
                 extra={"customer_id": connection.customer_id,
                        "connection_id": connection.trackstar_connection_id})
     return connection
+
+
+def connection_mark_disconnected(
+    *, connection: Connection, actor: Actor, reason: str = ""
+) -> None:
+    """Record that the connection is gone at Trackstar: forget its token, stop its syncs,
+    revoke the links that would reconnect it, and say who or what did it."""
+    with transaction.atomic():
+        updated = Connection.objects.filter(pk=connection.pk).exclude(
+            status=Connection.Status.DISCONNECTED
+        ).update(status=Connection.Status.DISCONNECTED, access_token="",
+                 disconnected_at=timezone.now(), updated_at=timezone.now())
+        if not updated:
+            return
+        connection.refresh_from_db()
+        # A reconnect link for a connection that no longer exists can only fail.
+        MagicLink.objects.filter(reinstall_connection=connection, revoked_at__isnull=True).update(
+            revoked_at=timezone.now())
+        audit_record(actor=actor, action="connection.disconnected", connection=connection,
+                     **({"reason": reason} if reason else {}))
 
 
 def connection_import(
@@ -90,7 +102,8 @@ def connection_import(
                 connected_at=timezone.now(),
             )
             audit_record(actor=actor, action="connection.imported", connection=connection)
-            transaction.on_commit(lambda: sync_schedule_initial(connection=connection))
+            transaction.on_commit(lambda: sync_schedule_initial(connection=connection),
+                                  robust=True)
     except IntegrityError as e:  # imported twice at the same moment
         raise ValidationError(f"This connection ({connection_id}) is already in Dockside.") from e
     return connection

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from customers.models import Customer
 
 from ..clients import trackstar_client
-from ..models import AuthCodeExchange, Connection, MagicLink
+from ..models import AuthCodeExchange, Connection, MagicLink, WebhookEvent
+from ..models.records import parse_datetime
 from ..trackstar import (
     ExchangeResult,
     TrackstarError,
@@ -23,7 +23,12 @@ from ..trackstar import (
     TrackstarUnavailable,
 )
 from .audit import Actor, audit_record, user_or_none
-from .magic_links import magic_link_completed, magic_link_consume, magic_link_release
+from .magic_links import (
+    magic_link_completed,
+    magic_link_consume,
+    magic_link_release,
+    token_hash,
+)
 from .sync import sync_schedule_initial
 
 logger = logging.getLogger(__name__)
@@ -31,10 +36,8 @@ logger = logging.getLogger(__name__)
 EXCHANGE_LEASE = timedelta(seconds=90)
 # How long a pending exchange may sit before the sweep enqueues it again.
 EXCHANGE_STALE_SECONDS = 60
-
-
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+# Attempts after which the sweep gives up (each task already retries with backoff).
+EXCHANGE_MAX_ATTEMPTS = 12
 
 
 # --- Link tokens -------------------------------------------------------------------------
@@ -64,6 +67,14 @@ class SubmittedExchange:
     created: bool
 
 
+def _existing_exchange(*, customer: Customer, code_hash: str) -> AuthCodeExchange | None:
+    existing = AuthCodeExchange.objects.filter(auth_code_hash=code_hash).first()
+    if existing is not None and existing.customer_id != customer.pk:
+        # Somebody replays another customer's code: say nothing about it.
+        raise ValidationError("This authorization code was already used.")
+    return existing
+
+
 def exchange_submit(
     *,
     customer: Customer,
@@ -78,32 +89,36 @@ def exchange_submit(
 
     Through a magic link, the row takes one of the link's uses in the same transaction;
     LinkUnavailable when none is left."""
-    code_hash = _hash(auth_code)
-    with transaction.atomic():
-        existing = (
-            AuthCodeExchange.objects.select_for_update().filter(auth_code_hash=code_hash).first()
-        )
-        if existing is not None:
-            if existing.customer_id != customer.pk:
-                # Somebody replays another customer's code: say nothing about it.
-                raise ValidationError("This authorization code was already used.")
-            return SubmittedExchange(existing, created=False)
-        if magic_link is not None and not magic_link_consume(link_id=magic_link.pk):
-            raise LinkUnavailable("This link has expired, was revoked, or was already used.")
-        exchange = AuthCodeExchange.objects.create(
-            customer=customer,
-            auth_code_hash=code_hash,
-            auth_code=auth_code,
-            integration_name=integration_name,
-            source=source,
-            created_by=user_or_none(user),
-            reinstall_connection=reinstall_connection,
-            magic_link=magic_link,
-        )
-        if source == Connection.Source.STAFF:
-            audit_record(actor=user, action="connection.credentials_entered", customer=customer,
-                         integration_name=integration_name, exchange_id=str(exchange.public_id))
-        transaction.on_commit(lambda: exchange_enqueue(exchange_id=exchange.pk))
+    code_hash = token_hash(auth_code)
+    existing = _existing_exchange(customer=customer, code_hash=code_hash)
+    if existing is not None:
+        return SubmittedExchange(existing, created=False)
+    try:
+        with transaction.atomic():
+            if magic_link is not None and not magic_link_consume(link_id=magic_link.pk):
+                raise LinkUnavailable("This link has expired, was revoked, or was already used.")
+            exchange = AuthCodeExchange.objects.create(
+                customer=customer,
+                auth_code_hash=code_hash,
+                auth_code=auth_code,
+                integration_name=integration_name,
+                source=source,
+                created_by=user_or_none(user),
+                reinstall_connection=reinstall_connection,
+                magic_link=magic_link,
+            )
+            if source == Connection.Source.STAFF:
+                audit_record(actor=user, action="connection.credentials_entered",
+                             customer=customer, integration_name=integration_name,
+                             exchange_id=str(exchange.public_id))
+            transaction.on_commit(lambda: exchange_enqueue(exchange_id=exchange.pk), robust=True)
+    except IntegrityError:
+        # The same code submitted twice at the same moment: the other request's row won
+        # (and took the link's use, if any); this one rolled back and answers with it.
+        existing = _existing_exchange(customer=customer, code_hash=code_hash)
+        if existing is None:
+            raise
+        return SubmittedExchange(existing, created=False)
     return SubmittedExchange(exchange, created=True)
 
 
@@ -122,20 +137,30 @@ def exchange_enqueue(*, exchange_id: int) -> bool:
 
 
 def exchanges_sweep() -> int:
-    """Re-enqueue exchanges still pending a while after they were written or last tried."""
+    """Re-enqueue exchanges still pending a while after they were written or last tried:
+    the broker was down, or the worker holding the retry died. One that keeps failing
+    without an answer from Trackstar ends as failed instead of looping for ever."""
     from ..selectors import exchanges_stale_dangerously
 
     now = timezone.now()
     count = 0
-    for exchange_id in exchanges_stale_dangerously(
-        older_than_seconds=EXCHANGE_STALE_SECONDS
-    ).values_list("pk", flat=True):
-        if AuthCodeExchange.objects.filter(pk=exchange_id, claimed_until__gt=now).exists():
+    stale = exchanges_stale_dangerously(older_than_seconds=EXCHANGE_STALE_SECONDS).exclude(
+        claimed_until__gt=now).exclude(retry_at__gt=now - timedelta(seconds=EXCHANGE_STALE_SECONDS))
+    for exchange_id, attempts in stale.values_list("pk", "attempts"):
+        if attempts >= EXCHANGE_MAX_ATTEMPTS:
+            exchange_fail(exchange_id=exchange_id,
+                          reason="Connecting could not be finished. Please connect again.")
             continue
         if exchange_enqueue(exchange_id=exchange_id):
             AuthCodeExchange.objects.filter(pk=exchange_id).update(updated_at=now)
             count += 1
     return count
+
+
+def exchange_retry_scheduled(*, exchange_id: int, countdown: float) -> None:
+    """The task scheduled its own retry: keep the sweep off until it is overdue."""
+    AuthCodeExchange.objects.filter(pk=exchange_id).update(
+        retry_at=timezone.now() + timedelta(seconds=countdown))
 
 
 def _claim(exchange_id: int) -> AuthCodeExchange | None:
@@ -195,24 +220,36 @@ def _release(exchange: AuthCodeExchange, *, error: str) -> None:
     )
 
 
+def _end(exchange: AuthCodeExchange, *, status: str, error: str = "",
+         connection: Connection | None = None) -> None:
+    """Close a locked exchange: the spent code is forgotten, the magic link it came through
+    is completed, or given its use back when it failed."""
+    exchange.status = status
+    exchange.last_error = error
+    exchange.connection = connection
+    exchange.auth_code = ""
+    exchange.claimed_until = None
+    exchange.finished_at = timezone.now()
+    exchange.save()
+    if exchange.magic_link_id:
+        if status == AuthCodeExchange.Status.SUCCEEDED:
+            magic_link_completed(link_id=exchange.magic_link_id)
+        else:
+            magic_link_release(link_id=exchange.magic_link_id)
+
+
 def exchange_fail(*, exchange_id: int, reason: str) -> AuthCodeExchange:
     with transaction.atomic():
         exchange = AuthCodeExchange.objects.select_for_update().get(pk=exchange_id)
         if exchange.status == AuthCodeExchange.Status.PENDING:
-            exchange.status = AuthCodeExchange.Status.FAILED
-            exchange.last_error = reason
-            exchange.auth_code = ""
-            exchange.claimed_until = None
-            exchange.finished_at = timezone.now()
-            exchange.save()
-            if exchange.magic_link_id:
-                magic_link_release(link_id=exchange.magic_link_id)
+            _end(exchange, status=AuthCodeExchange.Status.FAILED, error=reason)
     return exchange
 
 
 def _complete(exchange: AuthCodeExchange, result: ExchangeResult) -> None:
     with transaction.atomic():
-        locked = AuthCodeExchange.objects.select_for_update().get(pk=exchange.pk)
+        locked = (AuthCodeExchange.objects.select_for_update(of=("self",))
+                  .select_related("magic_link").get(pk=exchange.pk))
         if locked.status != AuthCodeExchange.Status.PENDING:
             return
         connection = (
@@ -223,23 +260,20 @@ def _complete(exchange: AuthCodeExchange, result: ExchangeResult) -> None:
         if connection is not None and connection.customer_id != exchange.customer_id:
             logger.error("Trackstar connection belongs to another customer",
                          extra={"connection_id": result.connection_id})
-            locked.status = AuthCodeExchange.Status.FAILED
-            locked.last_error = "This connection belongs to another account."
-        else:
-            connection = _connection_store(
-                connection=connection,
-                exchange=locked,
-                result=result,
-            )
-            locked.status = AuthCodeExchange.Status.SUCCEEDED
-            locked.connection = connection
-            locked.last_error = ""
-            if locked.magic_link_id:
-                magic_link_completed(link_id=locked.magic_link_id)
-        locked.auth_code = ""
-        locked.claimed_until = None
-        locked.finished_at = timezone.now()
-        locked.save()
+            _end(locked, status=AuthCodeExchange.Status.FAILED,
+                 error="This connection belongs to another account.")
+            return
+        allowed = locked.magic_link.allowed_integrations if locked.magic_link else []
+        if allowed and result.integration_name not in allowed:
+            # The allow list is only a filter in Link's page: enforce it on what Trackstar
+            # says was connected, not on the name the browser sent.
+            logger.warning("Exchange for an integration outside the link's allow list",
+                           extra={"exchange_id": locked.pk})
+            _end(locked, status=AuthCodeExchange.Status.FAILED,
+                 error="This link does not allow that integration.")
+            return
+        connection = _connection_store(connection=connection, exchange=locked, result=result)
+        _end(locked, status=AuthCodeExchange.Status.SUCCEEDED, connection=connection)
 
 
 def _connection_store(
@@ -263,7 +297,7 @@ def _connection_store(
     connection.disconnected_at = None
     connection.save()
     # Sync its data once the connection is committed (a reconnect continues from its mark).
-    transaction.on_commit(lambda: sync_schedule_initial(connection=connection))
+    transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
     return connection
 
 
@@ -286,10 +320,14 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
         except TrackstarError:
             logger.warning("Could not list Trackstar connections for recovery", exc_info=True)
             return False
+        # Only one made for this exchange: same integration, unknown to us, and created
+        # after the code was submitted (a few minutes' grace for clocks).
+        made_after = exchange.created_at - timedelta(minutes=5)
         candidates = [
             c["connection_id"] for c in sorted(remote, key=lambda c: c.get("created_at") or "")
             if c.get("integration_name") == exchange.integration_name
             and c.get("connection_id") not in known
+            and (parse_datetime(c.get("created_at")) or made_after) >= made_after
         ]
     if not candidates:
         return False
@@ -297,7 +335,7 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
         locked = AuthCodeExchange.objects.select_for_update().get(pk=exchange.pk)
         if locked.status != AuthCodeExchange.Status.PENDING:
             return True
-        connection, created = Connection.objects.get_or_create(
+        connection, _ = Connection.objects.get_or_create(
             trackstar_connection_id=candidates[-1],
             defaults={
                 "customer": exchange.customer,
@@ -309,12 +347,20 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
                               "us. Reconnect to finish.",
             },
         )
-        locked.status = AuthCodeExchange.Status.SUCCEEDED
-        locked.connection = connection
-        locked.auth_code = ""
-        locked.claimed_until = None
-        locked.finished_at = timezone.now()
-        locked.save()
+        _end(locked, status=AuthCodeExchange.Status.SUCCEEDED, connection=connection)
+        # The connection.created webhook (it carries the token) may have come first and
+        # been set aside for want of a connection: use it now.
+        event = (WebhookEvent.objects.filter(
+            event_type="connection.created", trackstar_connection_id=candidates[-1],
+        ).exclude(access_token="").order_by("-received_at").first())
+        if event is not None and not connection.access_token:
+            connection.access_token = event.access_token
+            connection.status = Connection.Status.ACTIVE
+            connection.last_error = ""
+            connection.connected_at = timezone.now()
+            connection.save()
+            transaction.on_commit(lambda: sync_schedule_initial(connection=connection),
+                                  robust=True)
     logger.warning("Recovered connection %s from Trackstar after a lost exchange",
                    connection.trackstar_connection_id, extra={"exchange_id": exchange.pk})
     return True

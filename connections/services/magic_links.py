@@ -78,7 +78,7 @@ def magic_link_issue(
                      allowed_integrations=link.allowed_integrations, emailed_to=email_to)
         url = magic_link_url(token)
         if email_to:
-            transaction.on_commit(lambda: _send_link_email(link=link, url=url))
+            transaction.on_commit(lambda: _send_link_email(link=link, url=url), robust=True)
     return IssuedLink(link=link, url=url)
 
 

@@ -361,7 +361,8 @@ def sync_request_now(
         if wanted is None or rs.resource in wanted
     ]
     for resource in requested:
-        transaction.on_commit(functools.partial(_enqueue, connection.pk, resource, kind, full))
+        transaction.on_commit(functools.partial(_enqueue, connection.pk, resource, kind, full),
+                              robust=True)
     return requested
 
 

@@ -1,16 +1,22 @@
 """Trackstar webhooks: stored once per svix-id by the view, applied by a task."""
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from ..models import Connection, SyncRun, WebhookEvent
 from ..models.records import RECORD_MODELS
 from .audit import Actor, audit_record
-from .connections import connection_mark_needs_reconnect, connection_mark_repaired
+from .connections import (
+    connection_mark_disconnected,
+    connection_mark_needs_reconnect,
+    connection_mark_repaired,
+)
 from .sync import records_upsert, sync_request_now, sync_schedule_initial
 
 logger = logging.getLogger(__name__)
@@ -28,6 +34,7 @@ EVENT_RESOURCES = {
     "shipping_method": "shipping_methods",
 }
 STALE_SECONDS = 60
+LOST_TASK_SECONDS = 15 * 60
 
 
 def webhook_receive(*, svix_id: str, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
@@ -44,7 +51,7 @@ def webhook_receive(*, svix_id: str, payload: dict[str, Any]) -> tuple[WebhookEv
             },
         )
         if created:
-            transaction.on_commit(lambda: webhook_enqueue(event_id=event.pk))
+            transaction.on_commit(lambda: webhook_enqueue(event_id=event.pk), robust=True)
     return event, created
 
 
@@ -64,16 +71,19 @@ def webhook_enqueue(*, event_id: int) -> bool:
     except BrokerError:
         logger.warning("Broker unavailable; webhook event %s left for the sweep", event_id)
         return False
+    WebhookEvent.objects.filter(pk=event_id).update(enqueued_at=timezone.now())
     return True
 
 
 def webhooks_sweep() -> int:
-    """Enqueue events stored while the broker was down (still `received` a minute later)."""
-    from datetime import timedelta
-
-    cutoff = timezone.now() - timedelta(seconds=STALE_SECONDS)
-    ids = list(WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED,
-                                           received_at__lt=cutoff).values_list("pk", flat=True))
+    """Enqueue events stored while the broker was down (never enqueued, a minute later), or
+    whose task was lost (enqueued long ago, still not applied)."""
+    now = timezone.now()
+    ids = list(WebhookEvent.objects.filter(
+        Q(enqueued_at__isnull=True, received_at__lt=now - timedelta(seconds=STALE_SECONDS))
+        | Q(enqueued_at__lt=now - timedelta(seconds=LOST_TASK_SECONDS)),
+        status=WebhookEvent.Status.RECEIVED,
+    ).values_list("pk", flat=True))
     return sum(webhook_enqueue(event_id=event_id) for event_id in ids)
 
 
@@ -86,7 +96,7 @@ def webhook_retry(*, event: WebhookEvent, actor: Actor) -> bool:
         if updated:
             audit_record(actor=actor, action="webhook.retried", connection=event.connection,
                          svix_id=event.svix_id, event_type=event.event_type)
-            transaction.on_commit(lambda: webhook_enqueue(event_id=event.pk))
+            transaction.on_commit(lambda: webhook_enqueue(event_id=event.pk), robust=True)
     return bool(updated)
 
 
@@ -135,10 +145,8 @@ def _apply(event: WebhookEvent, connection: Connection) -> str | None:
         connection_mark_repaired(connection_id=connection.pk)
         return None
     if event_type == "connection.deleted":
-        Connection.objects.filter(pk=connection.pk).exclude(
-            status=Connection.Status.DISCONNECTED
-        ).update(status=Connection.Status.DISCONNECTED, access_token="",
-                 disconnected_at=timezone.now(), updated_at=timezone.now())
+        connection_mark_disconnected(connection=connection, actor=None,
+                                     reason="connection.deleted webhook")
         return None
     if event_type == "connection.created":
         if not _adopt_token(connection, event.access_token):
@@ -159,6 +167,13 @@ def _apply(event: WebhookEvent, connection: Connection) -> str | None:
         return f"Dockside does not use {event_type} events."
     if not isinstance(data, dict) or not data.get("id"):
         return "The event carries no record."
+    if event.payload.get("data_truncated"):
+        # Too big for a webhook, Trackstar sent only the id (API.md §8): read the resource
+        # instead of storing a stub over the record.
+        if connection.status == Connection.Status.ACTIVE:
+            sync_request_now(connection=connection, resources=[record_resource],
+                             kind=SyncRun.Kind.WEBHOOK)
+        return None
     # order.created / order.updated / order.shipment.created … all carry the full record.
     records_upsert(connection=connection, resource=record_resource, records=[data],
                    only_if_newer=True)
@@ -167,8 +182,10 @@ def _apply(event: WebhookEvent, connection: Connection) -> str | None:
 
 def _adopt_token(connection: Connection, token: str) -> bool:
     """connection.created carries the access token: it completes a connection that was
-    recovered after a lost exchange (services.exchanges._recover_from_trackstar)."""
-    if connection.access_token or not token:
+    recovered after a lost exchange (services.exchanges._recover_from_trackstar) and is
+    waiting for it. Nothing else: a disconnected connection stays so."""
+    if (connection.access_token or not token
+            or connection.status != Connection.Status.NEEDS_RECONNECT):
         return False
     connection.access_token = token
     connection.status = Connection.Status.ACTIVE
@@ -176,5 +193,5 @@ def _adopt_token(connection: Connection, token: str) -> bool:
     connection.connected_at = timezone.now()
     connection.save(update_fields=["access_token", "status", "last_error", "connected_at",
                                    "updated_at"])
-    transaction.on_commit(lambda: sync_schedule_initial(connection=connection))
+    transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
     return True

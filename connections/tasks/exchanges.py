@@ -25,6 +25,7 @@ def exchange_process(self, exchange_id: int) -> None:
         countdown = backoff(self.request.retries)
         if isinstance(e, TrackstarRateLimited):
             countdown = max(countdown, e.retry_after + random.uniform(0, 1))  # noqa: S311
+        services.exchange_retry_scheduled(exchange_id=exchange_id, countdown=countdown)
         raise self.retry(exc=e, countdown=countdown) from e
 
 

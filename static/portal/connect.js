@@ -71,7 +71,8 @@
 
   function onSuccess(authCode, integrationName) {
     setStatus("Connecting " + displayName(integrationName) + "…", "busy");
-    var body = {auth_code: authCode, integration_name: integrationName};
+    var body = {auth_code: authCode, integration_name: integrationName,
+                customer_id: config.customerId};
     if (reinstallId) body.connection_id = reinstallId;
     return postJSON(config.storeTokenUrl, body)
       .then(function (exchange) {
@@ -81,7 +82,8 @@
   }
 
   function getLinkToken() {
-    var body = reinstallId ? {connection_id: reinstallId} : {};
+    var body = {customer_id: config.customerId};
+    if (reinstallId) body.connection_id = reinstallId;
     return postJSON(config.getLinkTokenUrl, body)
       .then(function (data) { return data.linkToken; })
       .catch(function (e) { setStatus(e.message, "error"); throw e; });

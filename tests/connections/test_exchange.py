@@ -132,3 +132,27 @@ def test_sweep_enqueues_only_stale_pending_exchanges(trackstar, customer, monkey
     assert services.exchanges_sweep() == 1
     assert enqueued == [stale.pk]
     assert fresh.pk not in enqueued
+
+
+def test_the_sweep_leaves_a_scheduled_retry_alone_and_gives_up_in_the_end(trackstar, customer,
+                                                                          monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    waiting = submit(trackstar, customer)
+    hopeless = submit(trackstar, customer, integration="shiphero",
+                      credentials={"username": "u", "password": "p"})
+    long_ago = timezone.now() - timedelta(minutes=10)
+    AuthCodeExchange.objects.update(updated_at=long_ago)
+    services.exchange_retry_scheduled(exchange_id=waiting.pk, countdown=120)
+    AuthCodeExchange.objects.filter(pk=hopeless.pk).update(attempts=99)
+    enqueued = []
+    monkeypatch.setattr(services.exchanges, "exchange_enqueue",
+                        lambda *, exchange_id: enqueued.append(exchange_id) or True)
+
+    assert services.exchanges_sweep() == 0
+
+    assert enqueued == []
+    hopeless.refresh_from_db()
+    assert hopeless.status == AuthCodeExchange.Status.FAILED

@@ -221,3 +221,37 @@ def test_expiry_task_stamps_links_that_ran_out(customer):
     assert services.magic_links_expire() == 1
     assert MagicLink.objects.get(pk=ran_out.pk).expired_at is not None
     assert MagicLink.objects.get(pk=live.pk).expired_at is None
+
+
+def test_a_plain_link_cannot_reinstall_another_connection(client, customer,
+                                                          django_capture_on_commit_callbacks):
+    existing = make_connection(customer=customer)
+    issued = issue(customer)
+    client.get(f"/connect/{token_of(issued)}/")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = store(client, connection_id=existing.pk)
+
+    assert response.status_code == 202
+    assert AuthCodeExchange.objects.get().reinstall_connection is None
+
+
+def test_the_allow_list_holds_even_if_the_browser_lies(customer, trackstar,
+                                                       django_capture_on_commit_callbacks):
+    issued = issue(customer, allowed_integrations=["shiphero"])
+    link_token = trackstar.link_token(customer_id=customer.public_id)
+    auth_code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_1"})
+    with django_capture_on_commit_callbacks(execute=False):
+        # The page claims ShipHero; Trackstar made a ShipBob connection.
+        exchange = services.exchange_submit(
+            customer=customer, auth_code=auth_code, integration_name="shiphero",
+            source=Connection.Source.MAGIC_LINK, magic_link=issued.link,
+        ).exchange
+
+    services.exchange_process(exchange_id=exchange.pk)
+
+    exchange.refresh_from_db()
+    assert exchange.status == AuthCodeExchange.Status.FAILED
+    assert "does not allow" in exchange.last_error
+    assert Connection.objects.count() == 0
+    assert MagicLink.objects.get().use_count == 0

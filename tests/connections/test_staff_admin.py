@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 
 from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
-from tests.builders import make_connection
+from tests.builders import make_connection, make_user
 
 
 @pytest.fixture
@@ -23,15 +23,17 @@ def test_issuing_a_magic_link_shows_the_url_once(staff, customer, staff_user):
     response = staff.post("/admin/connections/magiclink/add/", {
         "customer": customer.pk, "expires_in_days": 7, "max_uses": 2,
     })
-    assert response.status_code == 302
 
-    page = staff.get(response["Location"]).content.decode()
-    again = staff.get(response["Location"]).content.decode()
-
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="magic-link-url"' in page and "/connect/" in page
+    assert "no-store" in response["Cache-Control"]
+    token = page.split("/connect/", 1)[1].split("/", 1)[0]
     link = MagicLink.objects.get()
     assert (link.customer, link.max_uses, link.created_by) == (customer, 2, staff_user)
-    assert 'id="magic-link-url"' in page and "/connect/" in page
-    assert "/connect/" not in again and "cannot be shown again" in again
+    # Nowhere to show it again from: only its hash is kept, not even in the session.
+    assert token not in str(dict(staff.session))
+    assert token not in staff.get(f"/admin/connections/magiclink/{link.pk}/change/").content.decode()
     assert actions("magic_link.issued")[0].actor == staff_user
 
 
@@ -255,3 +257,25 @@ def test_portal_login_locks_out_after_repeated_failures(client, portal_user):
 
     assert response.status_code == 429
     assert "Too many failed logins" in response.content.decode()
+
+
+def test_view_only_staff_cannot_run_actions(client, customer):
+    from django.contrib.auth.models import Permission
+
+    viewer = make_user(username="viewer", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(
+        codename__in=["view_connection", "view_magiclink"]))
+    connection = make_connection(customer=customer)
+    client.force_login(viewer)
+
+    listing = client.get("/admin/connections/connection/")
+    response = client.post("/admin/connections/connection/", {
+        "action": "disconnect", "confirm": "yes", "_selected_action": [connection.pk]})
+
+    assert listing.status_code == 200
+    action_form = listing.context["action_form"]
+    offered = [name for name, _ in action_form.fields["action"].choices] if action_form else []
+    assert "disconnect" not in offered
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.ACTIVE
+    assert response.status_code in (200, 302)

@@ -118,3 +118,43 @@ def test_another_customers_auth_code_is_refused(
 
     assert response.status_code == 409
     assert AuthCodeExchange.objects.count() == 1
+
+
+def test_a_non_ascii_digit_id_is_a_400_not_a_500(portal_client):
+    response = post(portal_client, {"auth_code": "ac_1", "integration_name": "shipbob",
+                                    "connection_id": "²"})
+
+    assert response.status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_code_submitted_at_the_same_moment_is_one_exchange(portal_user, monkeypatch):
+    import threading
+
+    from django.test import Client
+
+    from connections import services
+
+    monkeypatch.setattr(services.exchanges, "exchange_enqueue", lambda *, exchange_id: True)
+    barrier = threading.Barrier(4)
+    answers = []
+
+    def submit():
+        from django.db import connection as db_connection
+
+        client = Client()
+        client.force_login(portal_user)
+        barrier.wait()
+        response = post(client, {"auth_code": "ac_race", "integration_name": "shipbob"})
+        answers.append((response.status_code, response.json().get("exchange_id")))
+        db_connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert {status for status, _ in answers} == {202}
+    assert len({exchange_id for _, exchange_id in answers}) == 1
+    assert AuthCodeExchange.objects.count() == 1

@@ -181,3 +181,65 @@ def test_the_access_token_in_connection_created_is_stored_encrypted(client, cust
     assert recovered.access_token == "trackstar_eyFROMWEBHOOK"
     assert recovered.status == Connection.Status.ACTIVE
     assert event.status == WebhookEvent.Status.PROCESSED
+
+
+def test_a_late_connection_created_does_not_revive_a_disconnected_connection(client, customer):
+    gone = make_connection(customer=customer, access_token="",
+                           status=Connection.Status.DISCONNECTED)
+
+    event = _apply(client, {"connection_id": gone.trackstar_connection_id,
+                            "event_type": "connection.created",
+                            "data": {"access_token": "trackstar_eyLATE"}}, "msg_late")
+
+    gone.refresh_from_db()
+    assert gone.status == Connection.Status.DISCONNECTED and gone.access_token == ""
+    assert event.status == WebhookEvent.Status.IGNORED
+
+
+def test_connection_deleted_revokes_reconnect_links_and_is_audited(client, connection):
+    from connections.models import AuditEntry
+
+    link = services.magic_link_issue(customer=connection.customer, created_by=None,
+                                     reinstall_connection=connection).link
+
+    _apply(client, {"connection_id": connection.trackstar_connection_id,
+                    "event_type": "connection.deleted", "data": {}}, "msg_del")
+
+    link.refresh_from_db()
+    assert link.state == MagicLink.State.REVOKED
+    assert AuditEntry.objects.filter(action="connection.disconnected",
+                                     connection=connection).exists()
+
+
+def test_a_truncated_record_event_syncs_instead_of_storing_a_stub(
+    client, customer, django_capture_on_commit_callbacks
+):
+    connection = make_connection(customer=customer, available_actions=["get_orders"])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        event = _apply(client, {"connection_id": connection.trackstar_connection_id,
+                                "event_type": "order.updated", "data_truncated": True,
+                                "data": {"id": "ord_big"}}, "msg_trunc")
+
+    assert event.status == WebhookEvent.Status.PROCESSED
+    assert Order.objects.count() == 0
+    assert len(callbacks) == 2  # the event's own enqueue, then the orders sync
+
+
+def test_the_sweep_resends_only_events_that_waited_too_long(connection, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    never = WebhookEvent.objects.create(svix_id="m1", event_type="order.updated", payload={})
+    recent = WebhookEvent.objects.create(svix_id="m2", event_type="order.updated", payload={},
+                                         enqueued_at=now)
+    lost = WebhookEvent.objects.create(svix_id="m3", event_type="order.updated", payload={},
+                                       enqueued_at=now - timedelta(hours=1))
+    WebhookEvent.objects.update(received_at=now - timedelta(hours=2))
+    sent = []
+    monkeypatch.setattr("connections.tasks.webhook_apply.delay", sent.append)
+
+    assert services.webhooks_sweep() == 2
+    assert sorted(sent) == sorted([never.pk, lost.pk])
+    assert recent.pk not in sent
