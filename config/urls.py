@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -15,6 +16,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    # Browsers ask for it on every page; answer without a 404 in the logs.
+    path("favicon.ico", lambda request: HttpResponse(status=204)),
     path("portal/", include("connections.urls")),
     path("connect/<str:token>/", connection_views.connect_page, name="connect"),
     path("webhooks/trackstar/", connection_webhooks.trackstar_webhook, name="trackstar_webhook"),

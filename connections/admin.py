@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Max, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -19,6 +19,7 @@ from customers.models import Customer
 from customers.services import portal_user_invite
 
 from . import services
+from .crypto import decrypt, encrypt
 from .forms import MagicLinkIssueForm, PortalUserInviteForm, TokenImportForm
 from .models import (
     AuditEntry,
@@ -55,6 +56,8 @@ def _staff_actor(request: HttpRequest, customer_pk: int, allow_spent: bool = Fal
     customer = get_object_or_404(Customer, pk=customer_pk, is_active=True)
     return LinkActor(customer=customer, source=Connection.Source.STAFF, user=request.user)
 
+
+ISSUED_SESSION_KEY = "dockside_issued_magic_link"
 
 staff_link = LinkEndpoints(
     resolve_actor=_staff_actor,
@@ -428,6 +431,24 @@ class MagicLinkAdmin(admin.ModelAdmin):
                     for link in queryset.select_related("customer"))
         messages.success(request, f"Revoked {count} link(s).")
 
+    def get_urls(self):
+        return [
+            path("issued/", self.admin_site.admin_view(self.issued_view),
+                 name="connections_magiclink_issued"),
+            *super().get_urls(),
+        ]
+
+    def issued_view(self, request: HttpRequest) -> HttpResponse:
+        issued = request.session.pop(ISSUED_SESSION_KEY, None)
+        link = MagicLink.objects.filter(pk=issued["link"]).first() if issued else None
+        response = TemplateResponse(request, "admin/connections/magiclink_issued.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta,
+            "title": "Magic link issued" if link else "Magic link",
+            "link": link, "url": decrypt(issued["url"]) if link else None,
+        })
+        add_never_cache_headers(response)
+        return response
+
     def add_view(self, request: HttpRequest, form_url="", extra_context=None) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
@@ -447,14 +468,12 @@ class MagicLinkAdmin(admin.ModelAdmin):
             except ValidationError as e:
                 form.add_error(None, e)
             else:
-                # The URL holds the token: shown in this response only, never stored (not
-                # even in the session), and not cached by the browser.
-                response = TemplateResponse(request, "admin/connections/magiclink_issued.html", {
-                    **self.admin_site.each_context(request), "opts": self.model._meta,
-                    "title": "Magic link issued", "link": issued.link, "url": issued.url,
-                })
-                add_never_cache_headers(response)
-                return response
+                # The URL holds the token. Post/redirect/get, so a reload cannot issue a
+                # second link; the session holds the URL encrypted, and only until the
+                # page after the redirect shows it once.
+                request.session[ISSUED_SESSION_KEY] = {"link": issued.link.pk,
+                                                       "url": encrypt(issued.url)}
+                return HttpResponseRedirect(reverse("admin:connections_magiclink_issued"))
         return TemplateResponse(request, "admin/connections/form_page.html", {
             **self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
             "title": "Issue a magic link", "submit_label": "Issue the link",

@@ -291,6 +291,10 @@ def portal_connections_table(request: CustomerRequest) -> HttpResponse:
 @customer_required
 def connection_disconnect(request: CustomerRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get(customer=request.customer, pk=pk)
+    if connection.status == Connection.Status.DISCONNECTED:
+        messages.info(request, f"{integration_display_name(connection.integration_name)} "
+                               "is already disconnected.")
+        return redirect("portal:index")
     if request.method == "POST":
         try:
             services.connection_disconnect(connection=connection, actor=request.user)

@@ -26,6 +26,14 @@ cleanup() {
   trap - INT TERM EXIT
   echo; echo "==> Stopping Dockside demo"
   kill "${pids[@]}" 2>/dev/null || true
+  # Give them 10 s to finish what they are doing (the worker acks late), then insist.
+  for _ in $(seq 50); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" -eq 0 ] && break
+    sleep 0.2
+  done
+  kill -9 "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap cleanup INT TERM EXIT

@@ -51,7 +51,7 @@ def connection_mark_disconnected(
         MagicLink.objects.filter(reinstall_connection=connection, revoked_at__isnull=True).update(
             revoked_at=timezone.now())
         audit_record(actor=actor, action="connection.disconnected", connection=connection,
-                     **({"reason": reason} if reason else {}))
+                     reason=reason or "disconnected by a person")
 
 
 def connection_import(

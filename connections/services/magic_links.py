@@ -83,7 +83,11 @@ def magic_link_issue(
 
 
 def _send_link_email(*, link: MagicLink, url: str) -> None:
-    context = {"link": link, "url": url, "customer": link.customer}
+    from ..integrations import integration_display_name
+
+    reinstall = link.reinstall_connection
+    context = {"link": link, "url": url, "customer": link.customer,
+               "wms": integration_display_name(reinstall.integration_name) if reinstall else ""}
     send_mail(
         subject=(f"Reconnect your warehouse system to {settings.DOCKSIDE_PRODUCT_NAME}"
                  if link.reinstall_connection_id else

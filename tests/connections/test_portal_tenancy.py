@@ -91,3 +91,12 @@ def test_a_user_cannot_pick_a_customer_they_do_not_belong_to(client, portal_user
     response = client.post("/portal/choose/", {"customer": stranger.pk})
 
     assert response.status_code == 404
+
+
+def test_disconnecting_twice_says_it_is_already_done(client, portal_user, customer):
+    gone = make_connection(customer=customer, status=Connection.Status.DISCONNECTED)
+    client.force_login(portal_user)
+
+    response = client.post(f"/portal/connections/{gone.pk}/disconnect", follow=True)
+
+    assert "already disconnected" in response.content.decode()

@@ -23,17 +23,20 @@ def test_issuing_a_magic_link_shows_the_url_once(staff, customer, staff_user):
     response = staff.post("/admin/connections/magiclink/add/", {
         "customer": customer.pk, "expires_in_days": 7, "max_uses": 2,
     })
+    assert response.status_code == 302  # a reload of the next page cannot issue another
+    stored = json.dumps(dict(staff.session))
 
-    page = response.content.decode()
-    assert response.status_code == 200
-    assert 'id="magic-link-url"' in page and "/connect/" in page
-    assert "no-store" in response["Cache-Control"]
-    token = page.split("/connect/", 1)[1].split("/", 1)[0]
+    page = staff.get(response["Location"])
+    again = staff.get(response["Location"]).content.decode()
+
+    html = page.content.decode()
+    assert 'id="magic-link-url"' in html and "/connect/" in html
+    assert "no-store" in page["Cache-Control"]
+    token = html.split("/connect/", 1)[1].split("/", 1)[0]
+    assert token not in stored  # the session held it encrypted, and holds nothing now
+    assert token not in again and "cannot be shown again" in again
     link = MagicLink.objects.get()
     assert (link.customer, link.max_uses, link.created_by) == (customer, 2, staff_user)
-    # Nowhere to show it again from: only its hash is kept, not even in the session.
-    assert token not in str(dict(staff.session))
-    assert token not in staff.get(f"/admin/connections/magiclink/{link.pk}/change/").content.decode()
     assert actions("magic_link.issued")[0].actor == staff_user
 
 
@@ -165,6 +168,7 @@ def test_send_reconnect_link_action(staff, connection, django_capture_on_commit_
     assert link.reinstall_connection == connection
     assert mail.outbox[0].to == [connection.customer.contact_email]
     assert "Reconnect" in mail.outbox[0].subject
+    assert "Shipbob connection of" in mail.outbox[0].body  # names the WMS to reconnect
     assert actions("magic_link.issued")[0].connection == connection
 
 
