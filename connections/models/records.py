@@ -45,6 +45,23 @@ def _int(value: Any) -> int | None:
     return None
 
 
+class StoredJSONField(models.JSONField):
+    """The full Trackstar object, stored as PostgreSQL `json` (text, validated) rather than
+    `jsonb`: nothing queries inside it (the columns above serve every filter), and parsing
+    into jsonb was most of PostgreSQL's CPU per synced record (BENCHMARKS.md)."""
+
+    def db_type(self, connection):
+        if connection.vendor == "postgresql":
+            return "json"
+        return super().db_type(connection)
+
+    def from_db_value(self, value, expression, connection):
+        # psycopg parses `json` itself (Django only registers a text loader for jsonb).
+        if isinstance(value, (dict, list)):
+            return value
+        return super().from_db_value(value, expression, connection)
+
+
 class SyncedRecord(models.Model):
     """What every synced record has. Subclasses add columns and `columns_from()`."""
 
@@ -61,7 +78,7 @@ class SyncedRecord(models.Model):
     created_date = models.DateTimeField(null=True, blank=True)
     updated_date = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField()
-    data = models.JSONField(default=dict)
+    data = StoredJSONField(default=dict)
 
     # The Trackstar resource this table holds (a key of trackstar.RESOURCES).
     resource: ClassVar[str]

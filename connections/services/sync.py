@@ -232,7 +232,7 @@ def _insert_postgresql(
     arrays: list[list[Any]] = [[] for _ in fields]
     data_index = 6
     for row in rows:
-        # orjson: JSON text for the jsonb column, several times faster than json.dumps.
+        # orjson: JSON text for the JSON column, several times faster than json.dumps.
         row[data_index] = orjson.dumps(row[data_index]).decode()
         for values, value in zip(arrays, row, strict=True):
             values.append(value)
@@ -241,7 +241,7 @@ def _insert_postgresql(
         for f in fields
     )
     select = ", ".join(
-        f"c{i}::jsonb" if f.get_internal_type() == "JSONField" else f"c{i}"
+        f"c{i}::{f.db_type(db)}" if f.get_internal_type() == "JSONField" else f"c{i}"
         for i, f in enumerate(fields)
     )
     aliases = ", ".join(f"c{i}" for i in range(len(fields)))

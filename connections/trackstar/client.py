@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import requests
 
 from .errors import (
@@ -498,8 +499,10 @@ class TrackstarClient:
         request_id = response.headers.get("x-request-id")
         self._log(method, path, response.status_code, started, request_id)
         try:
-            body = response.json()
-        except ValueError as e:
+            # orjson: a 1000-order page is ~1.5 MB; the stdlib parser was a good share of a
+            # sync worker's CPU per record (BENCHMARKS.md).
+            body = orjson.loads(response.content)
+        except ValueError as e:  # orjson.JSONDecodeError is a ValueError
             body = None
             decode_error: ValueError | None = e
         else:

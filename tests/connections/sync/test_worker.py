@@ -56,8 +56,11 @@ def test_a_worker_killed_mid_sync_is_resumed_by_another_without_gaps_or_duplicat
     total = 30_000
     # Short visibility timeout and lease: the message comes back and the lease lapses in
     # seconds instead of an hour and two minutes.
+    # And a slow token bucket (4 pages/s): the 30 pages take several seconds, so the kill
+    # lands mid-sync however fast the machine is.
     env = {"CELERY_QUEUE": f"sync-kill-{uuid.uuid4().hex[:8]}",
-           "CELERY_VISIBILITY_TIMEOUT": "10", "SYNC_LEASE_SECONDS": "10"}
+           "CELERY_VISIBILITY_TIMEOUT": "10", "SYNC_LEASE_SECONDS": "10",
+           "TRACKSTAR_GET_RATE": "4", "TRACKSTAR_GET_BURST": "1"}
     first = celery_worker_factory(**env)
     connection = connect(orders=total)
 
