@@ -22,7 +22,9 @@ $py manage.py seed_demo
 $py manage.py collectstatic --noinput -v 0
 
 pids=()
+stopping=""
 cleanup() {
+  stopping=1
   trap - INT TERM EXIT
   echo; echo "==> Stopping Dockside demo"
   kill "${pids[@]}" 2>/dev/null || true
@@ -64,4 +66,4 @@ cat <<TXT
 TXT
 # Stop everything as soon as any one process exits, so a crash is not hidden.
 wait -n "${pids[@]}" || true
-echo "==> A process exited; see var/log/. Stopping the rest."
+[ -z "$stopping" ] && echo "==> A process exited; see var/log/. Stopping the rest."
