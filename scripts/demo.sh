@@ -66,4 +66,4 @@ cat <<TXT
 TXT
 # Stop everything as soon as any one process exits, so a crash is not hidden.
 wait -n "${pids[@]}" || true
-[ -z "$stopping" ] && echo "==> A process exited; see var/log/. Stopping the rest."
+if [ -z "$stopping" ]; then echo "==> A process exited; see var/log/. Stopping the rest."; fi
