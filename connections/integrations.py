@@ -43,6 +43,11 @@ def integration_is_known(slug: str) -> bool:
     return bool(SLUG_RE.match(slug))
 
 
+def fallback_display_name(slug: str) -> str:
+    """A readable name for an integration Trackstar's list did not (or could not) name."""
+    return slug.replace("-", " ").title()
+
+
 def integration_display_name(slug: str) -> str:
     info = integration_catalog().get(slug) or {}
-    return info.get("display_name") or slug.replace("-", " ").title()
+    return info.get("display_name") or fallback_display_name(slug)

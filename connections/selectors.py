@@ -13,6 +13,7 @@ from django.utils import timezone
 from customers.models import Customer
 
 from .models import AuthCodeExchange, Connection, InventoryItem, Order, ResourceSync, Warehouse
+from .models.sync import resource_label
 
 
 def connection_list(*, customer: Customer) -> QuerySet[Connection]:
@@ -99,7 +100,7 @@ class Freshness:
 
     @property
     def label(self) -> str:
-        return self.resource.replace("_", " ").capitalize()
+        return resource_label(self.resource)
 
     @property
     def stale(self) -> bool:

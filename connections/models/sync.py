@@ -3,6 +3,11 @@ from django.db import models
 from .connection import Connection
 
 
+def resource_label(resource: str) -> str:
+    """"inbound_shipments" → "Inbound shipments", wherever a resource is shown to people."""
+    return resource.replace("_", " ").capitalize()
+
+
 class ResourceSync(models.Model):
     """The sync state of one resource of one connection: schedule, high-water mark, lease.
 
@@ -44,7 +49,7 @@ class ResourceSync(models.Model):
         indexes = [models.Index(fields=["next_sync_at"], name="resourcesync_next_sync")]
 
     def __str__(self) -> str:
-        return self.resource.replace("_", " ").capitalize()
+        return resource_label(self.resource)
 
 
 class SyncRun(models.Model):

@@ -4,6 +4,8 @@ from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from ..integrations import fallback_display_name
+
 register = template.Library()
 
 STATUS_WORDS = {
@@ -19,7 +21,7 @@ STATUS_WORDS = {
 def integration(integrations: dict, slug: str) -> dict:
     """IntegrationInfo for a slug, with a readable name even when Trackstar is unreachable."""
     info = dict(integrations.get(slug) or {})
-    info.setdefault("display_name", slug.replace("-", " ").title())
+    info.setdefault("display_name", fallback_display_name(slug))
     return info
 
 
