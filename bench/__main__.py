@@ -100,6 +100,8 @@ def sandbox_connection(base_url: str, **counts: int) -> dict:
     import requests
 
     headers = {"x-trackstar-api-key": API_KEY}
+    # Trackstar's initial sync is done at once: the bench measures our reads, not its wait.
+    requests.post(base_url + "/_sandbox/config", json={"historical_sync_delay": 0}, timeout=10)
     link_token = requests.post(base_url + "/link/token", json={}, headers=headers,
                                timeout=10).json()["link_token"]
     auth_code = requests.post(
@@ -131,18 +133,25 @@ def setup_django(base_url: str) -> None:
 
 
 def make_connection(made: dict):
-    from connections.models import Connection
+    from connections.models import Connection, ResourceSync
+    from connections.services.sync import sync_resources_for
     from customers.models import Customer
 
     customer, _ = Customer.objects.get_or_create(
         slug="bench", defaults={"name": "Bench", "contact_email": "bench@example.com"}
     )
-    return Connection.objects.create(
+    connection = Connection.objects.create(
         customer=customer, trackstar_connection_id=made["connection_id"],
         integration_name=made["integration_name"], access_token=made["access_token"],
         available_actions=made["available_actions"], status=Connection.Status.ACTIVE,
         source=Connection.Source.STAFF,
     )
+    # As after connection.historical-sync-completed: the resources may be read.
+    ResourceSync.objects.bulk_create([
+        ResourceSync(connection=connection, resource=resource, history_ready=True)
+        for resource in sync_resources_for(connection)
+    ])
+    return connection
 
 
 # --- Measurements -------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
 from django.views.decorators.debug import sensitive_post_parameters
 
 from customers.admin import CustomerAdmin
@@ -20,16 +21,19 @@ from customers.services import portal_user_invite
 
 from . import services
 from .crypto import decrypt, encrypt
-from .forms import MagicLinkIssueForm, PortalUserInviteForm, TokenImportForm
+from .forms import BackfillForm, MagicLinkIssueForm, PortalUserInviteForm, TokenImportForm
+from .integrations import integration_display_name
 from .models import (
     AuditEntry,
     AuthCodeExchange,
+    Backfill,
     Connection,
     MagicLink,
     ResourceSync,
     SyncRun,
     WebhookEvent,
 )
+from .models.sync import resource_label
 from .selectors import Freshness
 from .trackstar import TrackstarError
 from .views import LinkActor, LinkEndpoints, link_config
@@ -189,8 +193,8 @@ class ResourceSyncInline(admin.TabularInline):
     verbose_name = "resource sync"
     verbose_name_plural = "Sync panel"
     fields = readonly_fields = (
-        "resource", "state", "last_run", "last_success_at", "freshness", "next_sync_at",
-        "last_error", "resync",
+        "resource", "state", "health", "last_run", "last_success_at", "freshness",
+        "next_sync_at", "last_error", "resync",
     )
     ordering = ["resource"]
 
@@ -210,6 +214,15 @@ class ResourceSyncInline(admin.TabularInline):
         if run is not None and run.status == SyncRun.Status.RUNNING:
             return f"Running: {run.pages} pages, {run.records} records so far"
         return "Scheduled" if obj.enabled else "Disabled"
+
+    @admin.display(description="Health")
+    def health(self, obj: ResourceSync) -> str:
+        words = obj.health_words(integration_display_name(obj.connection.integration_name))
+        if obj.force_sync_requested_at is not None:
+            words = (f"Trackstar is refreshing from the WMS (asked "
+                     f"{timesince(obj.force_sync_requested_at)} ago); we read when it is done. "
+                     + words)
+        return words or "OK"
 
     @admin.display(description="Last run")
     def last_run(self, obj: ResourceSync) -> str:
@@ -235,9 +248,48 @@ class ResourceSyncInline(admin.TabularInline):
         if obj.unsupported:
             return ""
         url = reverse("admin:connections_connection_resync", args=[obj.connection_id])
-        return format_html('<button type="submit" class="button" formaction="{}?resource={}" '
-                           'formmethod="post" name="_resync">Resync now</button>',
-                           url, obj.resource)
+        return format_html(
+            '<button type="submit" class="button" formaction="{}?resource={}" formmethod="post" '
+            'name="_resync" title="Ask Trackstar to pull from the WMS now, then read">'
+            'Resync now</button> '
+            '<button type="submit" class="button" formaction="{}?resource={}&amp;mode=reread" '
+            'formmethod="post" name="_reread" title="Read Trackstar\'s whole copy again">'
+            'Re-read</button>',
+            url, obj.resource, url, obj.resource)
+
+
+class BackfillInline(admin.TabularInline):
+    """History backfills (Trackstar on-demand syncs) of this connection."""
+
+    model = Backfill
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "History backfills"
+    fields = readonly_fields = ("resource", "window", "status", "requested_by", "created_at",
+                                "finished_at", "error", "cancel")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Window")
+    def window(self, obj: Backfill) -> str:
+        return f"{obj.start_time:%Y-%m-%d} → {obj.end_time:%Y-%m-%d}"
+
+    @admin.display(description="")
+    def cancel(self, obj: Backfill) -> str:
+        if obj.status != Backfill.Status.OPEN:
+            return ""
+        url = reverse("admin:connections_connection_backfill_cancel",
+                      args=[obj.connection_id, obj.pk])
+        return format_html('<button type="submit" class="button" formaction="{}" '
+                           'formmethod="post" name="_cancel_backfill">Cancel</button>', url)
+
+
+HEALTH_KINDS = {
+    "invalid_credentials": "Invalid credentials (blocking)",
+    "missing_permission": "Missing permission (non-blocking)",
+    "unclassified": "Unclassified error",
+}
 
 
 @admin.register(Connection)
@@ -246,7 +298,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         "trackstar_connection_id", "customer", "integration_name", "status", "source",
         "sync_paused", "last_synced_at", "created_by", "connected_at", "last_error_short",
     ]
-    inlines = [ResourceSyncInline]
+    inlines = [ResourceSyncInline, BackfillInline]
     list_filter = ["status", "integration_name", "source", "sync_paused"]
     search_fields = ["trackstar_connection_id", "customer__name", "integration_name"]
     list_select_related = ["customer", "created_by"]
@@ -255,12 +307,13 @@ class ConnectionAdmin(admin.ModelAdmin):
     exclude = ["access_token"]
     readonly_fields = [
         "customer", "trackstar_connection_id", "integration_name", "integration_type",
-        "status", "source", "access_token_masked", "available_actions", "last_error",
-        "sync_paused", "created_by", "connected_at", "disconnected_at",
-        "reconnect_notified_at", "created_at", "updated_at",
+        "status", "reconnect_cause", "trackstar_health", "health_checked_at", "source",
+        "access_token_masked", "available_actions", "last_error", "sync_paused", "created_by",
+        "connected_at", "disconnected_at", "reconnect_notified_at", "created_at", "updated_at",
     ]
-    actions = ["resync_now", "send_reconnect_link", "disconnect", "pause_syncing",
+    actions = ["resync_now", "reread_all", "send_reconnect_link", "disconnect", "pause_syncing",
                "resume_syncing"]
+    change_form_template = "admin/connections/connection/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Connection]:
         return super().get_queryset(request).annotate(
@@ -274,36 +327,114 @@ class ConnectionAdmin(admin.ModelAdmin):
         # Connections are made through Link or a token import, from the customer's page.
         return False
 
+    @admin.display(description="Trackstar reports")
+    def trackstar_health(self, obj: Connection) -> str:
+        if not obj.trackstar_errors:
+            return "No errors" if obj.health_checked_at else "Not checked yet"
+        return format_html_join(
+            "", "<div>{}: {}{}</div>",
+            ((HEALTH_KINDS.get(e.get("kind"), e.get("kind")), e.get("message") or "—",
+              f" ({', '.join(e['resources'])})" if e.get("resources") else "")
+             for e in obj.trackstar_errors),
+        )
+
     def get_urls(self):
+        wrap = self.admin_site.admin_view
         return [
-            path("<int:pk>/resync/", self.admin_site.admin_view(self.resync_view),
+            path("<int:pk>/resync/", wrap(self.resync_view),
                  name="connections_connection_resync"),
+            path("<int:pk>/backfill/", wrap(self.backfill_view),
+                 name="connections_connection_backfill"),
+            path("<int:pk>/backfill/<int:backfill_pk>/cancel/", wrap(self.backfill_cancel_view),
+                 name="connections_connection_backfill_cancel"),
             *super().get_urls(),
         ]
 
-    def resync_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        if request.method != "POST" or not self.has_change_permission(request):
+    def _changeable(self, request: HttpRequest, pk: int) -> Connection:
+        if not self.has_change_permission(request):
             raise PermissionDenied
-        connection = get_object_or_404(Connection, pk=pk)
+        return get_object_or_404(Connection, pk=pk)
+
+    def resync_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if request.method != "POST":
+            raise PermissionDenied
+        connection = self._changeable(request, pk)
         resource = request.GET.get("resource") or None
+        reread = request.GET.get("mode") == "reread"
+        service = services.connection_reread if reread else services.connection_resync
         try:
-            requested = services.connection_resync(
-                connection=connection, actor=request.user,
-                resources=[resource] if resource else None)
+            requested = service(connection=connection, actor=request.user,
+                                resources=[resource] if resource else None)
         except ValidationError as e:
             messages.error(request, " ".join(e.messages))
         else:
-            messages.success(request, f"Resync of {', '.join(requested) or 'nothing'} queued.")
+            names = ", ".join(resource_label(r).lower() for r in requested) or "nothing"
+            messages.success(request, f"Re-reading {names} from Trackstar." if reread else
+                             f"Trackstar is refreshing {names} from the WMS; Dockside reads "
+                             "the changes when Trackstar is done.")
         return redirect("admin:connections_connection_change", pk)
 
-    @admin.action(description="Resync now (all resources)", permissions=["change"])
+    def backfill_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        connection = self._changeable(request, pk)
+        form = BackfillForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                backfill = services.backfill_request(
+                    connection=connection, actor=request.user, **form.cleaned_data)
+            except ValidationError as e:
+                form.add_error(None, e)
+            else:
+                messages.success(request, f"Trackstar is backfilling "
+                                          f"{resource_label(backfill.resource).lower()}; the "
+                                          "records arrive when it is done.")
+                return redirect("admin:connections_connection_change", pk)
+        return TemplateResponse(request, "admin/connections/form_page.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta,
+            "title": f"Backfill history of {connection}", "form": form,
+            "intro": "Trackstar's initial sync covers the last 30 days. A backfill asks "
+                     "Trackstar to import one resource over an older window; not every WMS "
+                     "supports every resource, and Trackstar says so.",
+            "submit_label": "Start backfill",
+        })
+
+    def backfill_cancel_view(self, request: HttpRequest, pk: int, backfill_pk: int):
+        if request.method != "POST":
+            raise PermissionDenied
+        connection = self._changeable(request, pk)
+        backfill = get_object_or_404(Backfill, pk=backfill_pk, connection=connection)
+        try:
+            services.backfill_cancel(backfill=backfill, actor=request.user)
+        except ValidationError as e:
+            messages.error(request, " ".join(e.messages))
+        else:
+            messages.success(request, "Backfill cancelled.")
+        return redirect("admin:connections_connection_change", pk)
+
+    @admin.action(description="Resync now: refresh from the WMS, then read", permissions=["change"])
     def resync_now(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        done = 0
         for connection in queryset:
             try:
                 services.connection_resync(connection=connection, actor=request.user)
+                done += 1
             except ValidationError as e:
-                messages.warning(request, " ".join(e.messages))
-        messages.success(request, "Resync queued.")
+                messages.warning(request, f"{connection}: {' '.join(e.messages)}")
+        if done:
+            messages.success(request, f"Trackstar is refreshing {done} connection(s) from "
+                                      "the WMS; Dockside reads the changes when it is done.")
+
+    @admin.action(description="Re-read everything from Trackstar (repair the local copy)",
+                  permissions=["change"])
+    def reread_all(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        done = 0
+        for connection in queryset:
+            try:
+                services.connection_reread(connection=connection, actor=request.user)
+                done += 1
+            except ValidationError as e:
+                messages.warning(request, f"{connection}: {' '.join(e.messages)}")
+        if done:
+            messages.success(request, f"Re-reading {done} connection(s) from Trackstar.")
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # "Disconnect" keeps history; deleting rows would lose synced data
@@ -546,7 +677,7 @@ class SyncRunAdmin(ReadOnlyAdmin):
             if (run.connection_id, run.resource) in done:
                 continue
             try:
-                services.connection_resync(connection=run.connection, actor=request.user,
+                services.connection_reread(connection=run.connection, actor=request.user,
                                            resources=[run.resource])
                 done.add((run.connection_id, run.resource))
             except ValidationError as e:

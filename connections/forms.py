@@ -1,9 +1,13 @@
+from datetime import UTC, datetime, time, timedelta
+
 from django import forms
 
 from customers.models import Customer
 
 from .integrations import integration_catalog
 from .models import Connection
+from .models.sync import resource_label
+from .services.backfills import backfill_resources
 from .services.magic_links import DEFAULT_EXPIRY_DAYS, MAX_EXPIRY_DAYS
 
 
@@ -60,3 +64,24 @@ class PortalUserInviteForm(forms.Form):
     email = forms.EmailField()
     username = forms.CharField(required=False, max_length=150,
                                help_text="Defaults to the email address.")
+
+
+class BackfillForm(forms.Form):
+    resource = forms.ChoiceField()
+    start_time = forms.DateField(label="From (UTC day)", widget=forms.DateInput(attrs={"type": "date"}))
+    end_time = forms.DateField(label="To (UTC day, included)",
+                               widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["resource"].choices = [(r, resource_label(r)) for r in backfill_resources()]
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("start_time"), data.get("end_time")
+        if start and end:
+            if start > end:
+                raise forms.ValidationError("The start day must not be after the end day.")
+            data["start_time"] = datetime.combine(start, time.min, tzinfo=UTC)
+            data["end_time"] = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+        return data

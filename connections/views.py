@@ -28,6 +28,7 @@ from customers.tenancy import (
 from . import selectors, services
 from .api import BadRequest, error, json_body, required_string
 from .integrations import integration_catalog, integration_display_name, integration_is_known
+from .middleware import mark_link_page
 from .models import AuthCodeExchange, Connection, MagicLink
 from .services.audit import Actor
 from .throttle import connect_is_throttled, connect_record_miss
@@ -239,7 +240,9 @@ def link_config(request: HttpRequest, *, customer: Customer,
                 allow_list: list[str] | None = None,
                 reinstall: Connection | None = None, get_link_token_url: str = "",
                 store_token_url: str = "", headers: dict | None = None) -> dict:
-    """What static/portal/connect.js needs to drive Trackstar Link on a page."""
+    """What static/portal/connect.js needs to drive Trackstar Link on a page. The page's
+    response then allows Link's OAuth popups (connections.middleware)."""
+    mark_link_page(request)
     return {
         "scriptUrl": settings.TRACKSTAR_LINK_SCRIPT_URL,
         "getLinkTokenUrl": get_link_token_url or reverse("portal:get_link_token"),

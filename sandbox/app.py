@@ -1,7 +1,9 @@
 """The Starlette app: Trackstar's API (shapes per spec/openapi.json) plus /_sandbox/ controls."""
 
 import asyncio
+import contextlib
 import copy
+import functools
 import logging
 import math
 import pathlib
@@ -18,7 +20,14 @@ from starlette.routing import Route
 
 from . import data, listing
 from .config import Settings
-from .integrations import INTEGRATIONS, LIST_URLS, RESOURCES, check_credentials, logo_svg
+from .integrations import (
+    INTEGRATIONS,
+    LIST_URLS,
+    RESOURCE_WORDS,
+    RESOURCES,
+    check_credentials,
+    logo_svg,
+)
 from .state import Connection, State
 from .webhooks import WebhookSender
 
@@ -64,6 +73,17 @@ RESOURCE_ALIASES = {r.replace("-", "_"): r for r in RESOURCES} | {
     "warehouse_locations": "locations",
     "bills": "billing",
 }
+FUNCTION_RESOURCES = {fn: res for res, (fn, _) in RESOURCES.items()}
+ERROR_KINDS = ("invalid_credentials", "missing_permission")
+CONNECTIONS_PAGE = 100  # GET /connections takes only page_token, so the page size is ours
+LATE_MAX = 10_000
+BACKFILL_MAX = 1000
+LATE_AGE_MS = 2 * data.DAY_MS  # ingest-late: WMS dates this long before the dataset's anchor
+
+
+def doc_resource(res: str) -> str:
+    """The resource name DOC:connection-issues uses in errors[].resource ("inbound_shipments")."""
+    return res.replace("-", "_")
 
 
 def _json(body: object, status: int = 200, headers: dict | None = None) -> Response:
@@ -141,6 +161,43 @@ class Sandbox:
         spec = orjson.loads(SPEC_PATH.read_bytes())
         self.filters = listing.load_filter_specs(spec, WMS_PATHS)
         self.link_script = (HERE / "static" / "link.js").read_bytes()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._resume_history()
+
+    # -- timers ------------------------------------------------------------------------------
+    def later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Run callback on the event loop after delay seconds (forgotten by a reset)."""
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            self._timers.discard(handle)
+            try:
+                callback()
+            except Exception:
+                log.exception("sandbox timer failed")
+
+        handle = loop.call_later(max(float(delay), 0.0), run)
+        self._timers.add(handle)
+
+    def _cancel_timers(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+
+    def _resume_history(self) -> None:
+        # A restarted demo still announces initial syncs that had not finished.
+        now = time.time()
+        for conn in self.state.connections.values():
+            for res, due in conn.ready_at.items():
+                if due > now:
+                    self._history_webhook(conn, res, due - now)
+
+    async def startup(self) -> None:
+        # Open on-demand jobs of a restarted demo still complete.
+        now = time.time()
+        for job_id, entry in self.state.sync_jobs.items():
+            if entry["job"]["status"] == "open":
+                self.later(entry["due"] - now, functools.partial(self._finish_job, job_id))
 
     # -- plumbing ----------------------------------------------------------------------------
     def api(
@@ -158,17 +215,13 @@ class Sandbox:
                 return _error(401, "Invalid or missing x-trackstar-api-key.")
             conn = None
             if token:
+                # 401 only for a wrong key or an unknown token: broken WMS credentials never
+                # stop reads, Trackstar serves its own copy (API.md §10).
                 conn = self.state.connection_for_token(
                     request.headers.get("x-trackstar-access-token")
                 )
                 if conn is None:
                     return _error(401, "Invalid or missing x-trackstar-access-token.")
-                if conn.broken:
-                    return _error(
-                        401,
-                        f"The credentials for this {INTEGRATIONS[conn.integration_name].display_name}"
-                        " connection no longer work. Reinstall the connection.",
-                    )
             kind = "get" if request.method == "GET" else "write"
             bucket = conn.access_token if conn else "key:" + self.settings.api_key
             limit = self.settings.get_rate if kind == "get" else self.settings.write_rate
@@ -248,21 +301,14 @@ class Sandbox:
 
     def connection_json(self, conn: Connection) -> dict:
         integration = INTEGRATIONS[conn.integration_name]
-        last_sync = _iso(max(conn.created_at, time.time() - 600))
-        errors = []
-        if conn.broken:
-            since = _iso(conn.broken_since or conn.created_at)
-            errors.append(
-                {
-                    "error_message": self._break_message(conn),
-                    "affected_endpoints": [
-                        {"endpoint": LIST_URLS[r], "preventing_sync": True}
-                        for r in integration.resources
-                    ],
-                    "first_seen": since,
-                    "last_seen": _iso(time.time()),
-                }
-            )
+        now = time.time()
+        last_sync = _iso(max(conn.created_at, now - 600))
+
+        def status(res: str) -> str:
+            if conn.blocked or conn.denied(res):
+                return "error"
+            return "enabled" if conn.ready(res, now) else "first_sync_in_progress"
+
         return {
             "connection_id": conn.connection_id,
             "integration_name": conn.integration_name,
@@ -278,21 +324,115 @@ class Sandbox:
                     "last_crawl_start": last_sync,
                     "last_crawl_end": last_sync,
                     "sync_frequency": SYNC_FREQUENCY.get(r, 3600),
-                    "in_progress": False,
-                    "sync_status": "error" if conn.broken else "enabled",
+                    "in_progress": not conn.ready(r, now),
+                    "sync_status": status(r),
                 }
                 for r in integration.resources
             ],
-            "errors": errors,
+            "errors": [self._error_json(conn, e) for e in conn.errors],
+            # SKILL:trackstar; no schema for it is published.
+            "historical_sync_completed": {
+                RESOURCES[r][0]: conn.ready(r, now) for r in integration.resources
+            },
             "available_actions": integration.available_actions,
             "available_endpoints": integration.available_endpoints,
             "integration_type": "wms",
             "webhooks_disabled": conn.webhooks_disabled,
         }
 
-    def _break_message(self, conn: Connection) -> str:
+    # -- connection errors (API.md §10) ------------------------------------------------------
+    def _error_message(self, conn: Connection, err: dict) -> str:
         name = INTEGRATIONS[conn.integration_name].display_name
+        if err["kind"] == "missing_permission":
+            return self._denied_message(conn, err["resource"])
         return f"{name} rejected the stored credentials (401 Unauthorized)."
+
+    @staticmethod
+    def _denied_message(conn: Connection, res: str) -> str:
+        name = INTEGRATIONS[conn.integration_name].display_name
+        return (
+            f"The credentials for this {name} connection do not have access to "
+            f"{RESOURCE_WORDS[res]}."
+        )
+
+    def _affected(self, conn: Connection, err: dict) -> list[dict]:
+        # Invalid credentials stop every resource; a missing permission only its own.
+        if err["kind"] == "missing_permission":
+            resources = [err["resource"]]
+        else:
+            resources = INTEGRATIONS[conn.integration_name].resources
+        return [{"endpoint": LIST_URLS[r], "preventing_sync": True} for r in resources]
+
+    def _error_json(self, conn: Connection, err: dict) -> dict:
+        """One errors[] entry in the configured shape: DOC's, the OAS's, or both merged."""
+        shape = self.settings.error_shape
+        message = self._error_message(conn, err)
+        out: dict = {}
+        if shape in ("both", "doc"):
+            out["error_type"] = err["kind"]
+            out["resource"] = doc_resource(err["resource"]) if err["resource"] else None
+            out["message"] = message
+        if shape in ("both", "oas"):
+            out["error_message"] = message
+            out["affected_endpoints"] = self._affected(conn, err)
+            out["first_seen"] = _iso(err["first_seen"])
+            out["last_seen"] = _iso(err["last_seen"])
+        return out
+
+    def _error_webhook(self, conn: Connection, err: dict, updated: float) -> dict:
+        # Only the fields of the OAS webhook schema (ConnectionErrorSchema): no error_type.
+        failed = err["resource"] or "orders"
+        return {
+            "failed_url": LIST_URLS[failed],
+            "affected_endpoints": self._affected(conn, err),
+            "integration_name": conn.integration_name,
+            "error_message": self._error_message(conn, err),
+            "created_date": _iso(err["first_seen"]),
+            "updated_date": _iso(updated),
+            "last_seen": _iso(err["last_seen"]),
+        }
+
+    def _open_error(self, conn: Connection, kind: str, res: str | None) -> None:
+        now = time.time()
+        err = conn.error(kind, res)
+        if err is None:
+            err = {"kind": kind, "resource": res, "first_seen": now, "last_seen": now}
+            conn.errors.append(err)
+            conn.errors_changed()
+            self.webhook(conn, "connection-error.created", self._error_webhook(conn, err, now))
+        else:
+            # Seen again: last_seen moves. The OAS schema of this event requires
+            # previous_attributes as a whole ConnectionErrorSchema, so it is the old payload.
+            before = self._error_webhook(conn, err, err["last_seen"])
+            err["last_seen"] = now
+            self.webhook(
+                conn,
+                "connection-error.updated",
+                self._error_webhook(conn, err, now),
+                previous_attributes=before,
+            )
+        self.state.save()
+
+    def _clear_errors(self, conn: Connection, kinds: tuple[str, ...] = ERROR_KINDS) -> None:
+        now = time.time()
+        cleared = [e for e in conn.errors if e["kind"] in kinds]
+        if not cleared:
+            return
+        conn.errors = [e for e in conn.errors if e["kind"] not in kinds]
+        conn.errors_changed()
+        ds = self.state.dataset(conn)
+        for err in cleared:
+            self.webhook(conn, "connection-error.deleted", self._error_webhook(conn, err, now))
+            if err["kind"] == "missing_permission":
+                # Trackstar newly sees the resource: it gets its own initial sync (DOC on
+                # reinstall; reads of it are empty meanwhile), and when that completes every
+                # record's trackstar_*_date is that moment (now, with no delay).
+                res = err["resource"]
+                delay = self.settings.historical_sync_delay
+                conn.ready_at[res] = now + delay
+                ds.set_floor(res, int(conn.ready_at[res] * 1000))
+                self._history_webhook(conn, res, delay)
+        self.state.save()
 
     def exchange_json(self, conn: Connection) -> dict:
         integration = INTEGRATIONS[conn.integration_name]
@@ -317,51 +457,36 @@ class Sandbox:
             "connection.created",
             {"created_date": _iso(conn.created_at), "access_token": conn.access_token},
         )
-        # Trackstar signals the end of the initial sync per resource (API.md §5).
-        ds = self.state.dataset(conn)
+        # Until its initial sync completes a resource reads as empty; its end is signalled
+        # per resource (API.md §5, §10).
+        delay = self.settings.historical_sync_delay
         for res in INTEGRATIONS[conn.integration_name].resources:
-            payload = {
-                "resource": res,
-                "oldest_data_date": data.iso(ds.base_created_ms(res, 0)),
-                "newest_data_date": data.iso(ds.anchor_ms),
-            }
-            self._send_later(
-                conn,
-                "connection.historical-sync-completed",
-                payload,
-                self.settings.historical_sync_delay,
-            )
+            conn.ready_at[res] = conn.created_at + delay
+            self._history_webhook(conn, res, delay)
 
-    def _set_broken(self, conn: Connection, broken: bool) -> None:
-        if conn.broken == broken:
-            return
-        now = time.time()
-        integration = INTEGRATIONS[conn.integration_name]
+    def _history_webhook(self, conn: Connection, res: str, delay: float) -> None:
+        ds = self.state.dataset(conn)
         payload = {
-            "failed_url": LIST_URLS["orders"],
-            "affected_endpoints": [
-                {"endpoint": LIST_URLS[r], "preventing_sync": True} for r in integration.resources
-            ],
-            "integration_name": conn.integration_name,
-            "error_message": self._break_message(conn),
-            "created_date": _iso(conn.broken_since or now),
-            "updated_date": _iso(now),
-            "last_seen": _iso(now),
+            "resource": res,
+            "oldest_data_date": data.iso(ds.base_created_ms(res, 0)),
+            "newest_data_date": data.iso(ds.anchor_ms),
         }
-        conn.broken = broken
-        conn.broken_since = now if broken else None
-        self.webhook(
-            conn, "connection-error.created" if broken else "connection-error.deleted", payload
-        )
-        self.state.save()
+        self._send_later(conn, "connection.historical-sync-completed", payload, delay)
 
-    def _resource_or_501(self, conn: Connection, res: str) -> None:
+    def _readable(self, conn: Connection, res: str) -> bool:
+        """501 if the WMS lacks res, 403 without permission; False while its initial sync
+        is still running (the read then returns nothing)."""
         integration = INTEGRATIONS[conn.integration_name]
         if res in integration.missing:
             action = RESOURCES[res][0]
             raise HTTPFailure(
                 _error(501, f"Endpoint {action} is not implemented for {integration.display_name}")
             )
+        if conn.denied(res):
+            raise HTTPFailure(
+                _json({"error": self._denied_message(conn, res), "origin": "integration"}, 403)
+            )
+        return conn.ready(res, time.time())
 
     # -- Link and connections ----------------------------------------------------------------
     async def link_token(self, request: Request) -> Response:
@@ -407,8 +532,9 @@ class Sandbox:
                 )
             if customer_id:
                 conn.customer_id = customer_id
-            # Reinstall keeps the id and access token and repairs the credentials (API.md §3).
-            self._set_broken(conn, False)
+            # Reinstall keeps the id, access token and history and repairs the credentials
+            # (API.md §3); a missing permission stays until the WMS grants it (API.md §10).
+            self._clear_errors(conn, ("invalid_credentials",))
         else:
             conn = self.state.create_connection(entry["integration_name"], customer_id, {})
             self._connection_created(conn)
@@ -416,23 +542,26 @@ class Sandbox:
         return _json(self.exchange_json(conn))
 
     async def connections_list(self, request: Request) -> Response:
-        unknown = set(request.query_params) - {"page_token", "customer_id", "limit"}
+        # The OAS lists only page_token; anything else is a 422 (API.md §10).
+        unknown = set(request.query_params) - {"page_token"}
         if unknown:
-            key = sorted(unknown)[0]
-            raise _validation("Unknown query parameter.", "query", key, "Unknown field.")
+            raise HTTPFailure(
+                _error(
+                    422,
+                    "Unknown query parameter.",
+                    detail={"query": {k: ["Unknown field."] for k in sorted(unknown)}},
+                )
+            )
         conns = list(self.state.connections.values())
-        if "customer_id" in request.query_params:
-            conns = [c for c in conns if c.customer_id == request.query_params["customer_id"]]
-        raw_limit = request.query_params.get("limit") or "100"
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-            raise _validation("Invalid limit.", "query", "limit", "Must be 1 to 1000.")
-        limit = int(raw_limit)
+        limit = CONNECTIONS_PAGE
         start = 0
         if request.query_params.get("page_token"):
             try:
                 start = int(request.query_params["page_token"].removeprefix("c"))
             except ValueError:
                 raise _validation("Invalid page_token.", "query", "page_token", "Bad.") from None
+            if start < 0:
+                raise _validation("Invalid page_token.", "query", "page_token", "Bad.")
         page = conns[start : start + limit]
         more = start + limit < len(conns)
         return _json(
@@ -448,8 +577,8 @@ class Sandbox:
         conn = self.state.connections.get(cid)
         if conn is None:
             return _error(404, "Connection not found.", id=cid)
-        # The OAS gives this path the list envelope (API.md §4).
-        return _json({"data": [self.connection_json(conn)], "next_token": None, "total_count": 1})
+        # The docs' example answers the object envelope (API.md §10), not the 2025 OAS's list.
+        return _json({"data": self.connection_json(conn)})
 
     async def connection_patch(self, request: Request, conn: Connection) -> Response:
         body = await _body(request)
@@ -477,11 +606,149 @@ class Sandbox:
         available = INTEGRATIONS[conn.integration_name].available_actions
         if functions is None:
             functions = available
-        elif not isinstance(functions, list) or set(functions) - SYNC_FUNCTIONS:
+        elif (
+            not isinstance(functions, list)
+            or not all(isinstance(f, str) for f in functions)
+            or set(functions) - SYNC_FUNCTIONS
+        ):
             raise _validation(
                 "Invalid functions_to_sync.", "json", "functions_to_sync", "Unknown function."
             )
+        functions = list(functions)
+        cid = conn.connection_id
+        self.later(self.settings.force_sync_delay, lambda: self._force_sync_done(cid, functions))
         return _json({"id": conn.connection_id, "syncing": True, "functions_to_sync": functions})
+
+    def _force_sync_done(self, connection_id: str, functions: list[str]) -> None:
+        """Trackstar pulled from the WMS: pending WMS-only changes of these functions land,
+        unless the credentials are broken; then connection.force-sync-completed."""
+        conn = self.state.connections.get(connection_id)
+        if conn is None:
+            return
+        if not conn.blocked:
+            resources = INTEGRATIONS[conn.integration_name].resources
+            for fn in dict.fromkeys(functions):
+                res = FUNCTION_RESOURCES.get(fn)
+                if res in resources and not conn.denied(res):
+                    self._apply_pending(conn, res)
+        # The payload is undocumented (SKILL names the event only): an inference.
+        self.webhook(
+            conn,
+            "connection.force-sync-completed",
+            {"functions_to_sync": functions, "completed_date": _iso(time.time())},
+        )
+        self.state.save()
+
+    def _apply_pending(self, conn: Connection, res: str) -> None:
+        ds = self.state.dataset(conn)
+        pending = ds.pending.pop(res, None)
+        if not pending:
+            return
+        event = RESOURCES[res][1]
+        for i in pending["updates"]:
+            if i >= ds.total(res):
+                continue
+            old = ds.record(res, i)
+            ds.touch(res, i)
+            new = ds.record(res, i)
+            self.webhook(
+                conn,
+                f"{event}.updated",
+                new,
+                previous_attributes=data.previous_attributes(old, new),
+            )
+        for _ in range(pending["creates"]):
+            self.webhook(conn, f"{event}.created", ds.record(res, ds.append(res)))
+
+    # -- on-demand syncs (DOC:on-demand-syncs.mdx) -------------------------------------------
+    def _job(self, request: Request, conn: Connection) -> dict:
+        job_id = request.path_params["job_id"]
+        entry = self.state.sync_jobs.get(job_id)
+        if entry is None or entry["job"]["connection_id"] != conn.connection_id:
+            raise HTTPFailure(_error(404, "Sync job not found.", id=job_id))
+        return entry["job"]
+
+    async def on_demand_create(self, request: Request, conn: Connection) -> Response:
+        body = await _body(request)
+        problems: dict[str, list[str]] = {}
+        for key in sorted(set(body) - {"start_time", "end_time", "function_name"}):
+            problems[key] = ["Unknown field."]
+        times: dict[str, int] = {}
+        for key in ("start_time", "end_time"):
+            value = body.get(key)
+            if value is None:
+                problems[key] = ["Missing data for required field."]
+                continue
+            try:
+                if not isinstance(value, str):
+                    raise ValueError
+                times[key] = listing.parse_date_ms(value)
+            except ValueError:
+                problems[key] = ["Not an ISO 8601 date-time with a timezone."]
+        if len(times) == 2 and times["start_time"] >= times["end_time"]:
+            problems["end_time"] = ["Must be after start_time."]
+        function = body.get("function_name")
+        if function is None:
+            problems["function_name"] = ["Missing data for required field."]
+        elif not isinstance(function, str) or function not in SYNC_FUNCTIONS:
+            problems["function_name"] = [f"Must be one of: {', '.join(sorted(SYNC_FUNCTIONS))}."]
+        if problems:
+            raise HTTPFailure(_error(422, "Invalid on-demand sync.", detail={"json": problems}))
+        if function not in INTEGRATIONS[conn.integration_name].on_demand:
+            raise HTTPFailure(
+                _error(400, f"On-demand sync is not enabled for {conn.integration_name} {function}")
+            )
+        now = time.time()
+        job = {
+            "id": "job_" + secrets.token_hex(12),
+            "connection_id": conn.connection_id,
+            "function_name": function,
+            "status": "open",
+            "requested_start_time": data.iso(times["start_time"]),
+            "requested_end_time": data.iso(times["end_time"]),
+            "created_at": _iso(now),
+        }
+        delay = self.settings.on_demand_sync_delay
+        self.state.sync_jobs[job["id"]] = {"job": job, "due": now + delay}
+        self.state.save()
+        job_id = job["id"]
+        self.later(delay, lambda: self._finish_job(job_id))
+        return _json({"data": job})
+
+    async def on_demand_get(self, request: Request, conn: Connection) -> Response:
+        return _json({"data": self._job(request, conn)})
+
+    async def on_demand_cancel(self, request: Request, conn: Connection) -> Response:
+        job = self._job(request, conn)
+        if job["status"] != "open":
+            raise HTTPFailure(_error(400, "Only open sync jobs can be cancelled."))
+        job["status"] = "cancelled"
+        self.state.save()
+        return _json({"data": job})
+
+    def _finish_job(self, job_id: str) -> None:
+        """Backfill one record per day of the window (1 to BACKFILL_MAX), WMS dates inside it,
+        Trackstar dates now; no per-record webhooks; then connection.sync-job-completed."""
+        entry = self.state.sync_jobs.get(job_id)
+        if entry is None or entry["job"]["status"] != "open":
+            return
+        job = entry["job"]
+        conn = self.state.connections.get(job["connection_id"])
+        if conn is None:
+            return
+        res = FUNCTION_RESOURCES[job["function_name"]]
+        start = listing.parse_date_ms(job["requested_start_time"])
+        end = listing.parse_date_ms(job["requested_end_time"])
+        n = max(1, min(BACKFILL_MAX, (end - start) // data.DAY_MS))
+        step = (end - start) / n
+        ds = self.state.dataset(conn)
+        stamp = data.now_ms()
+        for k in range(n):
+            ds.append_at(res, int(start + k * step), int(start + (k + 0.5) * step), stamp)
+        job["status"] = "completed"
+        # The payload is undocumented (SKILL names the event only): we send the job.
+        self.webhook(conn, "connection.sync-job-completed", dict(job))
+        self.state.save()
 
     def integration_info(self, request: Request, name: str) -> dict:
         integration = INTEGRATIONS[name]
@@ -602,7 +869,7 @@ class Sandbox:
     # -- WMS reads ---------------------------------------------------------------------------
     def wms_list(self, res: str):
         async def handler(request: Request, conn: Connection) -> Response:
-            self._resource_or_501(conn, res)
+            ready = self._readable(conn, res)
             ds = self.state.dataset(conn)
             scope = None
             params = request.query_params.multi_items()
@@ -615,16 +882,19 @@ class Sandbox:
                 query = listing.parse_query(params, self.filters[res])
             except listing.ListError as e:
                 return _error(422, e.message, detail=e.detail)
+            if not ready:
+                # Nothing in Trackstar's copy until the initial sync completes (API.md §10).
+                return _json({"data": [], "next_token": None, "total_count": 0})
             return _json(listing.list_page(ds, res, query, scope))
 
         return handler
 
     def wms_get(self, res: str, param: str):
         async def handler(request: Request, conn: Connection) -> Response:
-            self._resource_or_501(conn, res)
+            ready = self._readable(conn, res)
             ds = self.state.dataset(conn)
             record_id = request.path_params[param]
-            i = ds.parse_id(res, record_id)
+            i = ds.parse_id(res, record_id) if ready else None
             if res == "locations" and i is not None:
                 if ds.record(res, i)["warehouse_id"] != request.path_params["warehouse_id"]:
                     i = None
@@ -752,9 +1022,27 @@ class Sandbox:
             "customer_id": conn.customer_id,
             "access_token": conn.access_token,
             "broken": conn.broken,
+            "errors": [
+                {
+                    "kind": e["kind"],
+                    "resource": doc_resource(e["resource"]) if e["resource"] else None,
+                    "first_seen": _iso(e["first_seen"]),
+                    "last_seen": _iso(e["last_seen"]),
+                }
+                for e in conn.errors
+            ],
             "webhooks_disabled": conn.webhooks_disabled,
             "counts": {r: ds.total(r) for r in RESOURCES},
             "mutated": {r: len(m) for r, m in ds.mut.items() if m},
+            "pending": {
+                r: {"updates": len(p["updates"]), "creates": p["creates"]}
+                for r, p in ds.pending.items()
+                if p["updates"] or p["creates"]
+            },
+            "historical_sync_completed": {
+                RESOURCES[r][0]: conn.ready(r, time.time())
+                for r in INTEGRATIONS[conn.integration_name].resources
+            },
             "anchor": data.iso(ds.anchor_ms),
             "created_at": _iso(conn.created_at),
         }
@@ -762,28 +1050,96 @@ class Sandbox:
     async def sandbox_connection(self, request: Request) -> Response:
         return _json(self._sandbox_view(self._control_connection(request)))
 
+    @staticmethod
+    def _resource_arg(value: object) -> str | None:
+        """Our resource name from a control body's "resource" (hyphens or underscores)."""
+        if not isinstance(value, str):
+            return None
+        res = RESOURCE_ALIASES.get(value, value)
+        return res if res in RESOURCES else None
+
     async def break_connection(self, request: Request) -> Response:
         conn = self._control_connection(request)
-        self._set_broken(conn, request.url.path.endswith("/break"))
+        body = await _body(request, control=True)
+        kind = body.get("kind") or "invalid_credentials"
+        if kind not in ERROR_KINDS:
+            return _json({"error": f"kind must be one of {list(ERROR_KINDS)}."}, 400)
+        res = None
+        if kind == "missing_permission":
+            resources = INTEGRATIONS[conn.integration_name].resources
+            res = self._resource_arg(body.get("resource"))
+            if res not in resources:
+                return _json(
+                    {
+                        "error": f"missing_permission needs a resource of this connection, "
+                        f"one of {[doc_resource(r) for r in resources]}; "
+                        f"got {body.get('resource')!r}."
+                    },
+                    400,
+                )
+        elif body.get("resource") is not None:
+            return _json({"error": "resource goes with kind missing_permission only."}, 400)
+        self._open_error(conn, kind, res)
         return _json(self._sandbox_view(conn))
+
+    async def repair_connection(self, request: Request) -> Response:
+        conn = self._control_connection(request)
+        self._clear_errors(conn)
+        return _json(self._sandbox_view(conn))
+
+    @staticmethod
+    def _count_arg(body: dict, key: str, default: int, low: int = 0, high: int | None = None):
+        value = body.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise HTTPFailure(_json({"error": f"{key} must be an integer >= {low}."}, 400))
+        if high is not None and value > high:
+            raise HTTPFailure(_json({"error": f"{key} must be at most {high}."}, 400))
+        return value
 
     async def mutate(self, request: Request) -> Response:
         conn = self._control_connection(request)
         body = await _body(request, control=True)
-        res = RESOURCE_ALIASES.get(body.get("resource", ""), body.get("resource"))
-        if res not in RESOURCES:
+        res = self._resource_arg(body.get("resource"))
+        if res is None:
             return _json({"error": f"Unknown resource {body.get('resource')!r}."}, 400)
+        in_wms_only = body.get("in_wms_only", False)
+        if not isinstance(in_wms_only, bool):
+            return _json({"error": "in_wms_only must be true or false."}, 400)
+        count = self._count_arg(body, "count", 1)
+        create = self._count_arg(body, "create", 0)
         ds = self.state.dataset(conn)
         event = RESOURCES[res][1]
+        indices: list[int] = []
         if body.get("ids"):
-            indices = [ds.parse_id(res, x) for x in body["ids"]]
-            if None in indices:
-                return _json({"error": "Unknown id in ids."}, 400)
+            if not isinstance(body["ids"], list):
+                return _json({"error": "ids must be a list."}, 400)
+            for x in body["ids"]:
+                i = ds.parse_id(res, x) if isinstance(x, str) else None
+                if i is None:
+                    return _json({"error": "Unknown id in ids."}, 400)
+                indices.append(i)
         else:
             total = ds.total(res)
-            indices = random.sample(range(total), min(int(body.get("count", 1)), total))
+            indices = random.sample(range(total), min(count, total))
+        indices = sorted(set(indices))
+        if in_wms_only:
+            # Held in the WMS: Trackstar's copy, reads and webhooks see nothing until a force
+            # sync covering res applies them (API.md §10).
+            pending = ds.pending.setdefault(res, {"updates": [], "creates": 0})
+            held = set(pending["updates"])
+            pending["updates"] += [i for i in indices if i not in held]
+            pending["creates"] += create
+            self.state.save()
+            return _json(
+                {
+                    "resource": res,
+                    "updated_ids": [ds.make_id(res, i) for i in indices],
+                    "created_ids": [],
+                    "pending": True,
+                }
+            )
         updated = []
-        for i in sorted(indices):  # type: ignore[type-var]
+        for i in indices:
             old = ds.record(res, i)
             ds.touch(res, i)
             new = ds.record(res, i)
@@ -795,13 +1151,38 @@ class Sandbox:
                 previous_attributes=data.previous_attributes(old, new),
             )
         created = []
-        for _ in range(int(body.get("create", 0))):
+        for _ in range(create):
             i = ds.append(res)
             new = ds.record(res, i)
             created.append(new["id"])
             self.webhook(conn, f"{event}.created", new)
         self.state.save()
-        return _json({"resource": res, "updated_ids": updated, "created_ids": created})
+        return _json(
+            {"resource": res, "updated_ids": updated, "created_ids": created, "pending": False}
+        )
+
+    async def ingest_late(self, request: Request) -> Response:
+        """Records Trackstar only now sees although the WMS dates them long ago: old
+        created/updated_date, new trackstar_* dates, no webhooks (API.md §10)."""
+        conn = self._control_connection(request)
+        body = await _body(request, control=True)
+        res = self._resource_arg(body.get("resource"))
+        if res is None or res not in INTEGRATIONS[conn.integration_name].resources:
+            return _json({"error": f"Unknown resource {body.get('resource')!r}."}, 400)
+        if "count" not in body:
+            return _json({"error": "count is required."}, 400)
+        count = self._count_arg(body, "count", 1, low=1, high=LATE_MAX)
+        ds = self.state.dataset(conn)
+        stamp = data.now_ms()
+        old = ds.anchor_ms - LATE_AGE_MS
+        ids = []
+        for k in range(count):
+            # One ms apart, the newest still LATE_AGE_MS before the anchor.
+            updated = old - (count - 1 - k)
+            i = ds.append_at(res, updated - data.DAY_MS, updated, stamp)
+            ids.append(ds.make_id(res, i))
+        self.state.save()
+        return _json({"resource": res, "ids": ids})
 
     async def dataset(self, request: Request) -> Response:
         body = await _body(request, control=True)
@@ -825,7 +1206,12 @@ class Sandbox:
             if unknown:
                 return _json({"error": f"Unknown settings: {sorted(unknown)}."}, 400)
             for key, value in body.items():
+                problem = Settings.check(key, value)
+                if problem:
+                    return _json({"error": problem}, 400)
+            for key, value in body.items():
                 setattr(self.settings, key, value)
+        # Never the API key itself (DESIGN.md §9), only whether one is set.
         return _json(self.settings.public())
 
     async def reset(self, request: Request) -> Response:
@@ -835,6 +1221,7 @@ class Sandbox:
             setattr(self.settings, name, copy.deepcopy(getattr(self.initial_settings, name)))
         self.faults = None
         self.limiter.windows.clear()
+        self._cancel_timers()
         self.sender.clear()
         return _json({"reset": True})
 
@@ -854,6 +1241,22 @@ class Sandbox:
             Route("/connections", api(self.connection_patch, token=True), methods=["PATCH"]),
             Route("/connections", api(self.connection_delete, token=True), methods=["DELETE"]),
             Route("/connections/sync", api(self.connection_sync, token=True), methods=["POST"]),
+            # Before /connections/{connection_id}, which would swallow them.
+            Route(
+                "/connections/on-demand-syncs",
+                api(self.on_demand_create, token=True),
+                methods=["POST"],
+            ),
+            Route(
+                "/connections/on-demand-syncs/{job_id}",
+                api(self.on_demand_get, token=True),
+                methods=["GET"],
+            ),
+            Route(
+                "/connections/on-demand-syncs/{job_id}/cancel",
+                api(self.on_demand_cancel, token=True),
+                methods=["POST"],
+            ),
             Route("/connections/{connection_id}", api(self.connection_get), methods=["GET"]),
             Route("/integrations/{integration_type}", api(self.integrations), methods=["GET"]),
             Route(
@@ -896,6 +1299,8 @@ class Sandbox:
             )
         routes += [
             Route("/link/main.js", self.link_js, methods=["GET"]),
+            # link.trackstarhq.com/main.js: the script at the root of its own host (API.md §10).
+            Route("/main.js", self.link_js, methods=["GET"]),
             Route("/_sandbox/health", self.health, methods=["GET"]),
             Route("/_sandbox/logos/{name}.svg", self.logo, methods=["GET"]),
             Route("/_sandbox/link/integrations", control(self.link_integrations), methods=["GET"]),
@@ -913,7 +1318,12 @@ class Sandbox:
             ),
             Route(
                 "/_sandbox/connections/{connection_id}/repair",
-                control(self.break_connection),
+                control(self.repair_connection),
+                methods=["POST"],
+            ),
+            Route(
+                "/_sandbox/connections/{connection_id}/ingest-late",
+                control(self.ingest_late),
                 methods=["POST"],
             ),
             Route(
@@ -941,7 +1351,7 @@ class Envelope:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        cors = path.startswith(("/_sandbox/", "/link/main.js"))
+        cors = path.startswith(("/_sandbox/", "/link/main.js")) or path == "/main.js"
         if cors and scope["method"] == "OPTIONS":
             await Response(
                 status_code=204,
@@ -976,9 +1386,16 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings | None = None) -> Envelope:
     sandbox = Sandbox(settings or Settings.from_env())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await sandbox.startup()
+        yield
+
     app = Starlette(
         routes=sandbox.routes(),
         exception_handlers={404: _not_found, 405: _not_found},
+        lifespan=lifespan,
     )
     app.state.sandbox = sandbox
     return Envelope(app)

@@ -24,19 +24,31 @@ class Settings:
     link_token_ttl: float = 30 * 60
     auth_code_ttl: float = 10 * 60
     historical_sync_delay: float = 1.0
+    # How long a force sync (POST /connections/sync) and an on-demand sync job take.
+    force_sync_delay: float = 1.0
+    on_demand_sync_delay: float = 1.0
+    # Which documented shape errors[] entries take on GET /connections[/{id}] (API.md §10):
+    # "doc" {error_type, resource, message}, "oas" {error_message, affected_endpoints,
+    # first_seen, last_seen}, or "both" merged.
+    error_shape: str = "both"
     webhook_retry_delays: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
     state_file: str | None = None
 
-    # Knobs /_sandbox/config may change at runtime.
+    # Knobs /_sandbox/config may change at runtime (api_key is never echoed back).
     TUNABLE = (
+        "api_key",
         "webhook_url",
         "get_rate",
         "write_rate",
         "link_token_ttl",
         "auth_code_ttl",
         "historical_sync_delay",
+        "force_sync_delay",
+        "on_demand_sync_delay",
+        "error_shape",
         "webhook_retry_delays",
     )
+    ERROR_SHAPES = ("both", "doc", "oas")
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -49,4 +61,19 @@ class Settings:
         )
 
     def public(self) -> dict:
-        return {name: getattr(self, name) for name in self.TUNABLE}
+        shown = {name: getattr(self, name) for name in self.TUNABLE if name != "api_key"}
+        return {"api_key_set": bool(self.api_key), **shown}
+
+    @classmethod
+    def check(cls, name: str, value: object) -> str | None:
+        """Why /_sandbox/config refuses this value, or None."""
+        if name == "api_key" and (not isinstance(value, str) or not value.strip()):
+            return "api_key must be a non-empty string."
+        if name == "error_shape" and value not in cls.ERROR_SHAPES:
+            return f"error_shape must be one of {list(cls.ERROR_SHAPES)}."
+        delays = ("historical_sync_delay", "force_sync_delay", "on_demand_sync_delay")
+        if name in delays and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+        ):
+            return f"{name} must be a number of seconds >= 0."
+        return None

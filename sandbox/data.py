@@ -1,10 +1,17 @@
 """Deterministic WMS data, generated on read.
 
 Record i of resource R is a pure function of (connection_id, R, i, version). Nothing is stored
-per record except the few that were mutated (version, updated_ms, created_ms), so a connection
-with a million orders costs nothing until a page is read. Base records have created_date and
+per record except the few that were mutated or added (see Dataset.mut), so a connection with a
+million orders costs nothing until a page is read. Base records have created_date and
 updated_date monotonic in i (so date filters become index ranges) and all before the dataset's
 anchor time; mutations always land after it.
+
+Every record also carries trackstar_created_date / trackstar_updated_date: when Trackstar's copy
+got the record / last changed (SKILL:trackstar-sync). For base records Trackstar saw each WMS
+change TRACKSTAR_LAG_MS later, capped at the anchor (so they stay monotonic in i too), and
+raised to a per-resource floor when Trackstar newly saw the whole resource (a repaired missing
+permission). Records added late or by an on-demand backfill have old WMS dates but new
+trackstar dates.
 """
 
 import hashlib
@@ -14,6 +21,7 @@ import orjson
 
 DAY_MS = 86_400_000
 SPAN_MS = 30 * DAY_MS  # base records spread over the 30 days before the anchor (initial sync)
+TRACKSTAR_LAG_MS = 90_000  # how long after a base record's WMS change Trackstar saw it
 
 DEFAULT_COUNTS = {
     "warehouses": 2,
@@ -132,6 +140,10 @@ def mix(x: int) -> int:
 
 
 _DAY_PREFIX: dict[int, str] = {}
+# An order carries six dates, so formatting is table lookups: "HH:MM:" per minute of the day
+# and "SS.mmmZ" per millisecond of the minute (a few MB, built once).
+_MINUTES = ["%02d:%02d:" % divmod(m, 60) for m in range(1440)]
+_MILLIS = ["%02d.%03dZ" % divmod(x, 1000) for x in range(60_000)]
 
 
 def iso(ms: int) -> str:
@@ -142,10 +154,8 @@ def iso(ms: int) -> str:
         prefix = time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
         if len(_DAY_PREFIX) < 100_000:
             _DAY_PREFIX[day] = prefix
-    seconds, milli = divmod(rem, 1000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return "%s%02d:%02d:%02d.%03dZ" % (prefix, hours, minutes, seconds, milli)
+    minute, milli = divmod(rem, 60_000)
+    return prefix + _MINUTES[minute] + _MILLIS[milli]
 
 
 def now_ms() -> int:
@@ -166,17 +176,27 @@ class Dataset:
         anchor_ms: int | None = None,
         mutations: dict | None = None,
         extra: dict | None = None,
+        floors: dict | None = None,
+        pending: dict | None = None,
     ) -> None:
         digest = hashlib.sha256(connection_id.encode()).hexdigest()
         self.tag = digest[:6]
         self.seed = int(digest[6:14], 16)
         self.counts = {**DEFAULT_COUNTS, **(counts or {})}
         self.anchor_ms = anchor_ms or now_ms()
-        # resource -> {index: [version, updated_ms, created_ms or None]}
+        # resource -> {index: [version, updated_ms, created_ms or None,
+        #                      trackstar_updated_ms, trackstar_created_ms or None]}
+        # (None: the base value). State files written before the trackstar dates hold
+        # 3-element entries; their trackstar dates are the WMS ones.
         self.mut: dict[str, dict[int, list]] = {r: {} for r in PREFIX}
         for res, entries in (mutations or {}).items():
-            self.mut[res] = {int(k): v for k, v in entries.items()}
+            self.mut[res] = {int(k): _entry(v) for k, v in entries.items()}
         self.extra = {r: 0 for r in PREFIX} | (extra or {})
+        # resource -> ms: no trackstar date of that resource is older (see set_floor)
+        self.floors: dict[str, int] = dict(floors or {})
+        # Changes held in the WMS only, until a force sync applies them:
+        # resource -> {"updates": [index, ...], "creates": n}
+        self.pending: dict[str, dict] = {r: dict(p) for r, p in (pending or {}).items()}
         self._sorted_mut: dict[str, list[int]] = {}
         self._ids: dict[str, str] = {r: f"{p}_{self.tag}_" for r, p in PREFIX.items()}
         self._steps: dict[str, float] = {}
@@ -187,6 +207,10 @@ class Dataset:
         self._steps = {r: SPAN_MS / max(n, 1) for r, n in self.counts.items()}
         self._sorted_mut = {}
         self._order_bodies = {}
+        self._latest = max(
+            (max(m[1], m[3]) for entries in self.mut.values() for m in entries.values()),
+            default=0,
+        )
 
     def dump(self) -> dict:
         return {
@@ -194,6 +218,8 @@ class Dataset:
             "anchor_ms": self.anchor_ms,
             "mutations": {r: {str(k): v for k, v in m.items()} for r, m in self.mut.items() if m},
             "extra": self.extra,
+            "floors": self.floors,
+            "pending": {r: p for r, p in self.pending.items() if p["updates"] or p["creates"]},
         }
 
     def resize(self, counts: dict[str, int]) -> None:
@@ -202,6 +228,8 @@ class Dataset:
         self.anchor_ms = now_ms()
         self.mut = {r: {} for r in PREFIX}
         self.extra = {r: 0 for r in PREFIX}
+        self.floors = {}
+        self.pending = {}
         self._recompute()
 
     # -- indexing ----------------------------------------------------------------------------
@@ -244,22 +272,54 @@ class Dataset:
         m = self.mut[res].get(i)
         return m[1] if m is not None else self.base_updated_ms(res, i)
 
+    # Trackstar's own clock. Base values are monotonic in i (index ranges for filters).
+    def base_ts_created_ms(self, res: str, i: int) -> int:
+        t = min(self.base_created_ms(res, i) + TRACKSTAR_LAG_MS, self.anchor_ms)
+        return max(t, self.floors.get(res, 0))
+
+    def base_ts_updated_ms(self, res: str, i: int) -> int:
+        t = min(self.base_updated_ms(res, i) + TRACKSTAR_LAG_MS, self.anchor_ms)
+        return max(t, self.floors.get(res, 0))
+
+    def ts_created_ms(self, res: str, i: int) -> int:
+        m = self.mut[res].get(i)
+        if m is not None and m[4] is not None:
+            return max(m[4], self.floors.get(res, 0))
+        return self.base_ts_created_ms(res, i)
+
+    def ts_updated_ms(self, res: str, i: int) -> int:
+        m = self.mut[res].get(i)
+        if m is not None:
+            return max(m[3], self.floors.get(res, 0))
+        return self.base_ts_updated_ms(res, i)
+
+    def date_ms(self, field: str, res: str, i: int) -> int:
+        return DATE_GETTERS[field][1](self, res, i)
+
     def rand(self, res: str, i: int, salt: int = 0) -> int:
         return mix((self.seed ^ (i * 0x9E3779B1 + SALT[res] + salt)) & 0xFFFFFFFF)
 
     # -- mutation ----------------------------------------------------------------------------
     def _stamp(self) -> int:
-        latest = max((m[1] for entries in self.mut.values() for m in entries.values()), default=0)
-        return max(now_ms(), latest + 1, self.anchor_ms + 1)
+        stamp = max(now_ms(), self._latest + 1, self.anchor_ms + 1)
+        self._latest = stamp
+        return stamp
 
     def touch(self, res: str, i: int) -> None:
+        # A change in the WMS that Trackstar picked up at once: both clocks move.
+        stamp = self._stamp()
         entry = self.mut[res].get(i)
         if entry is None:
-            self.mut[res][i] = [1, self._stamp(), None]
+            self.mut[res][i] = [1, stamp, None, stamp, None]
         else:
             entry[0] += 1
-            entry[1] = self._stamp()
+            entry[1] = entry[3] = stamp
         self._sorted_mut.pop(res, None)
+
+    def set_floor(self, res: str, ms: int) -> None:
+        """Trackstar (re)reads every record of res at ms: no trackstar date of it is older.
+        (ms may be a moment ahead, when that sync completes; WMS stamps do not move.)"""
+        self.floors[res] = max(self.floors.get(res, 0), ms)
 
     def set_order_status(self, i: int, status_index: int) -> None:
         # Status is (shape * 7 + version) % 11 (see render_order), so pick the version.
@@ -270,10 +330,15 @@ class Dataset:
         self.mut["orders"][i][0] = version + (delta or len(ORDER_STATUSES))
 
     def append(self, res: str) -> int:
-        i = self.total(res)
         stamp = self._stamp()
+        return self.append_at(res, stamp, stamp, stamp)
+
+    def append_at(self, res: str, created_ms: int, updated_ms: int, trackstar_ms: int) -> int:
+        """A new record; WMS dates may be old (late ingestion, backfill), Trackstar's new."""
+        i = self.total(res)
         self.extra[res] += 1
-        self.mut[res][i] = [0, stamp, stamp]
+        self.mut[res][i] = [0, updated_ms, created_ms, trackstar_ms, trackstar_ms]
+        self._latest = max(self._latest, updated_ms, trackstar_ms)
         self._sorted_mut.pop(res, None)
         if res != "orders":
             self._order_bodies = {}  # bodies reference other resources' counts
@@ -299,21 +364,58 @@ class Dataset:
             cached = self._order_bodies[key] = _order_body(self, shape, status)
         return cached
 
-    def _dates(self, res: str, i: int) -> tuple[int, str, str]:
-        created = self.created_ms(res, i)
-        return created, iso(created), iso(self.updated_ms(res, i))
+    def _dates(self, res: str, i: int) -> tuple[int, str, str, str, str]:
+        """created_ms and the ISO created, updated, trackstar_created, trackstar_updated."""
+        m = self.mut[res].get(i)
+        if m is None:
+            created = self.base_created_ms(res, i)
+            updated = self.base_updated_ms(res, i)
+            ts_created = min(created + TRACKSTAR_LAG_MS, self.anchor_ms)
+            ts_updated = min(updated + TRACKSTAR_LAG_MS, self.anchor_ms)
+        else:
+            created = m[2] if m[2] is not None else self.base_created_ms(res, i)
+            updated = m[1]
+            ts_created = (
+                m[4]
+                if m[4] is not None
+                else min(self.base_created_ms(res, i) + TRACKSTAR_LAG_MS, self.anchor_ms)
+            )
+            ts_updated = m[3]
+        floor = self.floors.get(res)
+        if floor is not None:
+            ts_created = max(ts_created, floor)
+            ts_updated = max(ts_updated, floor)
+        return created, iso(created), iso(updated), iso(ts_created), iso(ts_updated)
 
     def ref(self, res: str, i: int) -> str:
         return self._ids[res] + str(i % max(self.total(res), 1))
 
 
+def _entry(raw: list) -> list:
+    if len(raw) >= 5:
+        return list(raw[:5])
+    # [version, updated_ms, created_ms|None] from an older state file.
+    return [raw[0], raw[1], raw[2], raw[1], raw[2]]
+
+
+# field -> (base value, monotonic in i; actual value) for the date filters of every list.
+DATE_GETTERS = {
+    "created_date": (Dataset.base_created_ms, Dataset.created_ms),
+    "updated_date": (Dataset.base_updated_ms, Dataset.updated_ms),
+    "trackstar_created_date": (Dataset.base_ts_created_ms, Dataset.ts_created_ms),
+    "trackstar_updated_date": (Dataset.base_ts_updated_ms, Dataset.ts_updated_ms),
+}
+
+
 def _warehouse(ds: Dataset, i: int, v: int) -> dict:
-    _, created, updated = ds._dates("warehouses", i)
+    _, created, updated, ts_created, ts_updated = ds._dates("warehouses", i)
     city = CITIES[i % len(CITIES)]
     return {
         "id": ds.make_id("warehouses", i),
         "created_date": created,
         "updated_date": updated,
+        "trackstar_created_date": ts_created,
+        "trackstar_updated_date": ts_updated,
         "name": f"{city[0]} DC" + (f" v{v}" if v else ""),
         "code": f"{city[1]}{i + 1:02d}",
         "address": SHIP_FROM[i % len(SHIP_FROM)],
@@ -323,11 +425,13 @@ def _warehouse(ds: Dataset, i: int, v: int) -> dict:
 
 
 def _location(ds: Dataset, i: int, v: int) -> dict:
-    _, created, updated = ds._dates("locations", i)
+    _, created, updated, ts_created, ts_updated = ds._dates("locations", i)
     return {
         "id": ds.make_id("locations", i),
         "created_date": created,
         "updated_date": updated,
+        "trackstar_created_date": ts_created,
+        "trackstar_updated_date": ts_updated,
         "name": f"{chr(65 + i % 6)}-{i // 6 + 1:02d}-{(i + v) % 4 + 1}",
         "warehouse_id": ds.ref("warehouses", i),
         "type": LOCATION_TYPES[(i + v) % len(LOCATION_TYPES)],
@@ -337,12 +441,14 @@ def _location(ds: Dataset, i: int, v: int) -> dict:
 
 
 def _warehouse_customer(ds: Dataset, i: int, v: int) -> dict:
-    _, created, updated = ds._dates("warehouse-customers", i)
+    _, created, updated, ts_created, ts_updated = ds._dates("warehouse-customers", i)
     brand = BRANDS[i % len(BRANDS)] + (f" {i // len(BRANDS) + 1}" if i >= len(BRANDS) else "")
     return {
         "id": ds.make_id("warehouse-customers", i),
         "created_date": created,
         "updated_date": updated,
+        "trackstar_created_date": ts_created,
+        "trackstar_updated_date": ts_updated,
         "name": brand + (f" (rev {v})" if v else ""),
         "email": f"ops{i}@{brand.split()[0].lower()}.example.com",
         "additional_fields": EMPTY,
@@ -350,7 +456,7 @@ def _warehouse_customer(ds: Dataset, i: int, v: int) -> dict:
 
 
 def _inventory(ds: Dataset, i: int, v: int) -> dict:
-    _, created, updated = ds._dates("inventory", i)
+    _, created, updated, ts_created, ts_updated = ds._dates("inventory", i)
     r = ds.rand("inventory", i, v * 7919)
     n_wh = min(ds.total("warehouses"), 4)
     by_wh = {}
@@ -380,6 +486,8 @@ def _inventory(ds: Dataset, i: int, v: int) -> dict:
         "warehouse_customer_id": ds.ref("warehouse-customers", i),
         "created_date": created,
         "updated_date": updated,
+        "trackstar_created_date": ts_created,
+        "trackstar_updated_date": ts_updated,
         "name": f"{ADJECTIVES[i % len(ADJECTIVES)]} {NOUNS[i % len(NOUNS)]}",
         "sku": sku(i),
         "unit_cost": round(2.5 + (i % 40) * 0.75, 2),
@@ -409,13 +517,15 @@ def _inventory(ds: Dataset, i: int, v: int) -> dict:
 
 
 def _product(ds: Dataset, i: int, v: int) -> dict:
-    _, created, updated = ds._dates("products", i)
+    _, created, updated, ts_created, ts_updated = ds._dates("products", i)
     inv = i % max(ds.total("inventory"), 1)
     return {
         "id": ds.make_id("products", i),
         "warehouse_customer_id": ds.ref("warehouse-customers", i),
         "created_date": created,
         "updated_date": updated,
+        "trackstar_created_date": ts_created,
+        "trackstar_updated_date": ts_updated,
         "name": f"{ADJECTIVES[i % len(ADJECTIVES)]} {NOUNS[i % len(NOUNS)]}",
         "sku": sku(i),
         "gtin": f"00{10_000_000_000 + i:012d}",
@@ -436,8 +546,9 @@ def _product(ds: Dataset, i: int, v: int) -> dict:
 
 ORDER_SHAPES = 1024
 _ORDER_HEAD = (
-    '{"id":"%s","created_date":"%s","updated_date":"%s","reference_id":"#%d",'
-    '"order_number":"SO-%d","required_ship_date":"%s",'
+    '{"id":"%s","created_date":"%s","updated_date":"%s","trackstar_created_date":"%s",'
+    '"trackstar_updated_date":"%s","reference_id":"#%d","order_number":"SO-%d",'
+    '"required_ship_date":"%s",'
 )
 _SHIPMENT_IDS = '"shipment_id":"shp_%s_%d","shipped_date":"%s",'
 _PACKAGE_IDS = '"package_id":"pkg_%s_%d","tracking_number":"%s","tracking_url":"%s",'
@@ -447,18 +558,19 @@ def render_order(ds: "Dataset", i: int, v: int) -> str:
     # Orders dominate sync volume, so they are rendered straight to JSON text: everything but
     # ids and dates comes from one of ORDER_SHAPES pre-rendered bodies per dataset, picked by a
     # hash of i. record() parses this text back when a dict is needed, so there is one source.
-    created_ms = ds.created_ms("orders", i)
+    created_ms, created, updated, ts_created, ts_updated = ds._dates("orders", i)
     r = ds.rand("orders", i)
     shape = r % ORDER_SHAPES
     # Status follows the shape (so base data needs only ORDER_SHAPES bodies); a mutation
     # moves it on by its version.
     status = (shape * 7 + v) % len(ORDER_STATUSES)
     body = ds.order_body(shape, status)
-    created = iso(created_ms)
     head = _ORDER_HEAD % (
         ds._ids["orders"] + str(i),
         created,
-        iso(ds.updated_ms("orders", i)),
+        updated,
+        ts_created,
+        ts_updated,
         1000 + i,
         100000 + i,
         iso(created_ms + 2 * DAY_MS),
@@ -594,7 +706,7 @@ def _order(ds: "Dataset", i: int, v: int) -> dict:
 
 
 def _inbound_shipment(ds: Dataset, i: int, v: int) -> dict:
-    created_ms, created, updated = ds._dates("inbound-shipments", i)
+    created_ms, created, updated, ts_created, ts_updated = ds._dates("inbound-shipments", i)
     r = ds.rand("inbound-shipments", i)
     status = ASN_STATUSES[(r + v) % len(ASN_STATUSES)]
     n_inv = max(ds.total("inventory"), 1)
@@ -617,6 +729,8 @@ def _inbound_shipment(ds: Dataset, i: int, v: int) -> dict:
         "warehouse_customer_id": ds.ref("warehouse-customers", i),
         "created_date": created,
         "updated_date": updated,
+        "trackstar_created_date": ts_created,
+        "trackstar_updated_date": ts_updated,
         "purchase_order_number": f"PO-{5000 + i}",
         "status": status,
         "raw_status": status.upper(),
@@ -635,7 +749,7 @@ def _inbound_shipment(ds: Dataset, i: int, v: int) -> dict:
 
 
 def _return(ds: Dataset, i: int, v: int) -> dict:
-    _, created, updated = ds._dates("returns", i)
+    _, created, updated, ts_created, ts_updated = ds._dates("returns", i)
     r = ds.rand("returns", i)
     status = ASN_STATUSES[(r + v) % len(ASN_STATUSES)]
     inv = i % max(ds.total("inventory"), 1)
@@ -645,6 +759,8 @@ def _return(ds: Dataset, i: int, v: int) -> dict:
         "warehouse_customer_id": ds.ref("warehouse-customers", i),
         "created_date": created,
         "updated_date": updated,
+        "trackstar_created_date": ts_created,
+        "trackstar_updated_date": ts_updated,
         "status": status,
         "raw_status": status.upper(),
         "order_id": ds.ref("orders", i * 3),
@@ -670,12 +786,14 @@ def _return(ds: Dataset, i: int, v: int) -> dict:
 
 
 def _shipping_method(ds: Dataset, i: int, v: int) -> dict:
-    _, created, updated = ds._dates("shipping-methods", i)
+    _, created, updated, ts_created, ts_updated = ds._dates("shipping-methods", i)
     carrier = CARRIERS[i % len(CARRIERS)]
     return {
         "id": ds.make_id("shipping-methods", i),
         "created_date": created,
         "updated_date": updated,
+        "trackstar_created_date": ts_created,
+        "trackstar_updated_date": ts_updated,
         "name": carrier[3] + (f" (rev {v})" if v else ""),
         "carrier": carrier[1],
         "carrier_id": carrier[0],
@@ -686,13 +804,15 @@ def _shipping_method(ds: Dataset, i: int, v: int) -> dict:
 
 
 def _bill(ds: Dataset, i: int, v: int) -> dict:
-    _, created, updated = ds._dates("billing", i)
+    _, created, updated, ts_created, ts_updated = ds._dates("billing", i)
     r = ds.rand("billing", i)
     return {
         "id": ds.make_id("billing", i),
         "warehouse_customer_id": ds.ref("warehouse-customers", i),
         "created_date": created,
         "updated_date": updated,
+        "trackstar_created_date": ts_created,
+        "trackstar_updated_date": ts_updated,
         "object_id": ds.ref("orders", i),
         "object_type": "order",
         "charge_type": CHARGE_TYPES[r % len(CHARGE_TYPES)],
@@ -716,6 +836,9 @@ GENERATORS = {
 }
 
 
+_CLOCKS = {"updated_date", "trackstar_created_date", "trackstar_updated_date"}
+
+
 def previous_attributes(old: dict, new: dict) -> dict:
     # Trackstar sends only the old values of fields that changed (API.md §8).
-    return {k: old.get(k) for k, v in new.items() if k != "updated_date" and old.get(k) != v}
+    return {k: old.get(k) for k, v in new.items() if k not in _CLOCKS and old.get(k) != v}

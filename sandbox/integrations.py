@@ -19,6 +19,20 @@ RESOURCES = {
     "billing": ("get_bills", "bill"),
 }
 
+# How a resource is named in a missing-permission message ("... do not have access to <words>").
+RESOURCE_WORDS = {
+    "warehouses": "warehouses",
+    "locations": "warehouse locations",
+    "warehouse-customers": "warehouse customers",
+    "inventory": "inventory",
+    "products": "products",
+    "orders": "orders",
+    "inbound-shipments": "inbound shipments",
+    "returns": "returns",
+    "shipping-methods": "shipping methods",
+    "billing": "bills",
+}
+
 LIST_URLS = {
     "warehouses": "GET /wms/warehouses",
     "locations": "GET /wms/warehouses/{warehouse_id}/locations",
@@ -50,6 +64,9 @@ class Integration:
     fields: tuple[CredentialField, ...]
     missing: frozenset[str] = frozenset()  # resources this WMS cannot serve (→ 501)
     rejection: str = "rejected these credentials"
+    # Functions POST /connections/on-demand-syncs accepts for this WMS (never get_inventory;
+    # DOC:on-demand-syncs.mdx). Anything else is 400 "On-demand sync is not enabled for ...".
+    on_demand: frozenset[str] = frozenset()
 
     @property
     def resources(self) -> list[str]:
@@ -77,6 +94,9 @@ INTEGRATIONS: dict[str, Integration] = {
             "Trackstar's test WMS with generated data.",
             "#6b7280",
             (),
+            on_demand=frozenset(
+                {"get_orders", "get_inbound_shipments", "get_returns", "get_bills"}
+            ),
         ),
         Integration(
             "shipbob",
@@ -85,6 +105,7 @@ INTEGRATIONS: dict[str, Integration] = {
             "#1e6fd9",
             (_API_KEY,),
             rejection="rejected these credentials: invalid API key",
+            on_demand=frozenset({"get_orders"}),
         ),
         Integration(
             "shiphero",
@@ -93,6 +114,7 @@ INTEGRATIONS: dict[str, Integration] = {
             "#0b8f5a",
             (_USERNAME, _PASSWORD),
             rejection="rejected these credentials: wrong username or password",
+            on_demand=frozenset({"get_orders", "get_inbound_shipments", "get_products"}),
         ),
         Integration(
             "extensiv-3pl-central",
@@ -106,6 +128,9 @@ INTEGRATIONS: dict[str, Integration] = {
                 CredentialField("user_login_id", "User login ID", required=False),
             ),
             rejection="rejected these credentials: invalid client secret",
+            on_demand=frozenset(
+                {"get_orders", "get_inbound_shipments", "get_returns", "get_products"}
+            ),
         ),
         Integration(
             "deposco",
@@ -115,6 +140,7 @@ INTEGRATIONS: dict[str, Integration] = {
             (CredentialField("company_code", "Company code"), _USERNAME, _PASSWORD),
             missing=frozenset({"billing"}),
             rejection="rejected these credentials: authentication failed",
+            on_demand=frozenset({"get_bills"}),
         ),
         Integration(
             "infoplus",
@@ -124,6 +150,15 @@ INTEGRATIONS: dict[str, Integration] = {
             (CredentialField("domain", "Infoplus domain"), _API_KEY),
             missing=frozenset({"returns"}),
             rejection="rejected these credentials: invalid API key",
+            on_demand=frozenset(
+                {
+                    "get_orders",
+                    "get_inbound_shipments",
+                    "get_returns",
+                    "get_products",
+                    "get_bills",
+                }
+            ),
         ),
     ]
 }

@@ -11,11 +11,14 @@ from datetime import datetime
 
 import orjson
 
-from .data import Dataset
+from .data import DATE_GETTERS, Dataset
 
 MAX_LIMIT = 1000
 MAX_LIST_VALUES = 100  # longer comma lists get 422 (API.md §5)
-DATE_FIELDS = {"created_date", "updated_date"}
+# Every record's clocks; base values are monotonic in the index, so filters on them are ranges.
+DATE_FIELDS = frozenset(DATE_GETTERS)
+# SKILL:trackstar documents these on every list; the 2025 OAS does not declare them.
+TRACKSTAR_DATE_FILTERS = ("trackstar_created_date", "trackstar_updated_date")
 _PARAM = re.compile(r"^([a-z_]+)(?:\[([a-z_-]+)\])?$")
 
 
@@ -57,6 +60,9 @@ def load_filter_specs(spec: dict, paths: dict[str, str]) -> dict[str, dict[str, 
         out[res] = {
             name: FieldSpec(frozenset(ops), kinds.get(name, "str")) for name, ops in fields.items()
         }
+        # Same operators as created_date (SKILL:trackstar-sync).
+        for name in TRACKSTAR_DATE_FILTERS:
+            out[res].setdefault(name, FieldSpec(out[res]["created_date"].ops, "date"))
     return out
 
 
@@ -251,8 +257,9 @@ def list_page(
     base_n = ds.counts[res]
     lo, hi = 0, base_n
     for field, op, target in date_preds:
-        fn = ds.base_created_ms if field == "created_date" else ds.base_updated_ms
-        lo, hi = _narrow(lo, hi, lambda i, fn=fn: fn(res, i), op, target)  # type: ignore[arg-type]
+        fn = DATE_GETTERS[field][0]
+        lo, hi = _narrow(lo, hi, lambda i, fn=fn: fn(ds, res, i), op, target)  # type: ignore[arg-type]
+    actual = [(DATE_GETTERS[f][1], o, v) for f, o, v in date_preds]
     mutated = ds.sorted_mutations(res)
     mut_set = ds.mut[res]
     start = max(lo, query.cursor)
@@ -268,13 +275,8 @@ def list_page(
     last = None
     has_more = False
     for i in candidates:
-        if i in mut_set or date_preds:
-            if not all(
-                _match(
-                    ds.created_ms(res, i) if f == "created_date" else ds.updated_ms(res, i), o, v
-                )
-                for f, o, v in date_preds
-            ):
+        if i in mut_set or actual:
+            if not all(_match(fn(ds, res, i), o, v) for fn, o, v in actual):
                 continue
         if field_preds:
             record = ds.record(res, i)

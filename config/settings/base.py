@@ -39,6 +39,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Pages that embed Trackstar Link allow its OAuth popups (Cross-Origin-Opener-Policy).
+    "connections.middleware.link_page_opener_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -134,6 +136,10 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Dockside <no-reply@docks
 DOCKSIDE_BASE_URL = env("DOCKSIDE_BASE_URL", default="http://127.0.0.1:8000")
 DOCKSIDE_PRODUCT_NAME = env("DOCKSIDE_PRODUCT_NAME", default="Dockside")
 DOCKSIDE_SUPPORT_EMAIL = env("DOCKSIDE_SUPPORT_EMAIL", default="support@dockside.local")
+# Who mail_admins() reaches: operational alerts such as Trackstar refusing our API key.
+# A comma list of addresses (DOCKSIDE_ADMINS=ops@example.com,oncall@example.com).
+ADMINS = [("Dockside staff", a) for a in env.list("DOCKSIDE_ADMINS", default=[DOCKSIDE_SUPPORT_EMAIL])]
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Guessing limits: unknown /connect/ tokens per client IP in 15 minutes.
 CONNECT_TOKEN_MISS_LIMIT = env.int("CONNECT_TOKEN_MISS_LIMIT", default=20)
@@ -175,6 +181,17 @@ SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=15 * 60)
 SYNC_SLOW_INTERVAL_SECONDS = env.int("SYNC_SLOW_INTERVAL_SECONDS", default=3 * 60 * 60)
 # At most this many syncs enqueued per dispatcher tick (every minute).
 SYNC_DISPATCH_BATCH = env.int("SYNC_DISPATCH_BATCH", default=500)
+# A resource's first read waits for Trackstar's connection.historical-sync-completed (or the
+# historical_sync_completed map); if neither ever says so, it is read anyway after this.
+SYNC_HISTORY_WAIT_SECONDS = env.int("SYNC_HISTORY_WAIT_SECONDS", default=6 * 60 * 60)
+# "Resync now" asks Trackstar to refresh from the WMS and reads on
+# connection.force-sync-completed; without that event, it reads after this.
+SYNC_FORCE_TIMEOUT_SECONDS = env.int("SYNC_FORCE_TIMEOUT_SECONDS", default=15 * 60)
+# The health poll re-reads GET /connections/{id} (errors[], historical_sync_completed):
+# often while an error is open, hourly (staggered) otherwise. Webhooks can be missed.
+HEALTH_CHECK_INTERVAL_SECONDS = env.int("HEALTH_CHECK_INTERVAL_SECONDS", default=60 * 60)
+HEALTH_CHECK_ERROR_INTERVAL_SECONDS = env.int("HEALTH_CHECK_ERROR_INTERVAL_SECONDS", default=5 * 60)
+HEALTH_CHECK_BATCH = env.int("HEALTH_CHECK_BATCH", default=200)
 
 # --- Redis, Celery ------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
@@ -229,6 +246,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "webhooks-sweep": {"task": "connections.webhooks_sweep", "schedule": 60.0},
     "magic-links-expire": {"task": "connections.magic_links_expire", "schedule": 15 * 60.0},
     "sync-dispatch": {"task": "connections.sync_dispatch", "schedule": 60.0},
+    "health-poll": {"task": "connections.health_poll", "schedule": 60.0},
 }
 # Fail fast when the broker is down: the outbox row is already committed, and the sweep
 # enqueues it later; a request must not hang on a dead broker.

@@ -13,13 +13,14 @@ from .records import (
     SyncedRecord,
     Warehouse,
 )
-from .sync import ResourceSync, SyncRun
+from .sync import Backfill, ResourceSync, SyncRun, TrackstarAccount
 from .webhook import WebhookEvent
 
 __all__ = [
     "RECORD_MODELS",
     "AuditEntry",
     "AuthCodeExchange",
+    "Backfill",
     "Connection",
     "InboundShipment",
     "InventoryItem",
@@ -31,6 +32,7 @@ __all__ = [
     "ShippingMethod",
     "SyncRun",
     "SyncedRecord",
+    "TrackstarAccount",
     "Warehouse",
     "WebhookEvent",
 ]

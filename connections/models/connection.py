@@ -16,6 +16,13 @@ class Connection(models.Model):
         ERROR = "error", "Error"
         DISCONNECTED = "disconnected", "Disconnected"
 
+    class ReconnectCause(models.TextChoices):
+        # Why a connection is needs_reconnect; only Trackstar's own error clears by itself.
+        NONE = "", "—"
+        INVALID_CREDENTIALS = "invalid_credentials", "The WMS refused the saved credentials"
+        TOKEN_REJECTED = "token_rejected", "Trackstar refused the access token"
+        TOKEN_MISSING = "token_missing", "The access token never reached us"
+
     class Source(models.TextChoices):
         PORTAL = "portal", "Portal"
         MAGIC_LINK = "magic_link", "Magic link"
@@ -33,6 +40,14 @@ class Connection(models.Model):
     access_token = EncryptedTextField(blank=True)
     available_actions = models.JSONField(default=list, blank=True)
     last_error = models.TextField(blank=True)
+    reconnect_cause = models.CharField(max_length=32, choices=ReconnectCause.choices,
+                                       blank=True, default="")
+    # What Trackstar last said of the connection's health (GET /connections/{id}): a list
+    # of {kind, message, resources}, for staff and the portal; see trackstar/health.py.
+    trackstar_errors = models.JSONField(default=list, blank=True)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    # When the health poll looks again: minutes while an error is open, hourly otherwise.
+    health_next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Staff can pause a connection's scheduled syncs without disconnecting it.
     sync_paused = models.BooleanField(default=False)
     # When the customer's contact was last told to reconnect (once per incident).

@@ -176,6 +176,8 @@ class Order(SyncedRecord):
     order_number = models.CharField(max_length=255, blank=True)
     reference_id = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=32, blank=True)
+    # The WMS's own status, kept next to Trackstar's (useful when status is "other").
+    raw_status = models.CharField(max_length=64, blank=True)
     # Trackstar's warehouse id (a string), not a foreign key: the warehouse may sync later.
     warehouse_id = models.CharField(max_length=255, blank=True)
     channel = models.CharField(max_length=128, blank=True)
@@ -200,6 +202,7 @@ class Order(SyncedRecord):
             "order_number": _text(record.get("order_number"), 255),
             "reference_id": _text(record.get("reference_id"), 255),
             "status": _text(record.get("status"), 32),
+            "raw_status": _text(record.get("raw_status"), 64),
             "warehouse_id": _text(record.get("warehouse_id"), 255),
             "channel": _text(
                 channel.get("channel_name") or channel.get("channel_id")
@@ -214,6 +217,8 @@ class InboundShipment(SyncedRecord):
     resource = "inbound_shipments"
     purchase_order_number = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=32, blank=True)
+    # The WMS's own status, kept next to Trackstar's (useful when status is "other").
+    raw_status = models.CharField(max_length=64, blank=True)
     warehouse_id = models.CharField(max_length=255, blank=True)
     supplier = models.CharField(max_length=255, blank=True)
     expected_arrival_date = models.DateTimeField(null=True, blank=True)
@@ -233,6 +238,7 @@ class InboundShipment(SyncedRecord):
         return {
             "purchase_order_number": _text(record.get("purchase_order_number"), 255),
             "status": _text(record.get("status"), 32),
+            "raw_status": _text(record.get("raw_status"), 64),
             "warehouse_id": _text(record.get("warehouse_id"), 255),
             "supplier": _text(record.get("supplier"), 255),
             "expected_arrival_date": parse_datetime(record.get("expected_arrival_date")),
@@ -242,6 +248,8 @@ class InboundShipment(SyncedRecord):
 class Return(SyncedRecord):
     resource = "returns"
     status = models.CharField(max_length=32, blank=True)
+    # The WMS's own status, kept next to Trackstar's (useful when status is "other").
+    raw_status = models.CharField(max_length=64, blank=True)
     order_id = models.CharField("Trackstar order id", max_length=255, blank=True)
     warehouse_id = models.CharField(max_length=255, blank=True)
 
@@ -256,6 +264,7 @@ class Return(SyncedRecord):
     def columns_from(record: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "status": _text(record.get("status"), 32),
+            "raw_status": _text(record.get("raw_status"), 64),
             "order_id": _text(record.get("order_id"), 255),
             "warehouse_id": _text(record.get("warehouse_id"), 255),
         }

@@ -1,12 +1,15 @@
 """Writes. Views, admin and tasks call these; nothing else changes connection state."""
 
+from .account import account_key_accepted, account_key_rejected, trackstar_account
 from .audit import audit_record
+from .backfills import backfill_cancel, backfill_request, backfill_resources
 from .connections import (
     connection_disconnect,
     connection_import,
     connection_mark_disconnected,
     connection_mark_needs_reconnect,
     connection_mark_repaired,
+    connection_reread,
     connection_resync,
     connection_set_paused,
 )
@@ -21,6 +24,7 @@ from .exchanges import (
     exchanges_sweep,
     link_token_create,
 )
+from .health import connection_health_refresh, health_poll
 from .magic_links import (
     IssuedLink,
     magic_link_find,
@@ -47,6 +51,15 @@ from .webhooks import (
 )
 
 __all__ = [
+    "account_key_accepted",
+    "account_key_rejected",
+    "backfill_cancel",
+    "backfill_request",
+    "backfill_resources",
+    "connection_health_refresh",
+    "connection_reread",
+    "health_poll",
+    "trackstar_account",
     "IssuedLink",
     "LinkUnavailable",
     "SubmittedExchange",

@@ -8,7 +8,7 @@ from customers.models import Customer
 
 from ..clients import trackstar_client
 from ..models import Connection, MagicLink
-from ..trackstar import TrackstarAuthError, TrackstarError, TrackstarNotFound
+from ..trackstar import RESOURCE_ACTIONS, TrackstarAuthError, TrackstarError, TrackstarNotFound
 from .audit import Actor, audit_record, user_or_none
 
 logger = logging.getLogger(__name__)
@@ -120,10 +120,13 @@ def connection_set_paused(
     return connection
 
 
-def connection_mark_needs_reconnect(*, connection_id: int, reason: str) -> bool:
-    """Trackstar stopped reaching the WMS with these credentials (a connection-error
-    webhook, or a 401). The portal shows Reconnect; the customer's contact gets one email
-    with a reconnect link per incident. Returns whether the status changed."""
+def connection_mark_needs_reconnect(
+    *, connection_id: int, reason: str, cause: str = Connection.ReconnectCause.INVALID_CREDENTIALS
+) -> bool:
+    """The customer must reconnect: Trackstar reports the WMS credentials invalid (a
+    blocking error), or Trackstar refuses this connection's own token while it still has
+    the connection. The portal shows Reconnect; the customer's contact gets one email with
+    a reconnect link per incident. Returns whether the status changed."""
     from .magic_links import magic_link_issue
 
     with transaction.atomic():
@@ -133,8 +136,12 @@ def connection_mark_needs_reconnect(*, connection_id: int, reason: str) -> bool:
             return False
         changed = connection.status != Connection.Status.NEEDS_RECONNECT
         connection.status = Connection.Status.NEEDS_RECONNECT
+        if changed:
+            # The first cause of an incident stands: a refused token is not cleared by
+            # Trackstar's errors[] emptying later.
+            connection.reconnect_cause = cause
         connection.last_error = reason
-        fields = ["status", "last_error", "updated_at"]
+        fields = ["status", "reconnect_cause", "last_error", "updated_at"]
         email = connection.customer.contact_email
         if connection.reconnect_notified_at is None and email:
             magic_link_issue(customer=connection.customer, created_by=None,
@@ -142,6 +149,9 @@ def connection_mark_needs_reconnect(*, connection_id: int, reason: str) -> bool:
             connection.reconnect_notified_at = timezone.now()
             fields.append("reconnect_notified_at")
         connection.save(update_fields=fields)
+        if changed:
+            audit_record(actor=None, action="connection.needs_reconnect", connection=connection,
+                         cause=cause, reason=reason)
     if changed:
         logger.warning("Connection needs reconnect: %s", reason,
                        extra={"customer_id": connection.customer.public_id,
@@ -150,27 +160,67 @@ def connection_mark_needs_reconnect(*, connection_id: int, reason: str) -> bool:
 
 
 def connection_mark_repaired(*, connection_id: int) -> bool:
-    """The incident is over (connection-error.deleted): active again, and a later incident
-    sends a new email."""
-    return bool(Connection.objects.filter(
-        pk=connection_id, status=Connection.Status.NEEDS_RECONNECT
-    ).exclude(access_token="").update(
-        status=Connection.Status.ACTIVE, last_error="", reconnect_notified_at=None,
-        updated_at=timezone.now(),
-    ))
+    """Trackstar no longer reports invalid credentials (connection-error.deleted, or the
+    health poll): active again, and a later incident sends a new email. Only an incident
+    that Trackstar's errors[] opened closes this way: a refused token stays until the
+    customer reconnects."""
+    with transaction.atomic():
+        repaired = Connection.objects.filter(
+            pk=connection_id, status=Connection.Status.NEEDS_RECONNECT,
+            reconnect_cause=Connection.ReconnectCause.INVALID_CREDENTIALS,
+        ).exclude(access_token="").update(
+            status=Connection.Status.ACTIVE, last_error="", reconnect_cause="",
+            reconnect_notified_at=None, updated_at=timezone.now(),
+        )
+        if repaired:
+            audit_record(actor=None, action="connection.repaired",
+                         connection=Connection.objects.get(pk=connection_id))
+    return bool(repaired)
+
+
+def _require_active(connection: Connection) -> None:
+    if connection.status != Connection.Status.ACTIVE:
+        raise ValidationError(f"{connection} is {connection.get_status_display().lower()}; "
+                              "only an active connection can sync.")
 
 
 def connection_resync(
     *, connection: Connection, actor: Actor, resources: list[str] | None = None
 ) -> list[str]:
-    """Staff's "resync now": a full pass over these resources (default: all it offers)."""
+    """Staff's "resync now": ask Trackstar to pull from the WMS now (POST /connections/sync
+    with functions_to_sync), then read what changed when connection.force-sync-completed
+    arrives (or after SYNC_FORCE_TIMEOUT_SECONDS). Re-reading Trackstar's copy alone would
+    show data up to an hour old (API.md §10)."""
+    from .sync import sync_force_requested, sync_resources_for
+
+    _require_active(connection)
+    wanted = [r for r in sync_resources_for(connection) if resources is None or r in resources]
+    if not wanted:
+        raise ValidationError("This connection has none of those resources to sync.")
+    try:
+        trackstar_client().force_sync(
+            access_token=connection.access_token,
+            functions=[RESOURCE_ACTIONS[r] for r in wanted],
+        )
+    except TrackstarError as e:
+        raise ValidationError(f"Trackstar could not start a refresh: {e.message}") from e
+    with transaction.atomic():
+        requested = sync_force_requested(connection=connection, resources=wanted)
+        audit_record(actor=actor, action="connection.force_sync_requested",
+                     connection=connection, resources=requested)
+    return requested
+
+
+def connection_reread(
+    *, connection: Connection, actor: Actor, resources: list[str] | None = None
+) -> list[str]:
+    """Staff's "re-read everything": a full pass over Trackstar's copy of these resources
+    (default: all it offers), to repair the local copy. Trackstar is not asked to refresh."""
     from .sync import sync_request_now
 
-    if connection.status != Connection.Status.ACTIVE:
-        raise ValidationError(f"{connection} is {connection.get_status_display().lower()}; "
-                              "only an active connection can sync.")
+    _require_active(connection)
     with transaction.atomic():
         requested = sync_request_now(connection=connection, resources=resources, full=True)
-        audit_record(actor=actor, action="connection.resync_requested", connection=connection,
+        audit_record(actor=actor, action="connection.reread_requested", connection=connection,
                      resources=requested)
     return requested

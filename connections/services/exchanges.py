@@ -263,6 +263,17 @@ def _complete(exchange: AuthCodeExchange, result: ExchangeResult) -> None:
             _end(locked, status=AuthCodeExchange.Status.FAILED,
                  error="This connection belongs to another account.")
             return
+        target = exchange.reinstall_connection
+        if target is not None and result.connection_id != target.trackstar_connection_id:
+            # A reconnect must land on the connection the user chose; anything else (another
+            # of their connections, a new one) would be stored under the wrong row.
+            logger.error("Reinstall exchange returned another connection",
+                         extra={"exchange_id": locked.pk, "connection_id": result.connection_id,
+                                "expected_connection_id": target.trackstar_connection_id})
+            _end(locked, status=AuthCodeExchange.Status.FAILED,
+                 error="Trackstar reconnected a different connection than the one you chose. "
+                       "Please click Reconnect on it again.")
+            return
         allowed = locked.magic_link.allowed_integrations if locked.magic_link else []
         if allowed and result.integration_name not in allowed:
             # The allow list is only a filter in Link's page: enforce it on what Trackstar
@@ -293,6 +304,7 @@ def _connection_store(
     connection.status = Connection.Status.ACTIVE
     connection.last_error = ""
     connection.reconnect_notified_at = None
+    connection.reconnect_cause = ""
     connection.connected_at = now
     connection.disconnected_at = None
     connection.save()
@@ -343,6 +355,7 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
                 "source": exchange.source,
                 "created_by": exchange.created_by,
                 "status": Connection.Status.NEEDS_RECONNECT,
+                "reconnect_cause": Connection.ReconnectCause.TOKEN_MISSING,
                 "last_error": "The connection was made, but its access token did not reach "
                               "us. Reconnect to finish.",
             },

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db import connection as db_connection
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -41,12 +41,13 @@ from ..trackstar import (
     TrackstarAuthError,
     TrackstarBadRequest,
     TrackstarError,
+    TrackstarForbidden,
     TrackstarNotImplemented,
     TrackstarRateLimited,
     TrackstarUnavailable,
     TrackstarValidationError,
 )
-from .connections import connection_mark_needs_reconnect
+from .account import trackstar_key_rejected
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class LeaseLost(Exception):
 
 @dataclass(frozen=True)
 class SyncOutcome:
-    # succeeded, failed, unsupported, needs_reconnect: the run ended.
+    # succeeded, failed, unsupported, forbidden (a missing permission), token_rejected,
+    # deleted (at Trackstar): the run ended. paused: Trackstar refuses our API key.
     # continue: out of time, the task enqueues the rest; busy: another worker holds the
     # lease (retry_in seconds left on it); skipped: nothing to do; lease_lost: fenced out.
     status: str
@@ -114,7 +116,8 @@ def records_upsert(
 class _Statement:
     sql: str
     params: list[Any]
-    # Newest updated_date among the records, for the run's high-water mark.
+    # Newest trackstar_updated_date among the records (updated_date for a record without
+    # one), for the run's high-water mark (API.md §10).
     newest: datetime | None
 
 
@@ -159,8 +162,9 @@ def _upsert_statement(
                            extra={"connection_id": connection.trackstar_connection_id})
             continue
         updated = parse_datetime(record.get("updated_date"))
-        if updated is not None and (newest is None or updated > newest):
-            newest = updated
+        seen = parse_datetime(record.get("trackstar_updated_date")) or updated
+        if seen is not None and (newest is None or seen > newest):
+            newest = seen
         previous = by_id.get(trackstar_id)
         if previous is None or _newer_or_equal(updated, previous[0]):
             by_id[trackstar_id] = (updated, record)
@@ -335,14 +339,68 @@ def _ensure_resource_syncs(
 
 
 def sync_schedule_initial(*, connection: Connection) -> list[str]:
-    """After a connection becomes active: sync every resource it offers now. Resources
-    synced before (a reconnect keeps Trackstar's history) continue from their mark."""
+    """After a connection becomes active. A resource Trackstar has finished its initial
+    sync of (a reconnect keeps Trackstar's history) continues from its mark now; the others
+    wait for connection.historical-sync-completed, since until then their reads return
+    nothing (API.md §10). The health check asked for here reads Trackstar's
+    historical_sync_completed map, in case the webhooks came first or never come."""
+    from .health import health_check_enqueue
+
     scheduled = []
     for resource_sync in _ensure_resource_syncs(connection):
+        if not resource_sync.history_ready:
+            continue
         kind = SyncRun.Kind.INCREMENTAL if resource_sync.high_water_mark else SyncRun.Kind.INITIAL
         _enqueue(connection.pk, resource_sync.resource, kind)
         scheduled.append(resource_sync.resource)
+    health_check_enqueue(connection_id=connection.pk)
     return scheduled
+
+
+def sync_history_completed(*, connection: Connection, resources: Iterable[str]) -> list[str]:
+    """Trackstar finished its initial sync of these resources (the webhook, or the map on
+    GET /connections/{id}): read them now. A resource read before (a reinstall that opened
+    more history) continues incrementally: what Trackstar just ingested carries a new
+    trackstar_updated_date, so no second full read is needed."""
+    wanted = set(resources)
+    newly = []
+    for rs in _ensure_resource_syncs(connection):
+        # A conditional UPDATE: the webhook and the health poll may say it at the same
+        # moment, and only one of them may start the read.
+        if rs.resource in wanted and ResourceSync.objects.filter(
+            pk=rs.pk, history_ready=False
+        ).update(history_ready=True, updated_at=timezone.now()):
+            newly.append(rs.resource)
+            sync_enqueue_on_commit(connection.pk, rs.resource, SyncRun.Kind.WEBHOOK)
+    return newly
+
+
+def sync_force_requested(*, connection: Connection, resources: Iterable[str]) -> list[str]:
+    """Trackstar accepted a force sync of these resources: read them when it says it is done
+    (sync_force_completed), or after SYNC_FORCE_TIMEOUT_SECONDS (the dispatcher)."""
+    wanted = list(resources)
+    _ensure_resource_syncs(connection)
+    ResourceSync.objects.filter(connection=connection, resource__in=wanted).update(
+        force_sync_requested_at=timezone.now(), updated_at=timezone.now())
+    return wanted
+
+
+def sync_force_completed(
+    *, connection: Connection, resources: Iterable[str] | None = None
+) -> list[str]:
+    """connection.force-sync-completed: Trackstar's copy is fresh from the WMS; read what
+    changed. `resources` None (the event did not say) means every one we asked for; a
+    force sync started elsewhere (Trackstar's dashboard) reads the resources it names."""
+    pending = ResourceSync.objects.filter(connection=connection, enabled=True)
+    if resources is None:
+        pending = pending.filter(force_sync_requested_at__isnull=False)
+    else:
+        pending = pending.filter(resource__in=list(resources))
+    names = list(pending.values_list("resource", flat=True))
+    pending.update(force_sync_requested_at=None, updated_at=timezone.now())
+    for resource in names:
+        sync_enqueue_on_commit(connection.pk, resource, SyncRun.Kind.FORCE)
+    return names
 
 
 def sync_request_now(
@@ -361,9 +419,14 @@ def sync_request_now(
         if wanted is None or rs.resource in wanted
     ]
     for resource in requested:
-        transaction.on_commit(functools.partial(_enqueue, connection.pk, resource, kind, full),
-                              robust=True)
+        sync_enqueue_on_commit(connection.pk, resource, kind, full)
     return requested
+
+
+def sync_enqueue_on_commit(connection_id: int, resource: str, kind: str, full: bool = False) -> None:
+    """Enqueue a run once the caller's transaction commits (a dead broker leaves it due)."""
+    transaction.on_commit(functools.partial(_enqueue, connection_id, resource, kind, full),
+                          robust=True)
 
 
 def _enqueue(connection_id: int, resource: str, kind: str, full: bool = False) -> bool:
@@ -398,11 +461,23 @@ def sync_dispatch_due(*, now: datetime | None = None, limit: int | None = None) 
     )[:limit]:
         _ensure_resource_syncs(connection, now=now)
 
+    if trackstar_key_rejected():
+        # Trackstar refuses our API key: every read would be a 401. Syncs resume when the
+        # health poll finds the key accepted again.
+        return 0
+    _force_syncs_timed_out(now)
+    # A resource waits for Trackstar's initial sync; if neither the webhook nor the map on
+    # GET /connections/{id} ever says so, it is read anyway after SYNC_HISTORY_WAIT_SECONDS
+    # (never skip data).
+    history_known = Q(history_ready=True) | Q(
+        created_at__lt=now - timedelta(seconds=settings.SYNC_HISTORY_WAIT_SECONDS))
     with transaction.atomic():
         due = list(
             ResourceSync.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(
-                enabled=True, unsupported=False, paused=False, next_sync_at__lte=now,
+                history_known,
+                enabled=True, unsupported=False, paused=False, permission_error="",
+                next_sync_at__lte=now,
                 connection__status=Connection.Status.ACTIVE, connection__sync_paused=False,
             )
             .order_by("next_sync_at")
@@ -417,6 +492,19 @@ def sync_dispatch_due(*, now: datetime | None = None, limit: int | None = None) 
     if due:
         logger.info("Dispatched %d syncs", len(due))
     return len(due)
+
+
+def _force_syncs_timed_out(now: datetime) -> None:
+    """Force syncs whose completion event never came: read what Trackstar has now."""
+    cutoff = now - timedelta(seconds=settings.SYNC_FORCE_TIMEOUT_SECONDS)
+    late = list(ResourceSync.objects.filter(force_sync_requested_at__lt=cutoff)
+                .values_list("pk", "connection_id", "resource")[:500])
+    if not late:
+        return
+    ResourceSync.objects.filter(pk__in=[row[0] for row in late]).update(
+        force_sync_requested_at=None, updated_at=now)
+    for _, connection_id, resource in late:
+        _enqueue(connection_id, resource, SyncRun.Kind.FORCE)
 
 
 # --- One run ---------------------------------------------------------------------------------
@@ -459,13 +547,9 @@ def sync_resource(
         _lease_release(lease, error=f"Trackstar is busy or unreachable; will retry ({e}).")
         raise
     except TrackstarAuthError as e:
-        if e.status_code == 403:
-            # 403: this endpoint is disabled for the org or connection (API.md §7), not a
-            # broken connection; stop syncing this one resource.
-            return _finish_unsupported(
-                lease, f"Trackstar refused access to {resource} (403): {e.message}"
-            )
-        return _finish_needs_reconnect(connection, lease, e)
+        return _finish_unauthorized(connection, lease, e)
+    except TrackstarForbidden as e:
+        return _finish_forbidden(connection, lease, e)
     except TrackstarNotImplemented as e:
         return _finish_unsupported(lease, f"{connection.integration_name} does not offer "
                                           f"{resource}: {e.message}")
@@ -494,9 +578,16 @@ def _lease_acquire(
             .get(connection=connection, resource=resource)
         )
         manual = kind == SyncRun.Kind.MANUAL
+        scheduled = kind in (SyncRun.Kind.INITIAL, SyncRun.Kind.INCREMENTAL)
         if not resource_sync.enabled or (resource_sync.unsupported and not manual):
             return SyncOutcome("skipped")
         if (resource_sync.paused or connection.sync_paused) and not manual:
+            return SyncOutcome("skipped")
+        if resource_sync.permission_error and not manual:
+            return SyncOutcome("skipped")
+        if scheduled and not resource_sync.history_ready and resource_sync.created_at > now - (
+            timedelta(seconds=settings.SYNC_HISTORY_WAIT_SECONDS)
+        ):
             return SyncOutcome("skipped")
         expires = resource_sync.lease_expires_at
         if resource_sync.lease_token and expires is not None and expires > now:
@@ -518,9 +609,7 @@ def _lease_acquire(
             run_kind = kind
             if mark is None and kind == SyncRun.Kind.INCREMENTAL:
                 run_kind = SyncRun.Kind.INITIAL
-            # A webhook run follows Trackstar's historical-sync-completed: history older
-            # than our mark may have just arrived, so it reads everything.
-            if mark is None or full or run_kind in (SyncRun.Kind.INITIAL, SyncRun.Kind.WEBHOOK):
+            if mark is None or full or run_kind == SyncRun.Kind.INITIAL:
                 since = None
             else:
                 since = mark - timedelta(seconds=settings.SYNC_OVERLAP_SECONDS)
@@ -578,7 +667,9 @@ def _run(
 ) -> SyncOutcome:
     run = lease.run
     model = RECORD_MODELS[resource]
-    filters = {"updated_date": {"gte": run.since}} if run.since else None
+    # trackstar_updated_date, not the WMS's updated_date: it also moves when Trackstar first
+    # sees a record that is old in the WMS (late ingestion, a reinstall, a backfill).
+    filters = {"trackstar_updated_date": {"gte": run.since}} if run.since else None
     page_token = run.next_page_token or None
     mark = run.high_water_mark
     started = time.monotonic()
@@ -777,24 +868,42 @@ def _finish_unsupported(lease: _Lease, error: str) -> SyncOutcome:
     return SyncOutcome("unsupported", run)
 
 
-def _finish_needs_reconnect(
+def _finish_unauthorized(
     connection: Connection, lease: _Lease, error: TrackstarAuthError
 ) -> SyncOutcome:
-    message = (
-        f"Trackstar no longer accepts this connection's credentials ({error.message}). "
-        "Reconnect it to resume syncing."
-    )
-    with transaction.atomic():
-        run = _finish(lease, status=SyncRun.Status.FAILED, error=message)
-        # Only an active connection turns into needs_reconnect (a disconnected one stays so);
-        # the customer's contact gets one reconnect email per incident.
-        if Connection.objects.filter(pk=connection.pk,
-                                     status=Connection.Status.ACTIVE).exists():
-            connection_mark_needs_reconnect(connection_id=connection.pk, reason=message)
-    logger.warning("Connection needs reconnect after a 401 while syncing",
-                   extra={"customer_id": connection.customer.public_id,
-                          "connection_id": connection.trackstar_connection_id})
-    return SyncOutcome("needs_reconnect", run)
+    """A 401 on a read: our API key or this access token is wrong, not the customer's WMS
+    credentials (API.md §10). The key-only GET /connections/{id} tells which."""
+    from .health import Probe, probe_unauthorized
+
+    probe = probe_unauthorized(connection=connection, error=error)
+    if probe == Probe.KEY_REJECTED:
+        # Every sync pauses (the dispatcher stops); this run keeps its cursor and resumes.
+        _lease_release(lease, error="Paused: Trackstar refuses our API key.")
+        return SyncOutcome("paused", lease.run)
+    if probe == Probe.UNREACHABLE:
+        _lease_release(lease, error="Trackstar refused the token and then did not answer.")
+        raise TrackstarUnavailable("Trackstar did not answer the check after a 401")
+    message = {
+        Probe.DELETED: "Trackstar no longer has this connection: it was deleted there.",
+        Probe.TOKEN_REJECTED: "Trackstar refused this connection's access token.",
+    }[probe]
+    run = _finish(lease, status=SyncRun.Status.FAILED, error=message)
+    return SyncOutcome(probe.value, run)
+
+
+def _finish_forbidden(
+    connection: Connection, lease: _Lease, error: TrackstarForbidden
+) -> SyncOutcome:
+    """A 403 on one resource: a missing permission (non-blocking). This resource waits;
+    every other keeps syncing. The health check reads Trackstar's errors[] for detail and
+    clears the mark when the permission is granted."""
+    from .health import health_check_enqueue
+
+    message = error.message or f"No access to {lease.run.resource}."
+    run = _finish(lease, status=SyncRun.Status.FAILED, error=message, permission_error=message)
+    transaction.on_commit(lambda: health_check_enqueue(connection_id=connection.pk),
+                          robust=True)
+    return SyncOutcome("forbidden", run)
 
 
 def sync_fail(*, connection_id: int, resource: str, reason: str) -> SyncRun | None:

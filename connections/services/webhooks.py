@@ -9,19 +9,28 @@ from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from ..models import Connection, SyncRun, WebhookEvent
+from ..clients import trackstar_client
+from ..models import Connection, WebhookEvent
 from ..models.records import RECORD_MODELS
+from ..models.sync import resource_label
+from ..trackstar import TrackstarNotFound
 from .audit import Actor, audit_record
-from .connections import (
-    connection_mark_disconnected,
-    connection_mark_needs_reconnect,
-    connection_mark_repaired,
+from .backfills import backfill_job_event
+from .connections import connection_mark_disconnected
+from .health import health_check_enqueue
+from .sync import (
+    records_upsert,
+    sync_force_completed,
+    sync_history_completed,
+    sync_schedule_initial,
 )
-from .sync import records_upsert, sync_request_now, sync_schedule_initial
 
 logger = logging.getLogger(__name__)
 
 # Event type prefix → our resource. Trackstar's docs spell some both ways (API.md §8).
+# Events of what we do not store (inventory_ledger.*, warehouse-location.*,
+# warehouse-customer.*, bill.*, install.failed, cart and freight events) are stored and
+# ignored, with the reason on the event.
 EVENT_RESOURCES = {
     "order": "orders",
     "inventory": "inventory",
@@ -134,15 +143,13 @@ def _apply(event: WebhookEvent, connection: Connection) -> str | None:
     """Apply the event; None when done, else why it was ignored."""
     event_type = event.event_type
     data = event.payload.get("data") or {}
-    if event_type in ("connection-error.created", "connection-error.updated"):
-        reason = data.get("error_message") or "Trackstar cannot reach the WMS."
-        connection_mark_needs_reconnect(
-            connection_id=connection.pk,
-            reason=f"{reason} Reconnect to resume syncing.",
-        )
-        return None
-    if event_type == "connection-error.deleted":
-        connection_mark_repaired(connection_id=connection.pk)
+    if not isinstance(data, dict):
+        return "The event carries no data."
+    if event_type.startswith("connection-error."):
+        # created / updated / deleted: Trackstar's GET /connections/{id} says which errors
+        # remain and of which kind (the webhook's shape does not say blocking or not).
+        transaction.on_commit(lambda: health_check_enqueue(connection_id=connection.pk),
+                              robust=True)
         return None
     if event_type == "connection.deleted":
         connection_mark_disconnected(connection=connection, actor=None,
@@ -152,30 +159,65 @@ def _apply(event: WebhookEvent, connection: Connection) -> str | None:
         if not _adopt_token(connection, event.access_token):
             return "The connection already has its access token."
         return None
+    if connection.status != Connection.Status.ACTIVE and event_type.startswith("connection."):
+        return f"The connection is {connection.get_status_display().lower()}."
     if event_type == "connection.historical-sync-completed":
-        resource = str(data.get("resource") or "").replace("-", "_")
-        if resource not in RECORD_MODELS:
-            return f"Dockside does not sync {resource or 'this resource'}."
-        if connection.status != Connection.Status.ACTIVE:
-            return f"The connection is {connection.get_status_display().lower()}."
-        sync_request_now(connection=connection, resources=[resource], full=True,
-                         kind=SyncRun.Kind.WEBHOOK)
+        resource = _resource_name(data.get("resource"))
+        if resource is None:
+            return f"Dockside does not sync {data.get('resource') or 'this resource'}."
+        if not sync_history_completed(connection=connection, resources=[resource]):
+            return f"{resource_label(resource)} was already being synced."
+        return None
+    if event_type == "connection.force-sync-completed":
+        functions = data.get("functions_to_sync")
+        resources = None
+        if isinstance(functions, list):
+            resources = [r for r in map(_resource_name, functions) if r is not None]
+        sync_force_completed(connection=connection, resources=resources)
+        return None
+    if event_type in ("connection.sync-job-completed", "connection.sync-job-stuck"):
+        return backfill_job_event(connection=connection, job=data,
+                                  stuck=event_type.endswith("stuck"))
+    if event_type == "connection.schedule-stuck":
+        logger.warning("Trackstar reports a stuck sync schedule",
+                       extra={"connection_id": connection.trackstar_connection_id})
+        audit_record(actor=None, action="trackstar.schedule_stuck", connection=connection,
+                     detail=data)
         return None
     prefix, _, _action = event_type.partition(".")
     record_resource = EVENT_RESOURCES.get(prefix)
     if record_resource is None:
         return f"Dockside does not use {event_type} events."
-    if not isinstance(data, dict) or not data.get("id"):
+    if not data.get("id"):
         return "The event carries no record."
     if event.payload.get("data_truncated"):
-        # Too big for a webhook, Trackstar sent only the id (API.md §8): read the resource
-        # instead of storing a stub over the record.
-        if connection.status == Connection.Status.ACTIVE:
-            sync_request_now(connection=connection, resources=[record_resource],
-                             kind=SyncRun.Kind.WEBHOOK)
-        return None
+        # Too big for a webhook: Trackstar sent only the id (API.md §8, §10). Fetch that one
+        # record, never the whole resource.
+        return _fetch_truncated(connection, record_resource, str(data["id"]))
     # order.created / order.updated / order.shipment.created … all carry the full record.
     records_upsert(connection=connection, resource=record_resource, records=[data],
+                   only_if_newer=True)
+    return None
+
+
+def _resource_name(value: Any) -> str | None:
+    """"orders", "inbound-shipments" or "get_orders" → our resource name."""
+    if not isinstance(value, str):
+        return None
+    name = value.replace("-", "_").removeprefix("get_")
+    return name if name in RECORD_MODELS else None
+
+
+def _fetch_truncated(connection: Connection, resource: str, record_id: str) -> str | None:
+    if connection.status != Connection.Status.ACTIVE or not connection.access_token:
+        return f"The connection is {connection.get_status_display().lower()}."
+    try:
+        record = trackstar_client().get_record(resource, record_id,
+                                               access_token=connection.access_token)
+    except TrackstarNotFound:
+        return "Trackstar no longer has that record."
+    # Other Trackstar errors go to the task, which retries outages.
+    records_upsert(connection=connection, resource=resource, records=[record],
                    only_if_newer=True)
     return None
 
@@ -190,8 +232,9 @@ def _adopt_token(connection: Connection, token: str) -> bool:
     connection.access_token = token
     connection.status = Connection.Status.ACTIVE
     connection.last_error = ""
+    connection.reconnect_cause = ""
     connection.connected_at = timezone.now()
-    connection.save(update_fields=["access_token", "status", "last_error", "connected_at",
-                                   "updated_at"])
+    connection.save(update_fields=["access_token", "status", "last_error", "reconnect_cause",
+                                   "connected_at", "updated_at"])
     transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
     return True

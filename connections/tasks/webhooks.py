@@ -6,6 +6,8 @@ from celery import shared_task
 from django.db import OperationalError as DatabaseOperationalError
 
 from .. import services
+from ..trackstar import TrackstarRateLimited, TrackstarUnavailable
+from .retry import backoff
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +19,11 @@ def webhook_apply(self, event_id: int) -> None:
     except DatabaseOperationalError as e:
         # A lock timeout or a dropped connection may pass: try again shortly.
         raise self.retry(exc=e, countdown=2 ** self.request.retries) from e
+    except (TrackstarRateLimited, TrackstarUnavailable) as e:
+        # A truncated event's record could not be fetched yet: the event stays received.
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=e, countdown=backoff(self.request.retries, base=5.0)) from e
+        services.webhook_fail(event_id=event_id, error=f"Trackstar unreachable: {e}")
     except Exception as e:  # noqa: BLE001 - a poison event must end, visibly, not loop
         logger.exception("Webhook event %s could not be applied", event_id)
         services.webhook_fail(event_id=event_id, error=f"{type(e).__name__}: {e}")

@@ -47,3 +47,20 @@ def ago(moment: datetime | None) -> str:
     if (timezone.now() - moment).total_seconds() < 60:
         return "just now"
     return f"{timesince(moment)} ago"
+
+
+@register.simple_tag
+def health_notes(connection, wms: str) -> list[str]:
+    """Plain-words notes on what keeps a live connection's resources from syncing (uses
+    the prefetched resource_syncs of selectors.connection_list). Resources still waiting
+    for Trackstar's first import share one line."""
+    if connection.status not in ("active", "needs_reconnect"):
+        return []
+    syncs = list(connection.resource_syncs.all())
+    waiting = [rs for rs in syncs if rs.waiting_for_history]
+    notes = [rs.health_words(wms) for rs in syncs if not rs.waiting_for_history]
+    if len(waiting) == 1:
+        notes.append(waiting[0].health_words(wms))
+    elif waiting:
+        notes.append("Waiting for Trackstar to finish importing your history.")
+    return [note for note in notes if note]

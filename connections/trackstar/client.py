@@ -25,6 +25,7 @@ from .errors import (
     TrackstarAuthError,
     TrackstarBadRequest,
     TrackstarError,
+    TrackstarForbidden,
     TrackstarNotFound,
     TrackstarNotImplemented,
     TrackstarPaginationError,
@@ -293,10 +294,9 @@ class TrackstarClient:
         )
 
     def list_connections(self, *, customer_id: str | None = None) -> Iterator[dict[str, Any]]:
-        # openapi.json documents only page_token here; send customer_id anyway and also
-        # filter locally, so one customer never sees another's connections either way.
-        params = {"customer_id": customer_id} if customer_id is not None else {}
-        for page in self._paginate("/connections", params=params, access_token=None):
+        # GET /connections takes only page_token (openapi.json; any other parameter is a
+        # 422, API.md §10), so a customer's connections are picked out here.
+        for page in self._paginate("/connections", params={}, access_token=None):
             for connection in page.records:
                 if customer_id is None or connection.get("customer_id") == customer_id:
                     yield connection
@@ -352,6 +352,31 @@ class TrackstarClient:
                 raise ValueError(f"Unknown sync functions: {', '.join(unknown)}")
             body["functions_to_sync"] = list(functions)
         return self._request("POST", "/connections/sync", access_token=access_token, json=body)
+
+    # -- On-demand syncs (API.md §4; DOC:on-demand-syncs.mdx) -------------------------------
+
+    def create_on_demand_sync(
+        self, *, access_token: str, function_name: str, start_time: datetime, end_time: datetime
+    ) -> dict[str, Any]:
+        """Backfill one function over [start_time, end_time]. Trackstar answers 400
+        ("On-demand sync is not enabled for …") for a pair it does not support."""
+        if function_name not in SYNC_FUNCTIONS:
+            raise ValueError(f"Unknown sync function {function_name!r}")
+        body = {
+            "function_name": function_name,
+            "start_time": _encode_scalar("start_time", start_time),
+            "end_time": _encode_scalar("end_time", end_time),
+        }
+        path = "/connections/on-demand-syncs"
+        return _job(self._request("POST", path, access_token=access_token, json=body), path)
+
+    def get_on_demand_sync(self, job_id: str, *, access_token: str) -> dict[str, Any]:
+        path = f"/connections/on-demand-syncs/{_segment(job_id)}"
+        return _job(self._request("GET", path, access_token=access_token), path)
+
+    def cancel_on_demand_sync(self, job_id: str, *, access_token: str) -> dict[str, Any]:
+        path = f"/connections/on-demand-syncs/{_segment(job_id)}/cancel"
+        return _job(self._request("POST", path, access_token=access_token), path)
 
     def list_integrations(self, integration_type: str = "wms") -> list[dict[str, Any]]:
         if integration_type not in INTEGRATION_TYPES:
@@ -541,8 +566,10 @@ class TrackstarClient:
             "method": method,
             "path": path,
         }
-        if status in (401, 403):
+        if status == 401:
             return TrackstarAuthError(message, **common)
+        if status == 403:
+            return TrackstarForbidden(message, **common)
         if status == 404:
             object_id = body.get("id") if isinstance(body.get("id"), str) else None
             return TrackstarNotFound(message, object_id=object_id, **common)
@@ -593,6 +620,16 @@ class TrackstarClient:
                 "trackstar_request_id": request_id,
             },
         )
+
+
+def _job(body: dict[str, Any], path: str) -> dict[str, Any]:
+    """An on-demand sync job, bare or in the `{data: {...}}` envelope (the docs show
+    neither; accept both)."""
+    data = body.get("data")
+    job: dict[str, Any] = data if isinstance(data, dict) else body
+    if not isinstance(job.get("id"), str) or not job["id"]:
+        raise TrackstarError("Trackstar returned a malformed sync job", path=path)
+    return job
 
 
 def _resource_path(resource: str) -> str:

@@ -50,9 +50,18 @@ class TrackstarError(Exception):
 
 
 class TrackstarAuthError(TrackstarError):
-    """401 (bad key or token) or 403 (endpoint disabled for the org or connection)."""
+    """401: our API key or the access token is wrong (API.md §10: a key rotation mistake,
+    or a connection deleted at Trackstar). Never by itself a sign that the customer's WMS
+    credentials broke: Trackstar keeps serving its copy then, and reports it in errors[]."""
 
     default_message = "Trackstar refused the credentials"
+
+
+class TrackstarForbidden(TrackstarError):
+    """403: the endpoint is disabled for the org or connection, or the WMS credentials lack
+    the permission for this resource (a non-blocking missing_permission, API.md §10)."""
+
+    default_message = "Trackstar refused access to this endpoint"
 
 
 class TrackstarNotFound(TrackstarError):

@@ -3,6 +3,12 @@
  *
  * Same global protocol as the real script (API.md §2): window.Trackstar.init(config),
  * open(opts), close(), state.isLoaded, and window["Trackstar" + buttonId] per button.
+ *
+ * Pessimistic where the real script is undocumented (API.md §10): an instance calls
+ * getLinkToken once, on its first open(), and reuses that token for every later open()
+ * until it is init()-ed again. A page that wants a different token (another connection to
+ * reinstall) must use another buttonId or re-init; one that does not is caught here.
+ *
  * The modal talks only to the sandbox that served this file (found from
  * document.currentScript), never to the page's own host.
  */
@@ -96,6 +102,8 @@
     this.config = {};
     this.state = { isLoaded: false, isOpen: false };
     this._root = null;
+    this._linkToken = null; // fetched on the first open() after init(), then kept
+    this._openToken = null; // the token of the modal now open
   }
 
   Link.prototype.init = function (config) {
@@ -108,6 +116,7 @@
       return window[key];
     }
     this.config = config;
+    this._linkToken = null; // a new init() asks getLinkToken again on the next open()
     this.state.isLoaded = true;
     if (typeof config.onLoad === "function") config.onLoad();
     return this;
@@ -152,12 +161,18 @@
     self._body = body;
     document.body.appendChild(self._root);
 
+    var config = self.config;
     Promise.resolve()
       .then(function () {
-        return self.config.getLinkToken();
+        if (self._linkToken) return self._linkToken; // reused: see the header comment
+        return Promise.resolve(config.getLinkToken()).then(function (linkToken) {
+          // Kept only if no init() came in between; a failed call is not kept either.
+          if (self.config === config && linkToken) self._linkToken = linkToken;
+          return linkToken;
+        });
       })
       .then(function (linkToken) {
-        self._linkToken = linkToken;
+        self._openToken = linkToken;
         return fetch(
           ORIGIN + "/_sandbox/link/integrations?link_token=" + encodeURIComponent(linkToken)
         ).then(function (response) {
@@ -325,7 +340,7 @@
 
   Link.prototype._reopenPicker = function () {
     var self = this;
-    fetch(ORIGIN + "/_sandbox/link/integrations?link_token=" + encodeURIComponent(self._linkToken))
+    fetch(ORIGIN + "/_sandbox/link/integrations?link_token=" + encodeURIComponent(self._openToken))
       .then(function (response) {
         return response.json();
       })
@@ -339,7 +354,7 @@
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({
-        link_token: this._linkToken,
+        link_token: this._openToken,
         integration_name: integrationName,
         credentials: credentials,
       }),

@@ -67,6 +67,41 @@ def test_reinstall_keeps_the_connection_id_and_row(trackstar, customer):
     assert connection.last_error == ""
 
 
+def test_a_reinstall_that_lands_on_another_connection_fails_with_a_reason(trackstar, customer):
+    first = submit(trackstar, customer)
+    services.exchange_process(exchange_id=first.pk)
+    second = submit(trackstar, customer)
+    services.exchange_process(exchange_id=second.pk)
+    a, b = (AuthCodeExchange.objects.get(pk=e.pk).connection for e in (first, second))
+    Connection.objects.update(status=Connection.Status.NEEDS_RECONNECT, last_error="Expired")
+    # The page asked to reconnect B, but its link token reinstalled A (as a Link instance
+    # that reused the previous connection's token would).
+    link_token = trackstar.link_token(
+        customer_id=customer.public_id, connection_id=a.trackstar_connection_id
+    )
+    auth_code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_2"})
+    exchange = services.exchange_submit(
+        customer=customer,
+        auth_code=auth_code,
+        integration_name="shipbob",
+        source=Connection.Source.PORTAL,
+        reinstall_connection=b,
+    ).exchange
+
+    services.exchange_process(exchange_id=exchange.pk)
+
+    exchange.refresh_from_db()
+    assert exchange.status == AuthCodeExchange.Status.FAILED
+    assert exchange.connection is None
+    assert exchange.last_error.startswith(
+        "Trackstar reconnected a different connection than the one you chose"
+    )
+    for connection in (a, b):  # neither row is touched
+        connection.refresh_from_db()
+        assert connection.status == Connection.Status.NEEDS_RECONNECT
+        assert connection.last_error == "Expired"
+
+
 def test_a_refused_code_fails_with_a_reason(trackstar, customer):
     exchange = services.exchange_submit(
         customer=customer, auth_code="not-a-real-code", integration_name="shipbob",

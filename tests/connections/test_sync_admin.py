@@ -37,16 +37,38 @@ def test_the_sync_panel_shows_each_resource(staff, synced):
     assert html.count("Resync now") >= 2
 
 
-def test_resync_one_resource_enqueues_it_and_audits(staff, synced, staff_user,
+def test_reread_one_resource_enqueues_it_and_audits(staff, synced, staff_user,
                                                     django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = staff.post(f"/admin/connections/connection/{synced.pk}/resync/"
-                              "?resource=orders")
+                              "?resource=orders&mode=reread")
 
     assert response.status_code == 302
     assert len(callbacks) == 1
-    entry = AuditEntry.objects.get(action="connection.resync_requested")
+    entry = AuditEntry.objects.get(action="connection.reread_requested")
     assert (entry.actor, entry.detail["resources"]) == (staff_user, ["orders"])
+
+
+def test_resync_now_asks_trackstar_to_refresh_first_and_reads_later(
+    staff, customer, staff_user, trackstar, django_capture_on_commit_callbacks
+):
+    made = trackstar.connect("sandbox", {"api_key": "k"})
+    connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
+                                 access_token=made["access_token"],
+                                 available_actions=["get_orders", "get_inventory"])
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = staff.post(f"/admin/connections/connection/{connection.pk}/resync/"
+                              "?resource=orders", follow=True)
+
+    assert "Trackstar is refreshing orders from the WMS" in response.content.decode()
+    assert callbacks == []  # nothing is read until Trackstar says it is done
+    orders = ResourceSync.objects.get(connection=connection, resource="orders")
+    assert orders.force_sync_requested_at is not None
+    entry = AuditEntry.objects.get(action="connection.force_sync_requested")
+    assert (entry.actor, entry.detail["resources"]) == (staff_user, ["orders"])
+    panel = staff.get(f"/admin/connections/connection/{connection.pk}/change/").content.decode()
+    assert "Trackstar is refreshing from the WMS" in panel
 
 
 def test_resync_of_a_disconnected_connection_is_refused(staff, synced,
@@ -86,3 +108,45 @@ def test_failed_webhooks_can_be_retried(staff, synced, django_capture_on_commit_
     assert event.status == WebhookEvent.Status.RECEIVED
     assert len(callbacks) == 1
     assert AuditEntry.objects.filter(action="webhook.retried").count() == 1
+
+
+def test_a_backfill_is_requested_shown_and_cancelled_at_trackstar(staff, customer, trackstar):
+    from connections.models import Backfill
+
+    made = trackstar.connect("sandbox", {"api_key": "k"})
+    trackstar.configure(on_demand_sync_delay=60)  # stays open while the test looks at it
+    connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
+                                 access_token=made["access_token"])
+    url = f"/admin/connections/connection/{connection.pk}"
+
+    assert "Backfill history" in staff.get(f"{url}/change/").content.decode()
+    response = staff.post(f"{url}/backfill/", {"resource": "orders", "start_time": "2026-01-01",
+                                               "end_time": "2026-01-31"}, follow=True)
+
+    assert "Trackstar is backfilling orders" in response.content.decode()
+    backfill = Backfill.objects.get()
+    assert (backfill.status, backfill.resource) == ("open", "orders")
+    job = trackstar.get(f"/connections/on-demand-syncs/{backfill.trackstar_job_id}",
+                        headers=trackstar.token_headers(made["access_token"])).json()["data"]
+    assert (job["function_name"], job["requested_start_time"][:10]) == ("get_orders",
+                                                                        "2026-01-01")
+    page = staff.get(f"{url}/change/").content.decode()
+    assert "History backfills" in page and "Running at Trackstar" in page
+
+    staff.post(f"{url}/backfill/{backfill.pk}/cancel/")
+
+    backfill.refresh_from_db()
+    assert backfill.status == "cancelled"
+    job = trackstar.get(f"/connections/on-demand-syncs/{backfill.trackstar_job_id}",
+                        headers=trackstar.token_headers(made["access_token"])).json()["data"]
+    assert job["status"] == "cancelled"
+    assert AuditEntry.objects.filter(action="connection.backfill_cancelled").exists()
+
+
+def test_inventory_cannot_be_backfilled(staff, synced):
+    response = staff.post(f"/admin/connections/connection/{synced.pk}/backfill/",
+                          {"resource": "inventory", "start_time": "2026-01-01",
+                           "end_time": "2026-01-31"})
+
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()

@@ -105,32 +105,28 @@ def test_record_events_upsert_but_never_go_back_in_time(client, connection):
     assert event.status == WebhookEvent.Status.PROCESSED
 
 
-def test_connection_errors_set_and_clear_needs_reconnect_and_email_once(
-    client, connection, django_capture_on_commit_callbacks
+def test_connection_errors_ask_trackstar_instead_of_taking_the_webhooks_word(
+    client, connection, monkeypatch, django_capture_on_commit_callbacks
 ):
-    error = {"connection_id": connection.trackstar_connection_id,
-             "event_type": "connection-error.created",
-             "data": {"error_message": "ShipBob rejected the API key."}}
+    """The webhook's shape does not say whether an error is blocking: each one makes us
+    re-read GET /connections/{id}; by itself it changes nothing and emails nobody."""
+    from connections.services import webhooks as webhooks_service
 
-    with django_capture_on_commit_callbacks(execute=False):
-        deliver(client, error, svix_id="msg_e1")
-        deliver(client, {**error, "event_type": "connection-error.updated"}, svix_id="msg_e2")
-    with django_capture_on_commit_callbacks(execute=True):  # sends the email
-        for event in WebhookEvent.objects.order_by("pk"):
-            services.webhook_apply(event_id=event.pk)
+    checks = []
+    monkeypatch.setattr(webhooks_service, "health_check_enqueue",
+                        lambda connection_id: checks.append(connection_id))
+    for n, kind in enumerate(["created", "updated", "deleted"]):
+        with django_capture_on_commit_callbacks(execute=True):
+            event = _apply(client, {"connection_id": connection.trackstar_connection_id,
+                                    "event_type": f"connection-error.{kind}",
+                                    "data": {"error_message": "ShipBob rejected the API key.",
+                                             "affected_endpoints": []}}, f"msg_e{n}")
+        assert event.status == WebhookEvent.Status.PROCESSED
 
     connection.refresh_from_db()
-    assert connection.status == Connection.Status.NEEDS_RECONNECT
-    assert "ShipBob rejected the API key." in connection.last_error
-    assert len(mail.outbox) == 1  # once per incident
-    assert "/connect/" in mail.outbox[0].body
-    link = MagicLink.objects.get()
-    assert link.reinstall_connection == connection
-
-    _apply(client, {**error, "event_type": "connection-error.deleted"}, "msg_e3")
-    connection.refresh_from_db()
+    assert checks == [connection.pk] * 3
     assert connection.status == Connection.Status.ACTIVE
-    assert connection.last_error == ""
+    assert not mail.outbox
 
 
 def test_connection_deleted_disconnects(client, connection):
@@ -211,18 +207,27 @@ def test_connection_deleted_revokes_reconnect_links_and_is_audited(client, conne
                                      connection=connection).exists()
 
 
-def test_a_truncated_record_event_syncs_instead_of_storing_a_stub(
-    client, customer, django_capture_on_commit_callbacks
-):
-    connection = make_connection(customer=customer, available_actions=["get_orders"])
+def test_a_truncated_record_event_fetches_that_one_record(client, customer, trackstar, settings,
+                                                         django_capture_on_commit_callbacks):
+    """Oversized events carry only the id (API.md §10): fetch the record, never the whole
+    resource, and never store the stub."""
+    settings.TRACKSTAR_WEBHOOK_SECRET = SECRET  # the trackstar fixture set the sandbox's
+    trackstar.configure(historical_sync_delay=0)
+    made = trackstar.connect("sandbox", {"api_key": "k"})
+    connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
+                                 access_token=made["access_token"],
+                                 available_actions=["get_orders"])
+    record = trackstar.wms(made["access_token"], "/wms/orders", params={"limit": 1}).json()["data"][0]
+
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         event = _apply(client, {"connection_id": connection.trackstar_connection_id,
                                 "event_type": "order.updated", "data_truncated": True,
-                                "data": {"id": "ord_big"}}, "msg_trunc")
+                                "data": {"id": record["id"]},
+                                "data_url": f"{trackstar.base_url}/unused"}, "msg_trunc")
 
     assert event.status == WebhookEvent.Status.PROCESSED
-    assert Order.objects.count() == 0
-    assert len(callbacks) == 2  # the event's own enqueue, then the orders sync
+    assert Order.objects.get().data == record
+    assert len(callbacks) == 1  # the event's own enqueue; no resource sync
 
 
 def test_the_sweep_resends_only_events_that_waited_too_long(connection, monkeypatch):

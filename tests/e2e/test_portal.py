@@ -147,3 +147,50 @@ def test_a_failed_exchange_shows_its_reason(client, live_trackstar, acme):
     status = client.get(response.json()["status_url"]).json()
     assert status["error"].startswith("Trackstar refused the connection")
     assert Connection.objects.count() == 0
+
+
+def _connected(sandbox, customer, api_key: str) -> Connection:
+    """A ShipBob connection made through the exchange service, as the worker makes it."""
+    link_token = sandbox.link_token(customer_id=customer.public_id)
+    exchange = services.exchange_submit(
+        customer=customer,
+        auth_code=sandbox.authorize(link_token, "shipbob", {"api_key": api_key}),
+        integration_name="shipbob",
+        source=Connection.Source.PORTAL,
+    ).exchange
+    services.exchange_process(exchange_id=exchange.pk)
+    return AuthCodeExchange.objects.get(pk=exchange.pk).connection
+
+
+def test_reconnecting_two_connections_reinstalls_each_its_own(
+    page, live_server, live_trackstar, acme
+):
+    """The sandbox's Link reuses an instance's first link token on every later open (the
+    real script may too): with one instance for the whole page, the second reconnect would
+    reinstall the first connection again."""
+    connections = [_connected(live_trackstar, acme, key) for key in ("sk_first", "sk_second")]
+    for connection in connections:
+        live_trackstar.break_connection(connection.trackstar_connection_id)
+    Connection.objects.update(
+        status=Connection.Status.NEEDS_RECONNECT,
+        last_error="ShipBob stopped accepting the credentials.",
+    )
+
+    login(page, live_server, "acme")
+    expect(page.locator("#connections-table tbody tr")).to_have_count(2)
+    for connection in connections:
+        row = page.locator(f'#connections-table tbody tr[data-connection-id="{connection.pk}"]')
+        expect(row).to_contain_text("Needs reconnect")
+        row.get_by_role("button", name="Reconnect").click()
+        # A reinstall link token goes straight to that connection's form.
+        connect_in_modal(page, api_key=f"sk_rotated_{connection.pk}", pick=False)
+        expect(page.locator("#connect-status")).to_have_text("Connected: ShipBob.", timeout=30_000)
+        expect(row).to_contain_text("Connected")
+
+        exchange = AuthCodeExchange.objects.get(reinstall_connection=connection)
+        assert exchange.status == AuthCodeExchange.Status.SUCCEEDED
+        assert exchange.connection_id == connection.pk
+        assert live_trackstar.connection(connection.trackstar_connection_id)["broken"] is False
+
+    assert Connection.objects.count() == 2
+    assert not AuthCodeExchange.objects.filter(status=AuthCodeExchange.Status.FAILED).exists()

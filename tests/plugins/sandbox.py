@@ -73,6 +73,42 @@ class SandboxServer:
         headers = {**self.headers, "x-trackstar-access-token": access_token}
         return self.get(path, headers=headers, **kwargs)
 
+    def token_headers(self, access_token: str) -> dict:
+        return {**self.headers, "x-trackstar-access-token": access_token}
+
+    def get_connection(self, connection_id: str) -> dict:
+        """GET /connections/{id}: the connection object (errors[], historical_sync_completed)."""
+        response = self.get(f"/connections/{connection_id}", headers=self.headers)
+        return self._ok(response)["data"]
+
+    def force_sync(self, access_token: str, functions: list[str] | None = None) -> dict:
+        """POST /connections/sync; connection.force-sync-completed follows."""
+        body = {} if functions is None else {"functions_to_sync": functions}
+        response = self.post("/connections/sync", body, headers=self.token_headers(access_token))
+        return self._ok(response)
+
+    def on_demand_sync(
+        self, access_token: str, function_name: str, start_time: str, end_time: str
+    ) -> requests.Response:
+        body = {"function_name": function_name, "start_time": start_time, "end_time": end_time}
+        return self.post(
+            "/connections/on-demand-syncs", body, headers=self.token_headers(access_token)
+        )
+
+    def wait_until_synced(self, connection_id: str, timeout: float = 10.0) -> dict:
+        """Poll until every resource's initial sync completed; returns the connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.get(f"/connections/{connection_id}", headers=self.headers)
+            # Key-only calls share one 10 GET/s budget with the code under test.
+            if response.status_code != 429:
+                connection = self._ok(response)["data"]
+                if all(connection["historical_sync_completed"].values()):
+                    return connection
+            if time.monotonic() > deadline:
+                raise AssertionError(f"initial sync not complete after {timeout}s: {response.text}")
+            time.sleep(0.25)
+
     # -- /_sandbox/ controls ----------------------------------------------------------------
     def authorize(self, link_token: str, integration: str, credentials: dict) -> str:
         body = {
@@ -106,14 +142,18 @@ class SandboxServer:
         self._ok(self.session.delete(self.url("/_sandbox/faults"), timeout=TIMEOUT))
 
     def configure(self, **settings) -> dict:
-        """webhook_url, get_rate, write_rate, link_token_ttl, auth_code_ttl, ..."""
+        """webhook_url, get_rate, write_rate, link_token_ttl, auth_code_ttl,
+        historical_sync_delay, force_sync_delay, on_demand_sync_delay, error_shape, api_key,
+        webhook_retry_delays."""
         return self._ok(self.post("/_sandbox/config", settings))
 
     def connection(self, connection_id: str) -> dict:
         return self._ok(self.get(f"/_sandbox/connections/{connection_id}"))
 
-    def break_connection(self, connection_id: str) -> dict:
-        return self._ok(self.post(f"/_sandbox/connections/{connection_id}/break"))
+    def break_connection(self, connection_id: str, **body) -> dict:
+        """No body: invalid_credentials. kind="missing_permission", resource="returns": only
+        that resource answers 403."""
+        return self._ok(self.post(f"/_sandbox/connections/{connection_id}/break", body or None))
 
     def repair_connection(self, connection_id: str) -> dict:
         return self._ok(self.post(f"/_sandbox/connections/{connection_id}/repair"))
@@ -121,6 +161,11 @@ class SandboxServer:
     def mutate(self, connection_id: str, resource: str, count: int = 1, **body) -> dict:
         path = f"/_sandbox/connections/{connection_id}/mutate"
         return self._ok(self.post(path, {"resource": resource, "count": count, **body}))
+
+    def ingest_late(self, connection_id: str, resource: str, count: int) -> list[str]:
+        """Records with old WMS dates and new trackstar_* dates; returns their ids."""
+        path = f"/_sandbox/connections/{connection_id}/ingest-late"
+        return self._ok(self.post(path, {"resource": resource, "count": count}))["ids"]
 
     def dataset(self, connection_id: str, **counts: int) -> dict:
         body = {"connection_id": connection_id, "counts": counts}

@@ -21,8 +21,9 @@ WMS_RESOURCES = {
 @pytest.fixture
 def linked(sandbox) -> dict:
     """A fresh ShipBob connection: the /link/exchange response. Rate limits are raised so
-    tests can page freely; the rate-limit tests lower them again."""
-    sandbox.configure(get_rate=10_000, write_rate=10_000)
+    tests can page freely (the rate-limit tests lower them again), and the initial sync takes
+    no time, so data reads right after connecting (the history tests set a delay)."""
+    sandbox.configure(get_rate=10_000, write_rate=10_000, historical_sync_delay=0)
     return sandbox.connect("shipbob", {"api_key": "sk_test_123"}, customer_id="cust_1")
 
 

@@ -12,7 +12,47 @@ SPEC_PATH = Path(__file__).resolve().parents[2] / "sandbox" / "spec" / "openapi.
 
 @functools.cache
 def spec() -> dict:
-    return orjson.loads(SPEC_PATH.read_bytes())
+    return _with_2026_fields(orjson.loads(SPEC_PATH.read_bytes()))
+
+
+_DATE_TIME = {"type": "string", "format": "date-time"}
+
+
+def _with_2026_fields(raw: dict) -> dict:
+    """The 2025 OAS forbids additional properties everywhere, but Trackstar's 2026 docs add
+    fields the sandbox must serve (API.md §4, §5, §10). Relax the schemas for exactly those
+    documented fields, and nothing else:
+    - trackstar_created_date / trackstar_updated_date on every record (SKILL:trackstar);
+    - DOC:connection-issues' error_type / resource / message beside the OAS fields of an
+      errors[] entry;
+    - historical_sync_completed (function -> bool) on a connection (SKILL:trackstar);
+    - GET /connections/{connection_id} answers the docs' object envelope {data: Connection},
+      not the 2025 OAS's list envelope."""
+    schemas = raw["components"]["schemas"]
+    for schema in schemas.values():
+        props = schema.get("properties")
+        if isinstance(props, dict) and {"id", "created_date", "updated_date"} <= set(props):
+            props.setdefault("trackstar_created_date", _DATE_TIME)
+            props.setdefault("trackstar_updated_date", _DATE_TIME)
+    schemas["ConnectionError"]["properties"].update(
+        {
+            "error_type": {"type": "string", "enum": ["invalid_credentials", "missing_permission"]},
+            "resource": {"type": "string", "nullable": True},
+            "message": {"type": "string"},
+        }
+    )
+    schemas["Connection"]["properties"]["historical_sync_completed"] = {
+        "type": "object",
+        "additionalProperties": {"type": "boolean"},
+    }
+    one = raw["paths"]["/connections/{connection_id}"]["get"]["responses"]["200"]
+    one["content"]["application/json"]["schema"] = {
+        "type": "object",
+        "properties": {"data": {"$ref": "#/components/schemas/Connection"}},
+        "required": ["data"],
+        "additionalProperties": False,
+    }
+    return raw
 
 
 def response_schema(method: str, path: str, status: int) -> dict:

@@ -103,7 +103,8 @@ def test_authorize_refuses_bad_credentials(sandbox, integration, credentials, me
 def test_reinstall_keeps_connection_id_and_token_and_repairs(sandbox, linked):
     cid = linked["connection_id"]
     sandbox.break_connection(cid)
-    assert _wms(sandbox, linked["access_token"], "/wms/orders").status_code == 401
+    # Broken credentials never stop reads: Trackstar serves its own copy.
+    assert _wms(sandbox, linked["access_token"], "/wms/orders").status_code == 200
     link_token = sandbox.link_token(connection_id=cid)
     wrong = {"link_token": link_token, "integration_name": "shiphero", "credentials": {}}
     assert sandbox.post("/_sandbox/link/authorize", wrong).status_code == 400
@@ -112,6 +113,7 @@ def test_reinstall_keeps_connection_id_and_token_and_repairs(sandbox, linked):
     assert again["access_token"] == linked["access_token"]
     assert _wms(sandbox, linked["access_token"], "/wms/orders").status_code == 200
     assert sandbox.connection(cid)["broken"] is False
+    assert sandbox.get_connection(cid)["errors"] == []
 
 
 def test_reinstall_modal_data_names_the_integration(sandbox, linked):
@@ -128,32 +130,32 @@ def test_link_token_for_unknown_connection_is_422(sandbox):
 
 def test_break_and_repair(sandbox, linked):
     token = linked["access_token"]
+    before = _wms(sandbox, token, "/wms/inventory").json()
     sandbox.break_connection(linked["connection_id"])
     response = _wms(sandbox, token, "/wms/inventory")
-    assert response.status_code == 401
+    assert response.status_code == 200
+    assert response.json() == before
     listed = validate("GET", "/connections", sandbox.get("/connections", headers=sandbox.headers))
     assert listed["data"][0]["errors"][0]["error_message"]
     sandbox.repair_connection(linked["connection_id"])
     assert _wms(sandbox, token, "/wms/inventory").status_code == 200
+    assert sandbox.get_connection(linked["connection_id"])["errors"] == []
 
 
-def test_connections_list_get_and_filter(sandbox):
+def test_connections_list_and_get(sandbox):
     first = sandbox.connect("shipbob", {"api_key": "k"}, customer_id="a")
     sandbox.connect("deposco", {"company_code": "c", "username": "u", "password": "p"})
     response = sandbox.get("/connections", headers=sandbox.headers)
-    assert len(validate("GET", "/connections", response)["data"]) == 2
-    response = sandbox.get("/connections", headers=sandbox.headers, params={"customer_id": "a"})
-    assert [c["connection_id"] for c in response.json()["data"]] == [first["connection_id"]]
-    paged = sandbox.get("/connections", headers=sandbox.headers, params={"limit": 1}).json()
-    assert paged["next_token"]
-    rest = sandbox.get(
-        "/connections", headers=sandbox.headers, params={"page_token": paged["next_token"]}
-    ).json()
-    assert len(rest["data"]) == 1 and rest["next_token"] is None
+    listed = validate("GET", "/connections", response)
+    assert len(listed["data"]) == 2 and listed["next_token"] is None
+    assert listed["total_count"] == 2
 
     response = sandbox.get(f"/connections/{first['connection_id']}", headers=sandbox.headers)
     body = validate("GET", "/connections/{connection_id}", response)
-    assert body["data"][0]["customer_id"] == "a"
+    # The docs' object envelope, not the 2025 OAS's list (API.md §10).
+    assert body["data"]["connection_id"] == first["connection_id"]
+    assert body["data"]["customer_id"] == "a"
+    assert set(body["data"]["historical_sync_completed"]) == set(first["available_actions"])
     response = sandbox.get("/connections/conn_nope", headers=sandbox.headers)
     assert response.status_code == 404
     assert validate("GET", "/connections/{connection_id}", response)["id"] == "conn_nope"
@@ -218,7 +220,43 @@ def test_magic_links(sandbox):
     validate("GET", "/magic-links/{magic_link_id}", response)
 
 
+def test_connections_list_takes_only_page_token(sandbox):
+    sandbox.connect("shipbob", {"api_key": "k"}, customer_id="a")
+    for params in ({"customer_id": "a"}, {"limit": "1"}, {"page_token": "c0", "x": "1"}):
+        response = sandbox.get("/connections", headers=sandbox.headers, params=params)
+        assert response.status_code == 422, params
+        body = validate("GET", "/connections", response)
+        assert set(body["detail"]["query"]) == set(params) - {"page_token"}
+    response = sandbox.get("/connections", headers=sandbox.headers, params={"page_token": "zz"})
+    assert response.status_code == 422
+
+
+def test_connections_list_pages_by_100(sandbox):
+    sandbox.configure(write_rate=10_000)
+    ids = {sandbox.connect("sandbox")["connection_id"] for _ in range(101)}
+    first = sandbox.get("/connections", headers=sandbox.headers).json()
+    assert len(first["data"]) == 100 and first["next_token"]
+    params = {"page_token": first["next_token"]}
+    rest = validate(
+        "GET", "/connections", sandbox.get("/connections", headers=sandbox.headers, params=params)
+    )
+    assert len(rest["data"]) == 1 and rest["next_token"] is None
+    assert {c["connection_id"] for c in first["data"] + rest["data"]} == ids
+
+
+def test_main_js_at_the_root(sandbox):
+    root = sandbox.get("/main.js")
+    linked = sandbox.get("/link/main.js")
+    assert root.status_code == 200 and root.content == linked.content
+    assert root.headers["content-type"].startswith("text/javascript")
+    assert root.headers["access-control-allow-origin"] == "*"
+    preflight = sandbox.session.options(sandbox.url("/main.js"), timeout=5)
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+
+
 def test_generate_sandbox_is_idempotent_and_fulfill_simulates(sandbox):
+    sandbox.configure(historical_sync_delay=0)
     path = "/sandbox/generate-sandbox/{integration_type}"
     first = validate(
         "POST", path, sandbox.post("/sandbox/generate-sandbox/wms", headers=sandbox.headers)
@@ -297,3 +335,33 @@ def test_invalid_page_token_is_422(sandbox, linked):
         sandbox, token, "/wms/orders", limit=5, status="open", page_token=first["next_token"]
     )
     assert response.status_code == 422  # filters changed between pages
+
+
+def test_config_api_key_changes_the_accepted_key(sandbox, linked):
+    old = sandbox.api_key
+    shown = sandbox.configure(api_key="rotated-key")
+    assert shown["api_key_set"] is True and "api_key" not in shown
+    config = sandbox.get("/_sandbox/config")
+    assert "rotated-key" not in config.text and old not in config.text
+    assert config.json()["api_key_set"] is True
+    assert sandbox.get("/connections", headers=sandbox.headers).status_code == 401
+    assert _wms(sandbox, linked["access_token"], "/wms/orders").status_code == 401
+    new = {"x-trackstar-api-key": "rotated-key"}
+    assert sandbox.get("/connections", headers=new).status_code == 200
+    response = sandbox.get(
+        "/wms/orders", headers={**new, "x-trackstar-access-token": linked["access_token"]}
+    )
+    assert response.status_code == 200
+    for bad in ("", "  ", 5, None):
+        assert sandbox.post("/_sandbox/config", {"api_key": bad}).status_code == 400
+    sandbox.reset()
+    assert sandbox.get("/connections", headers=sandbox.headers).status_code == 200
+    assert sandbox.get("/connections", headers=new).status_code == 401
+
+
+def test_config_refuses_unknown_settings_and_bad_delays(sandbox):
+    assert sandbox.post("/_sandbox/config", {"nope": 1}).status_code == 400
+    for key in ("historical_sync_delay", "force_sync_delay", "on_demand_sync_delay"):
+        assert sandbox.post("/_sandbox/config", {key: -1}).status_code == 400
+        assert sandbox.post("/_sandbox/config", {key: "1"}).status_code == 400
+        assert sandbox.configure(**{key: 0.5})[key] == 0.5

@@ -15,9 +15,14 @@ PAGE = """<!doctype html>
   window.successes = [];
   window.closes = 0;
   window.loads = 0;
+  window.tokenCalls = {};  // instance ("main" or its buttonId) -> getLinkToken calls
   function config(extra) {
+    var name = (extra && extra.buttonId) || "main";
     return Object.assign({
-      getLinkToken: function () { return Promise.resolve(window.linkToken); },
+      getLinkToken: function () {
+        window.tokenCalls[name] = (window.tokenCalls[name] || 0) + 1;
+        return Promise.resolve(window.linkToken);
+      },
       onSuccess: function (authCode, integrationName, close) {
         window.successes.push([authCode, integrationName, typeof close]);
       },
@@ -136,3 +141,70 @@ def test_expired_link_token_shows_an_error(open_page, sandbox):
     alert = page.get_by_role("dialog").get_by_role("alert")
     alert.wait_for()
     assert "expired" in alert.inner_text()
+
+
+def _open_and_close(page, button: str, heading: str) -> None:
+    page.get_by_role("button", name=button).click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("heading", name=heading).wait_for()
+    dialog.get_by_role("button", name="Close").click()
+    page.locator("#trackstar-link").wait_for(state="detached")
+
+
+def test_an_instance_asks_for_its_link_token_once_and_reuses_it_until_init(open_page, sandbox):
+    """Pessimistic on what main.js leaves undocumented (API.md §10), so a page that needs
+    another token (another connection to reinstall) must use another instance or re-init."""
+    linked = sandbox.connect("shipbob", {"api_key": "k"})
+    page = open_page()
+    _set_token(page, sandbox.link_token())
+    _open_and_close(page, "Open Trackstar", "Connect your warehouse")
+    # The page now hands out a reinstall token; the instance still opens with its first one.
+    _set_token(page, sandbox.link_token(connection_id=linked["connection_id"]))
+    _open_and_close(page, "Open Trackstar", "Connect your warehouse")
+    assert page.evaluate("window.tokenCalls") == {"main": 1}
+
+    page.evaluate("window.Trackstar.init(config({}))")  # init again: the token is dropped
+    _open_and_close(page, "Open Trackstar", "Connect to ShipBob")
+
+    assert page.evaluate("window.tokenCalls") == {"main": 2}
+
+
+def test_each_button_instance_keeps_its_own_link_token(open_page, sandbox):
+    linked = sandbox.connect("shipbob", {"api_key": "k"})
+    page = open_page()
+    _set_token(page, sandbox.link_token(connection_id=linked["connection_id"]))
+    _open_and_close(page, "Open Trackstar", "Connect to ShipBob")
+    _set_token(page, sandbox.link_token())
+    _open_and_close(page, "Open button B", "Connect to ShipHero")  # B's first open
+    assert page.evaluate("window.tokenCalls") == {"main": 1, "B": 1}
+
+    # Re-init of B through window.Trackstar resets B only.
+    page.evaluate(
+        'window.Trackstar.init(config({buttonId: "B", integrationAllowList: ["shiphero"]}))'
+    )
+    _open_and_close(page, "Open button B", "Connect to ShipHero")
+    _open_and_close(page, "Open Trackstar", "Connect to ShipBob")
+
+    assert page.evaluate("window.tokenCalls") == {"main": 1, "B": 2}
+
+
+def test_a_failed_link_token_call_is_asked_again_on_the_next_open(open_page, sandbox):
+    page = open_page()
+    page.evaluate("""() => {
+      window.Trackstar.init(config({
+        getLinkToken: function () {
+          window.tokenCalls.main = (window.tokenCalls.main || 0) + 1;
+          return window.tokenCalls.main === 1 ? Promise.reject(new Error("Dockside is down"))
+                                              : Promise.resolve(window.linkToken);
+        }
+      }));
+    }""")
+    _set_token(page, sandbox.link_token())
+    page.get_by_role("button", name="Open Trackstar").click()
+    page.get_by_role("dialog").get_by_role("alert").wait_for()
+    assert "Dockside is down" in page.get_by_role("dialog").get_by_role("alert").inner_text()
+    page.get_by_role("dialog").get_by_role("button", name="Close").click()
+
+    _open_and_close(page, "Open Trackstar", "Connect your warehouse")
+
+    assert page.evaluate("window.tokenCalls.main") == 2

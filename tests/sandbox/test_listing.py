@@ -1,3 +1,4 @@
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -113,3 +114,112 @@ def test_data_is_deterministic_per_connection(sandbox, linked):
     other = sandbox.connect("shipbob", {"api_key": "k"})
     c = sandbox.wms(other["access_token"], "/wms/orders", params={"limit": 5}).json()
     assert {r["id"] for r in c["data"]}.isdisjoint(r["id"] for r in a["data"])
+
+
+def _ms(value: str) -> int:
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+@pytest.mark.parametrize("resource", sorted(WMS_RESOURCES))
+def test_every_record_carries_trackstar_dates(sandbox, linked, resource):
+    token = linked["access_token"]
+    anchor = _ms(sandbox.connection(linked["connection_id"])["anchor"])
+    body = sandbox.wms(token, WMS_RESOURCES[resource]).json()
+    assert body["data"]
+    for record in body["data"]:
+        for field in ("created_date", "updated_date"):
+            # Trackstar saw each base change 90 s later, never after the dataset's anchor.
+            assert _ms(record["trackstar_" + field]) == min(_ms(record[field]) + 90_000, anchor)
+            assert record["trackstar_" + field].endswith("Z")
+
+
+def test_trackstar_date_filters_are_index_ranges(sandbox, linked):
+    token = linked["access_token"]
+    records, _ = _all_pages(sandbox, token, "/wms/orders")
+    body = sandbox.wms(token, "/wms/orders", params={"ids[in]": ",".join(records)}).json()
+    stamps = sorted(r["trackstar_updated_date"] for r in body["data"])
+    pivot = stamps[10]
+    ids, _ = _all_pages(
+        sandbox, token, "/wms/orders", limit=4, **{"trackstar_updated_date[gte]": pivot}
+    )
+    assert sorted(ids) == sorted(
+        r["id"] for r in body["data"] if r["trackstar_updated_date"] >= pivot
+    )
+    older = sandbox.wms(token, "/wms/orders", params={"trackstar_created_date[lt]": pivot}).json()
+    assert {r["id"] for r in older["data"]} == {
+        r["id"] for r in body["data"] if r["trackstar_created_date"] < pivot
+    }
+    for params in ({"trackstar_updated_date[contains]": "x"}, {"trackstar_updated_date": "x"}):
+        response = sandbox.wms(token, "/wms/orders", params=params)
+        assert response.status_code == 422, params
+    warehouses = sandbox.wms(
+        token, "/wms/warehouses", params={"trackstar_created_date[gte]": pivot}
+    )
+    assert warehouses.status_code == 200
+
+
+def test_mutation_moves_trackstar_updated_date(sandbox, linked):
+    token, cid = linked["access_token"], linked["connection_id"]
+    since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    (changed,) = sandbox.mutate(cid, "inventory", count=1)["updated_ids"]
+    record = sandbox.wms(token, f"/wms/inventory/{changed}").json()["data"]
+    assert record["trackstar_updated_date"] == record["updated_date"] >= since
+    assert record["trackstar_created_date"] < since
+    body = sandbox.wms(token, "/wms/inventory", params={"trackstar_updated_date[gte]": since})
+    assert [r["id"] for r in body.json()["data"]] == [changed]
+
+
+def test_late_ingested_records_show_only_with_the_trackstar_filter(
+    sandbox, webhook_receiver, linked
+):
+    token, cid = linked["access_token"], linked["connection_id"]
+    everything, _ = _all_pages(sandbox, token, "/wms/orders")
+    mark = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    ids = sandbox.ingest_late(cid, "orders", 5)
+    assert len(ids) == 5 and not set(ids) & set(everything)
+
+    late, _ = _all_pages(
+        sandbox, token, "/wms/orders", limit=2, **{"trackstar_updated_date[gte]": mark}
+    )
+    assert late == ids
+    assert (
+        sandbox.wms(token, "/wms/orders", params={"updated_date[gte]": mark}).json()["data"] == []
+    )
+    anchor = sandbox.connection(cid)["anchor"]
+    records = sandbox.wms(token, "/wms/orders", params={"ids[in]": ",".join(ids)}).json()["data"]
+    for record in records:
+        assert record["created_date"] < record["updated_date"] < anchor
+        assert record["trackstar_created_date"] >= mark
+        assert record["trackstar_updated_date"] >= mark
+    # Older than the updated_date of every record read before (any high-water mark).
+    newest = max(
+        r["updated_date"]
+        for r in sandbox.wms(
+            token, "/wms/orders", params={"ids[in]": ",".join(everything[-50:])}
+        ).json()["data"]
+    )
+    assert max(r["updated_date"] for r in records) < newest
+    time.sleep(0.3)
+    assert not [e for e in webhook_receiver.events() if e["event_type"].startswith("order.")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"resource": "orders", "count": 0},
+        {"resource": "orders", "count": 10_001},
+        {"resource": "orders"},
+        {"resource": "orders", "count": "5"},
+        {"resource": "unicorns", "count": 1},
+    ],
+)
+def test_ingest_late_refuses_bad_input(sandbox, linked, body):
+    response = sandbox.post(f"/_sandbox/connections/{linked['connection_id']}/ingest-late", body)
+    assert response.status_code == 400
+    assert response.json()["error"]
+
+
+def test_ingest_late_accepts_underscore_names(sandbox, linked):
+    ids = sandbox.ingest_late(linked["connection_id"], "inbound_shipments", 2)
+    response = sandbox.wms(linked["access_token"], f"/wms/inbound-shipments/{ids[1]}")
+    assert response.status_code == 200

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from connections.models import Connection
+from connections.models import Connection, ResourceSync
+from connections.services.sync import sync_resources_for
 from tests.builders import make_connection
 
 # The sandbox names some resources differently from the client (its URL segments).
@@ -29,20 +30,34 @@ def trackstar_settings(settings, sandbox):
 
 @pytest.fixture
 def connect(sandbox, trackstar_settings, customer):
-    """Make a connection at the sandbox and its Connection row: connect(integration, **counts)."""
+    """Make a connection at the sandbox and its Connection row: connect(integration, **counts).
 
-    def _connect(integration: str = "sandbox", *, customer=customer, **counts) -> Connection:
+    By default Trackstar has finished its initial sync already (the sandbox serves data at
+    once, and every resource is marked history_ready); `history_ready=False` leaves it as a
+    brand-new connection is: the sandbox serves nothing until its historical sync is done."""
+
+    def _connect(
+        integration: str = "sandbox", *, customer=customer, history_ready: bool = True, **counts
+    ) -> Connection:
+        if history_ready:
+            sandbox.configure(historical_sync_delay=0)
         made = sandbox.connect(integration, {"api_key": "k", "username": "u", "password": "p",
                                              "company_code": "c", "domain": "d"})
         if counts:
             sandbox.dataset(made["connection_id"], **counts)
-        return make_connection(
+        connection = make_connection(
             customer=customer,
             trackstar_connection_id=made["connection_id"],
             integration_name=made["integration_name"],
             access_token=made["access_token"],
             available_actions=made["available_actions"],
         )
+        if history_ready:
+            ResourceSync.objects.bulk_create([
+                ResourceSync(connection=connection, resource=resource, history_ready=True)
+                for resource in sync_resources_for(connection)
+            ])
+        return connection
 
     return _connect
 

@@ -23,6 +23,7 @@ def enqueued(monkeypatch):
 
 
 def state(connection, resource="orders", *, due_in: float, **fields):
+    fields.setdefault("history_ready", True)
     return ResourceSync.objects.create(
         connection=connection, resource=resource,
         next_sync_at=timezone.now() + timedelta(seconds=due_in), **fields,
@@ -59,11 +60,34 @@ def test_dispatch_picks_only_what_is_due_oldest_first_and_caps(customer, enqueue
     assert {due_new.pk, due_newest.pk} <= set(ResourceSync.objects.values_list("pk", flat=True))
 
 
-def test_dispatch_gives_sync_state_to_active_connections_without_it(customer, enqueued):
+def test_dispatch_gives_sync_state_to_active_connections_without_it(customer, enqueued,
+                                                                     settings):
     connection = make_connection(customer=customer, available_actions=["get_orders"])
+
+    # The state is made, but the first read waits for Trackstar's initial sync…
+    assert sync_dispatch_due() == 0
+    assert ResourceSync.objects.get(connection=connection).history_ready is False
+    # …and happens anyway if Trackstar never says it finished: never skip data.
+    later = timezone.now() + timedelta(seconds=settings.SYNC_HISTORY_WAIT_SECONDS + 60)
+    assert sync_dispatch_due(now=later) == 1
+    assert enqueued == [(connection.pk, "orders", "initial")]
+
+
+def test_dispatch_skips_missing_permissions_and_everything_while_the_key_is_refused(
+    customer, enqueued
+):
+    connection = make_connection(customer=customer)
+    state(connection, "orders", due_in=-60)
+    state(connection, "returns", due_in=-60, permission_error="No access to returns.")
 
     assert sync_dispatch_due() == 1
     assert enqueued == [(connection.pk, "orders", "initial")]
+
+    from connections.services import account_key_rejected
+
+    account_key_rejected(error="Invalid or missing x-trackstar-api-key.")
+    ResourceSync.objects.update(next_sync_at=timezone.now())
+    assert sync_dispatch_due() == 0
 
 
 def test_schedule_is_staggered_deterministically_over_the_interval():
@@ -106,6 +130,11 @@ def test_request_now_enqueues_manual_runs_after_commit(
 
 def test_connecting_schedules_the_initial_sync(customer, enqueued, monkeypatch,
                                                django_capture_on_commit_callbacks):
+    from connections.services import health
+
+    checks = []
+    monkeypatch.setattr(health, "health_check_enqueue",
+                        lambda connection_id: checks.append(connection_id))
     from connections.models import AuthCodeExchange
     from connections.services import exchanges
     from connections.trackstar import ExchangeResult
@@ -122,5 +151,53 @@ def test_connecting_schedules_the_initial_sync(customer, enqueued, monkeypatch,
         exchanges._complete(exchange, result)
 
     connection = Connection.objects.get(trackstar_connection_id="conn_new")
-    assert sorted(enqueued) == [(connection.pk, "orders", "initial"),
-                                (connection.pk, "products", "initial")]
+    # Nothing is read before Trackstar's initial sync is done; a health check asks
+    # Trackstar whether it is.
+    assert enqueued == []
+    assert checks == [connection.pk]
+    assert set(ResourceSync.objects.filter(connection=connection)
+               .values_list("resource", "history_ready")) == {("orders", False),
+                                                              ("products", False)}
+
+
+def test_a_force_sync_without_its_completion_event_is_read_after_the_timeout(
+    customer, enqueued, settings
+):
+    connection = make_connection(customer=customer)
+    asked = timezone.now() - timedelta(seconds=settings.SYNC_FORCE_TIMEOUT_SECONDS + 1)
+    state(connection, "orders", due_in=+600, force_sync_requested_at=asked)
+    state(connection, "inventory", due_in=+600, force_sync_requested_at=timezone.now())
+
+    sync_dispatch_due()
+
+    assert enqueued == [(connection.pk, "orders", SyncRun.Kind.FORCE)]
+    assert ResourceSync.objects.get(resource="orders").force_sync_requested_at is None
+    assert ResourceSync.objects.get(resource="inventory").force_sync_requested_at is not None
+
+
+def test_the_health_poll_checks_what_is_due_and_staggers_the_rest(customer, monkeypatch,
+                                                                    settings):
+    from connections.services import health
+
+    checks = []
+    monkeypatch.setattr(health, "health_check_enqueue",
+                        lambda connection_id: checks.append(connection_id))
+    now = timezone.now()
+    never = make_connection(customer=customer)
+    due = make_connection(customer=customer, health_next_check_at=now - timedelta(minutes=1))
+    later = make_connection(customer=customer, health_next_check_at=now + timedelta(minutes=30))
+    make_connection(customer=customer, status=Connection.Status.DISCONNECTED)
+
+    assert health.health_poll(now=now) == 2
+    assert sorted(checks) == sorted([never.pk, due.pk])
+    # Pushed ahead while the checks are queued: the next tick does not send them again.
+    assert health.health_poll(now=now + timedelta(minutes=1)) == 0
+    assert later.pk not in checks
+
+    # After a check: minutes while an error is open, about an hour otherwise, by a hash of
+    # the connection so 10,000 connections do not all come due at once.
+    troubled = health._next_check(due, now, troubled=True)
+    healthy = [health._next_check(c, now, troubled=False) for c in (never, due, later)]
+    assert troubled - now == timedelta(seconds=settings.HEALTH_CHECK_ERROR_INTERVAL_SECONDS)
+    assert all(timedelta(minutes=30) <= h - now <= timedelta(minutes=90) for h in healthy)
+    assert len(set(healthy)) == 3

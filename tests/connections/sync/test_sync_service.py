@@ -6,8 +6,16 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from connections.models import RECORD_MODELS, Connection, Order, ResourceSync, SyncRun
+from connections.models import (
+    RECORD_MODELS,
+    Connection,
+    Order,
+    ResourceSync,
+    SyncRun,
+    TrackstarAccount,
+)
 from connections.models.records import parse_datetime
+from connections.services import health as health_service
 from connections.services import sync as sync_service
 from connections.services import sync_resource, sync_schedule_initial
 from connections.trackstar import TrackstarUnavailable
@@ -23,6 +31,8 @@ def no_enqueue(monkeypatch):
         sync_service, "_enqueue",
         lambda connection_id, resource, kind, full=False: enqueued.append((resource, kind)),
     )
+    monkeypatch.setattr(health_service, "health_check_enqueue",
+                        lambda connection_id: enqueued.append(("health", connection_id)))
     return enqueued
 
 
@@ -38,7 +48,9 @@ def test_initial_sync_copies_exactly_what_the_sandbox_holds(connect, sandbox, no
                 for r in scheduled}
 
     assert sorted(scheduled) == sorted(RECORD_MODELS)
-    assert sorted(no_enqueue) == sorted((r, "initial") for r in RECORD_MODELS)
+    assert sorted(no_enqueue[:-1]) == sorted((r, "initial") for r in RECORD_MODELS)
+    # And a health check, which reads Trackstar's historical_sync_completed map.
+    assert no_enqueue[-1] == ("health", connection.pk)
     expected = sandbox_counts(sandbox, connection)
     assert {r: local_count(connection, r) for r in RECORD_MODELS} == expected
     for resource, outcome in outcomes.items():
@@ -73,10 +85,11 @@ def test_incremental_sync_fetches_only_what_changed(connect, sandbox):
     assert second.run.kind == "incremental"
     assert second.run.since == first.run.high_water_mark - timedelta(minutes=2)
     remote = sandbox_records(sandbox, connection, "orders")
-    # What changed, plus what sits in the overlap just below the old mark (the newest
-    # record of the first run at least): nothing else.
+    # What changed at Trackstar, plus what sits in the overlap just below the old mark (the
+    # newest record of the first run at least): nothing else.
     expected = {
-        i for i, r in remote.items() if parse_datetime(r["updated_date"]) >= second.run.since
+        i for i, r in remote.items()
+        if parse_datetime(r["trackstar_updated_date"]) >= second.run.since
     }
     assert set(mutated) <= expected
     assert len(expected) <= 7 + 2
@@ -89,9 +102,37 @@ def test_incremental_sync_fetches_only_what_changed(connect, sandbox):
         assert row.updated_date > first.run.high_water_mark
     assert local_count(connection, "orders") == 1500
     state = ResourceSync.objects.get(connection=connection, resource="orders")
+    # The mark is Trackstar's clock (trackstar_updated_date), not the WMS's.
     assert state.high_water_mark == max(
-        Order.objects.filter(connection=connection).values_list("updated_date", flat=True)
+        parse_datetime(data["trackstar_updated_date"])
+        for data in Order.objects.filter(connection=connection).values_list("data", flat=True)
     )
+
+
+def test_late_ingested_records_are_read_by_the_next_incremental_run(connect, sandbox):
+    """Trackstar first sees records that are old in the WMS (late ingestion, a reinstall, a
+    backfill): their updated_date is older than our mark, their trackstar_updated_date new.
+    A filter on updated_date (the first build's) would never read them."""
+    connection = connect(orders=300)
+    first = sync_resource(connection_id=connection.pk, resource="orders", kind="initial")
+    late = sandbox.ingest_late(connection.trackstar_connection_id, "orders", count=5)
+    ResourceSync.objects.filter(connection=connection).update(last_success_at=None)
+
+    second = sync_resource(connection_id=connection.pk, resource="orders", kind="incremental")
+
+    assert second.status == "succeeded" and second.run.since is not None
+    synced = set(Order.objects.filter(trackstar_id__in=late).values_list("trackstar_id", flat=True))
+    assert synced == set(late)
+    assert local_count(connection, "orders") == 305
+    # Proof that these really are late: by the WMS's clock they are older than the mark,
+    # so the updated_date filter misses every one of them.
+    by_wms_clock = sandbox.wms(
+        connection.access_token, "/wms/orders",
+        params={"updated_date[gte]": second.run.since.isoformat().replace("+00:00", "Z")},
+    ).json()["data"]
+    assert not set(late) & {r["id"] for r in by_wms_clock}
+    assert all(parse_datetime(o.data["updated_date"]) < first.run.high_water_mark
+               for o in Order.objects.filter(trackstar_id__in=late))
 
 
 def test_a_run_resumes_from_its_last_committed_page(connect, sandbox, monkeypatch):
@@ -115,8 +156,8 @@ def test_a_run_resumes_from_its_last_committed_page(connect, sandbox, monkeypatc
 
 def test_a_held_lease_keeps_a_second_sync_out(connect, sandbox):
     connection = connect()
-    ResourceSync.objects.create(
-        connection=connection, resource="orders", lease_token=uuid.uuid4(),
+    ResourceSync.objects.filter(connection=connection, resource="orders").update(
+        lease_token=uuid.uuid4(),
         lease_expires_at=timezone.now() + timedelta(seconds=60),
     )
 
@@ -130,8 +171,8 @@ def test_a_held_lease_keeps_a_second_sync_out(connect, sandbox):
 
 def test_an_expired_lease_is_taken_over(connect, sandbox):
     connection = connect()
-    ResourceSync.objects.create(
-        connection=connection, resource="orders", lease_token=uuid.uuid4(),
+    ResourceSync.objects.filter(connection=connection, resource="orders").update(
+        lease_token=uuid.uuid4(),
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
 
@@ -147,7 +188,8 @@ def test_a_worker_fenced_out_mid_run_commits_nothing_more(connect, sandbox, monk
         calls.append(1)
         if len(calls) == 2:
             # Another worker takes the lease while this one holds page 2 in memory.
-            ResourceSync.objects.filter(connection=connection).update(lease_token=uuid.uuid4())
+            ResourceSync.objects.filter(connection=connection, resource="orders").update(
+                lease_token=uuid.uuid4())
         return commit(*args, **kwargs)
 
     monkeypatch.setattr(sync_service, "_commit_page", lose_lease_before_page_2)
@@ -157,29 +199,79 @@ def test_a_worker_fenced_out_mid_run_commits_nothing_more(connect, sandbox, monk
     run = SyncRun.objects.get()
     assert (run.pages, run.records, run.status) == (1, 1000, "running")
     assert local_count(connection, "orders") == 1000
-    assert ResourceSync.objects.get(connection=connection).high_water_mark is None
+    assert ResourceSync.objects.get(connection=connection, resource="orders").high_water_mark is None
 
 
-def test_401_marks_the_connection_needs_reconnect_and_stops_its_syncs(connect, sandbox):
+def test_a_rejected_token_needs_reconnect_once_the_key_is_known_good(
+    connect, sandbox, mailoutbox, django_capture_on_commit_callbacks
+):
+    """401 with the token, 200 for the key alone on GET /connections/{id}: only this
+    connection's token is wrong, so its customer must reconnect (one email)."""
     connection = connect()
-    sandbox.break_connection(connection.trackstar_connection_id)
+    Connection.objects.filter(pk=connection.pk).update(access_token="trackstar_not_this_one")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = sync_resource(connection_id=connection.pk, resource="orders")
+
+    connection.refresh_from_db()
+    assert outcome.status == "token_rejected"
+    assert outcome.run.status == "failed"
+    assert connection.status == Connection.Status.NEEDS_RECONNECT
+    assert connection.reconnect_cause == Connection.ReconnectCause.TOKEN_REJECTED
+    assert "Reconnect" in connection.last_error
+    assert [m.to for m in mailoutbox] == [[connection.customer.contact_email]]
+    assert sync_resource(connection_id=connection.pk, resource="products").status == "skipped"
+    assert sync_service.sync_dispatch_due(now=timezone.now() + timedelta(days=1)) == 0
+
+
+def test_a_rejected_api_key_pauses_syncs_and_alerts_staff_not_customers(
+    connect, sandbox, mailoutbox, django_capture_on_commit_callbacks
+):
+    connection = connect()
+    sandbox.configure(api_key="rotated-by-mistake")  # Trackstar no longer knows our key
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = sync_resource(connection_id=connection.pk, resource="orders")
+
+    connection.refresh_from_db()
+    assert outcome.status == "paused"
+    assert connection.status == Connection.Status.ACTIVE  # the customer's WMS is fine
+    assert TrackstarAccount.objects.get().key_rejected_at is not None
+    assert [m.to for m in mailoutbox] == [["support@dockside.local"]]  # ADMINS only
+    assert "API key" in mailoutbox[0].subject
+    # Nothing else runs while the key is refused; the run keeps its cursor.
+    ResourceSync.objects.update(next_sync_at=timezone.now())
+    assert sync_service.sync_dispatch_due() == 0
+    assert outcome.run.status == "running"
+
+    # The key works again: the poll notices, and syncs resume where they were.
+    sandbox.configure(api_key=sandbox.api_key)
+    health_service.health_poll()
+    assert TrackstarAccount.objects.get().key_rejected_at is None
+    assert sync_service.sync_dispatch_due() > 0
+    assert sync_resource(connection_id=connection.pk, resource="orders").run.pk == outcome.run.pk
+    assert len(mailoutbox) == 1
+
+
+def test_a_connection_deleted_at_trackstar_is_marked_disconnected(connect, sandbox, mailoutbox):
+    connection = connect()
+    response = sandbox.session.delete(sandbox.url("/connections"),
+                                      headers=sandbox.token_headers(connection.access_token))
+    assert response.ok
 
     outcome = sync_resource(connection_id=connection.pk, resource="orders")
 
     connection.refresh_from_db()
-    assert outcome.status == "needs_reconnect"
-    assert outcome.run.status == "failed"
-    assert connection.status == Connection.Status.NEEDS_RECONNECT
-    assert "Reconnect" in connection.last_error
-    assert connection.access_token not in connection.last_error
-    assert sync_resource(connection_id=connection.pk, resource="products").status == "skipped"
-    assert sync_service.sync_dispatch_due(now=timezone.now() + timedelta(days=1)) == 0
+    assert outcome.status == "deleted" and "deleted" in outcome.run.error
+    assert connection.status == Connection.Status.DISCONNECTED
+    assert not mailoutbox
 
 
 def test_501_marks_the_resource_unsupported_not_failed(connect, sandbox):
     # Infoplus has no returns endpoint; an imported token has no available_actions to tell.
     connection = connect("infoplus")
     Connection.objects.filter(pk=connection.pk).update(available_actions=[])
+    ResourceSync.objects.create(connection=connection, resource="returns", history_ready=True)
 
     outcome = sync_resource(connection_id=connection.pk, resource="returns", kind="initial")
 

@@ -11,6 +11,7 @@ from connections.trackstar import (
     TrackstarBadRequest,
     TrackstarClient,
     TrackstarError,
+    TrackstarForbidden,
     TrackstarNotFound,
     TrackstarNotImplemented,
     TrackstarRateLimited,
@@ -39,7 +40,7 @@ def get_order(client):
     [
         (400, TrackstarBadRequest),
         (401, TrackstarAuthError),
-        (403, TrackstarAuthError),
+        (403, TrackstarForbidden),  # a missing permission, not bad credentials
         (409, TrackstarBadRequest),
         (500, TrackstarUnavailable),
         (501, TrackstarNotImplemented),

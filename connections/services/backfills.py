@@ -1,0 +1,154 @@
+"""Backfills: history older than Trackstar's initial window, one resource at a time, through
+Trackstar's on-demand syncs (API.md §4; DOC:on-demand-syncs.mdx). The records arrive when
+Trackstar sends connection.sync-job-completed: they carry a new trackstar_updated_date,
+so an incremental read of the resource picks them up."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ..clients import trackstar_client
+from ..models import RECORD_MODELS, Backfill, Connection, SyncRun
+from ..models.records import parse_datetime
+from ..models.sync import resource_label
+from ..trackstar import RESOURCE_ACTIONS, TrackstarBadRequest, TrackstarError
+from .audit import Actor, audit_record, user_or_none
+from .sync import sync_enqueue_on_commit
+
+logger = logging.getLogger(__name__)
+
+# Inventory is a full snapshot at every sync: Trackstar does not backfill it (DOC).
+NOT_BACKFILLABLE = frozenset({"inventory"})
+_FUNCTION_RESOURCES = {action: resource for resource, action in RESOURCE_ACTIONS.items()}
+
+
+def backfill_resources() -> list[str]:
+    return [r for r in RECORD_MODELS if r not in NOT_BACKFILLABLE]
+
+
+def backfill_request(
+    *, connection: Connection, resource: str, start_time: datetime, end_time: datetime,
+    actor: Actor,
+) -> Backfill:
+    """Ask Trackstar to backfill one resource over [start_time, end_time]. Trackstar's own
+    refusal (400 "On-demand sync is not enabled for …") is shown as it is."""
+    if resource not in backfill_resources():
+        raise ValidationError(f"{resource_label(resource)} cannot be backfilled: Trackstar "
+                              "reads it in full at every sync.")
+    if connection.status != Connection.Status.ACTIVE:
+        raise ValidationError(f"{connection} is {connection.get_status_display().lower()}; "
+                              "only an active connection can be backfilled.")
+    end_time = min(end_time, timezone.now())  # "up to today" means up to now
+    if start_time >= end_time:
+        raise ValidationError("The start of the window must be before its end (and in the past).")
+    try:
+        job = trackstar_client().create_on_demand_sync(
+            access_token=connection.access_token, function_name=RESOURCE_ACTIONS[resource],
+            start_time=start_time, end_time=end_time,
+        )
+    except TrackstarBadRequest as e:
+        raise ValidationError(e.message) from e
+    except TrackstarError as e:
+        raise ValidationError(f"Trackstar could not start the backfill: {e.message}") from e
+    with transaction.atomic():
+        backfill, _ = Backfill.objects.get_or_create(
+            trackstar_job_id=job["id"],
+            defaults={
+                "connection": connection, "resource": resource,
+                "status": _status(job.get("status")), "start_time": start_time,
+                "end_time": end_time, "requested_by": user_or_none(actor),
+            },
+        )
+        audit_record(actor=actor, action="connection.backfill_requested", connection=connection,
+                     resource=resource, job_id=job["id"], start_time=start_time.isoformat(),
+                     end_time=end_time.isoformat())
+    return backfill
+
+
+def backfill_cancel(*, backfill: Backfill, actor: Actor) -> Backfill:
+    if backfill.status != Backfill.Status.OPEN:
+        raise ValidationError("Only a running backfill can be cancelled.")
+    connection = backfill.connection
+    try:
+        job = trackstar_client().cancel_on_demand_sync(
+            backfill.trackstar_job_id, access_token=connection.access_token)
+    except TrackstarError as e:
+        raise ValidationError(f"Trackstar could not cancel the backfill: {e.message}") from e
+    with transaction.atomic():
+        _set_status(backfill, _status(job.get("status")) or Backfill.Status.CANCELLED)
+        audit_record(actor=actor, action="connection.backfill_cancelled", connection=connection,
+                     job_id=backfill.trackstar_job_id)
+    return backfill
+
+
+def backfill_job_event(*, connection: Connection, job: dict[str, Any], stuck: bool) -> str | None:
+    """connection.sync-job-completed / -stuck. A job made in Trackstar's dashboard is
+    recorded too, so staff see it. Returns why the event was ignored, or None."""
+    job_id = job.get("id") or job.get("sync_job_id")
+    resource = _FUNCTION_RESOURCES.get(str(job.get("function_name") or ""))
+    if not isinstance(job_id, str) or not job_id:
+        return "The event names no sync job."
+    with transaction.atomic():
+        backfill = Backfill.objects.select_for_update().filter(trackstar_job_id=job_id).first()
+        if backfill is None:
+            if resource is None:
+                return f"Dockside does not sync {job.get('function_name') or 'this function'}."
+            backfill = Backfill.objects.create(
+                connection=connection, resource=resource, trackstar_job_id=job_id,
+                start_time=parse_datetime(job.get("requested_start_time")) or timezone.now(),
+                end_time=parse_datetime(job.get("requested_end_time")) or timezone.now(),
+            )
+        if stuck:
+            _set_status(backfill, Backfill.Status.STUCK,
+                        error="Trackstar reports this backfill is stuck; ask Trackstar support.")
+            return None
+        _backfill_finished(backfill, _status(job.get("status")) or Backfill.Status.COMPLETED)
+    return None
+
+
+def _backfill_finished(backfill: Backfill, status: str) -> None:
+    already = backfill.status == Backfill.Status.COMPLETED
+    _set_status(backfill, status)
+    if status == Backfill.Status.COMPLETED and not already:
+        sync_enqueue_on_commit(backfill.connection_id, backfill.resource, SyncRun.Kind.BACKFILL)
+
+
+def backfills_poll(*, now: datetime) -> int:
+    """The safety net for a missed sync-job event: look at open jobs every few minutes."""
+    stale = list(Backfill.objects.filter(
+        status=Backfill.Status.OPEN, updated_at__lt=now - timedelta(minutes=5),
+        connection__status=Connection.Status.ACTIVE,
+    ).select_related("connection")[:100])
+    for backfill in stale:
+        try:
+            job = trackstar_client().get_on_demand_sync(
+                backfill.trackstar_job_id, access_token=backfill.connection.access_token)
+        except TrackstarError:
+            logger.warning("Could not check backfill %s", backfill.trackstar_job_id, exc_info=True)
+            Backfill.objects.filter(pk=backfill.pk).update(updated_at=now)
+            continue
+        with transaction.atomic():
+            status = _status(job.get("status")) or Backfill.Status.OPEN
+            if status == Backfill.Status.OPEN:
+                Backfill.objects.filter(pk=backfill.pk).update(updated_at=now)
+            else:
+                _backfill_finished(backfill, status)
+    return len(stale)
+
+
+def _status(value: Any) -> str:
+    return value if value in Backfill.Status.values else ""
+
+
+def _set_status(backfill: Backfill, status: str, *, error: str = "") -> None:
+    backfill.status = status
+    backfill.error = error
+    if status != Backfill.Status.OPEN and backfill.finished_at is None:
+        backfill.finished_at = timezone.now()
+    backfill.save(update_fields=["status", "error", "finished_at", "updated_at"])

@@ -1,0 +1,132 @@
+"""A connection's health as Trackstar reports it on `GET /connections/{id}` (API.md §10).
+
+Two kinds of error, documented in two shapes:
+- DOC (connection-issues.mdx): `{error_type: "invalid_credentials" | "missing_permission",
+  resource: null | "returns", message}`;
+- OAS: `{error_message, affected_endpoints: [{endpoint: "GET /wms/returns",
+  preventing_sync}], first_seen, last_seen}`.
+
+Invalid credentials block every resource until a reinstall; a missing permission affects
+only the named resources. An entry that says neither (no `error_type`, no endpoints we can
+map) is *unclassified*: staff see it, nobody emails the customer on a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import RESOURCE_ACTIONS, RESOURCES
+
+INVALID_CREDENTIALS = "invalid_credentials"
+MISSING_PERMISSION = "missing_permission"
+
+# "GET /wms/returns" -> "returns"; the list endpoint of each resource we know.
+_ENDPOINT_RESOURCES = {f"GET {path}": resource for resource, path in RESOURCES.items()}
+_ACTION_RESOURCES = {action: resource for resource, action in RESOURCE_ACTIONS.items()}
+
+
+@dataclass(frozen=True)
+class HealthIssue:
+    kind: str  # INVALID_CREDENTIALS, MISSING_PERMISSION or "unclassified"
+    message: str
+    resources: frozenset[str] = frozenset()
+
+    @property
+    def blocking(self) -> bool:
+        return self.kind == INVALID_CREDENTIALS
+
+
+@dataclass(frozen=True)
+class ConnectionHealth:
+    errors: tuple[HealthIssue, ...] = ()
+    # Resource -> whether Trackstar's initial sync of it is done; None when Trackstar did
+    # not say (the field is SKILL-only).
+    history_completed: Mapping[str, bool] | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocking(self) -> HealthIssue | None:
+        return next((e for e in self.errors if e.blocking), None)
+
+    @property
+    def missing_permissions(self) -> dict[str, str]:
+        """Resource -> message, for the non-blocking errors."""
+        out: dict[str, str] = {}
+        for error in self.errors:
+            if error.kind == MISSING_PERMISSION:
+                for resource in error.resources:
+                    words = resource.replace("_", " ")
+                    out.setdefault(resource, error.message or f"No access to {words}.")
+        return out
+
+    @property
+    def unclassified(self) -> list[str]:
+        return [e.message for e in self.errors if e.kind == "unclassified"]
+
+
+def _resource_name(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    name = value.strip().replace("-", "_")
+    if name in RESOURCES:
+        return name
+    return _ACTION_RESOURCES.get(name)
+
+
+def _endpoint_resources(endpoints: Any) -> set[str]:
+    found: set[str] = set()
+    if not isinstance(endpoints, list):
+        return found
+    for item in endpoints:
+        endpoint = item.get("endpoint") if isinstance(item, Mapping) else item
+        if isinstance(endpoint, str):
+            resource = _ENDPOINT_RESOURCES.get(" ".join(endpoint.split()))
+            if resource is not None:
+                found.add(resource)
+    return found
+
+
+def parse_error(entry: Mapping[str, Any], *, synced: Iterable[str]) -> HealthIssue:
+    """One errors[] entry (either shape, or both merged). `synced` is the resources this
+    connection syncs: an OAS-shaped error that affects all of them is read as blocking."""
+    message = entry.get("message") or entry.get("error_message") or ""
+    message = message if isinstance(message, str) else ""
+    error_type = entry.get("error_type")
+    endpoints = _endpoint_resources(entry.get("affected_endpoints"))
+    if error_type == INVALID_CREDENTIALS:
+        return HealthIssue(INVALID_CREDENTIALS, message or "The WMS credentials no longer work.")
+    if error_type == MISSING_PERMISSION:
+        resource = _resource_name(entry.get("resource"))
+        resources = {resource} if resource else endpoints
+        if resources:
+            return HealthIssue(MISSING_PERMISSION, message, frozenset(resources))
+        return HealthIssue("unclassified", message or "A permission is missing.")
+    # OAS shape only: judge by what it prevents. Every resource we sync → the credentials;
+    # some of them → a permission on those; nothing we know → say so to staff only.
+    synced_set = set(synced)
+    if endpoints and synced_set and synced_set <= endpoints:
+        return HealthIssue(INVALID_CREDENTIALS, message or "The WMS credentials no longer work.")
+    if endpoints:
+        return HealthIssue(MISSING_PERMISSION, message, frozenset(endpoints))
+    return HealthIssue("unclassified", message or "Trackstar reports a connection error.")
+
+
+def parse_health(details: Mapping[str, Any], *, synced: Iterable[str]) -> ConnectionHealth:
+    synced = list(synced)
+    raw_errors = details.get("errors")
+    errors = tuple(
+        parse_error(entry, synced=synced)
+        for entry in (raw_errors if isinstance(raw_errors, list) else [])
+        if isinstance(entry, Mapping)
+    )
+    history: dict[str, bool] | None = None
+    raw_history = details.get("historical_sync_completed")
+    if isinstance(raw_history, Mapping):
+        history = {}
+        for key, done in raw_history.items():
+            resource = _resource_name(key)
+            if resource is not None and isinstance(done, bool):
+                history[resource] = done
+    return ConnectionHealth(errors=errors, history_completed=history, details=details)

@@ -1,0 +1,129 @@
+"""Connection health from Trackstar's errors[] (GET /connections/{id}), against the sandbox."""
+
+import pytest
+from django.utils import timezone
+
+from connections.models import Connection, MagicLink, ResourceSync
+from connections.services import connection_health_refresh, sync_resource
+from connections.services import health as health_service
+from connections.services import sync as sync_service
+
+
+@pytest.fixture(autouse=True)
+def enqueued(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sync_service, "_enqueue",
+                        lambda connection_id, resource, kind, full=False: calls.append(
+                            (resource, kind)))
+    monkeypatch.setattr(health_service, "health_check_enqueue",
+                        lambda connection_id: calls.append(("health", connection_id)))
+    return calls
+
+
+def resource_state(connection, resource):
+    return ResourceSync.objects.get(connection=connection, resource=resource)
+
+
+@pytest.mark.parametrize("shape", ["both", "doc", "oas"])
+def test_a_missing_permission_marks_one_resource_and_the_rest_keep_syncing(
+    connect, sandbox, mailoutbox, shape
+):
+    sandbox.configure(error_shape=shape)
+    connection = connect()
+    sandbox.break_connection(connection.trackstar_connection_id, kind="missing_permission",
+                             resource="returns")
+
+    assert connection_health_refresh(connection_id=connection.pk) == "checked"
+
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.ACTIVE
+    assert resource_state(connection, "returns").permission_error
+    assert resource_state(connection, "orders").permission_error == ""
+    assert [e["kind"] for e in connection.trackstar_errors] == ["missing_permission"]
+    assert not mailoutbox and not MagicLink.objects.exists()
+    assert sync_resource(connection_id=connection.pk, resource="orders").status == "succeeded"
+    assert sync_resource(connection_id=connection.pk, resource="returns").status == "skipped"
+
+    sandbox.repair_connection(connection.trackstar_connection_id)
+    connection_health_refresh(connection_id=connection.pk)
+    returns = resource_state(connection, "returns")
+    assert returns.permission_error == ""
+    assert returns.next_sync_at <= timezone.now()  # read again at the next tick
+    connection.refresh_from_db()
+    assert connection.trackstar_errors == []
+
+
+def test_a_403_on_a_read_marks_that_resource_without_failing_the_connection(
+    connect, sandbox, enqueued, django_capture_on_commit_callbacks
+):
+    connection = connect()
+    sandbox.break_connection(connection.trackstar_connection_id, kind="missing_permission",
+                             resource="returns")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = sync_resource(connection_id=connection.pk, resource="returns")
+
+    assert outcome.status == "forbidden"
+    assert "returns" in resource_state(connection, "returns").permission_error
+    assert Connection.objects.get(pk=connection.pk).status == Connection.Status.ACTIVE
+    assert ("health", connection.pk) in enqueued  # Trackstar's errors[] tells the detail
+
+
+@pytest.mark.parametrize("shape", ["both", "doc", "oas"])
+def test_invalid_credentials_need_reconnect_with_one_email_until_repaired(
+    connect, sandbox, mailoutbox, shape, django_capture_on_commit_callbacks
+):
+    sandbox.configure(error_shape=shape)
+    connection = connect()
+    sandbox.break_connection(connection.trackstar_connection_id)
+
+    # Trackstar still serves its copy: a read succeeds and says nothing of the breakage…
+    assert sync_resource(connection_id=connection.pk, resource="orders").status == "succeeded"
+    # …its errors[] does.
+    with django_capture_on_commit_callbacks(execute=True):  # sends the email
+        connection_health_refresh(connection_id=connection.pk)
+        connection_health_refresh(connection_id=connection.pk)
+
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.NEEDS_RECONNECT
+    assert connection.reconnect_cause == Connection.ReconnectCause.INVALID_CREDENTIALS
+    assert len(mailoutbox) == 1 and "/connect/" in mailoutbox[0].body
+    assert sync_resource(connection_id=connection.pk, resource="orders").status == "skipped"
+
+    sandbox.repair_connection(connection.trackstar_connection_id)
+    connection_health_refresh(connection_id=connection.pk)
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.ACTIVE
+    assert connection.reconnect_notified_at is None  # the next incident emails again
+
+
+def test_a_refused_token_is_not_cleared_by_an_empty_errors_list(connect, sandbox):
+    connection = connect()
+    Connection.objects.filter(pk=connection.pk).update(
+        status=Connection.Status.NEEDS_RECONNECT,
+        reconnect_cause=Connection.ReconnectCause.TOKEN_REJECTED)
+
+    connection_health_refresh(connection_id=connection.pk)
+
+    assert Connection.objects.get(pk=connection.pk).status == Connection.Status.NEEDS_RECONNECT
+
+
+def test_reads_wait_for_trackstars_initial_sync(connect, sandbox, enqueued,
+                                               django_capture_on_commit_callbacks):
+    sandbox.configure(historical_sync_delay=1.5)
+    connection = connect(history_ready=False)
+
+    assert sync_service.sync_schedule_initial(connection=connection) == []
+    assert sync_resource(connection_id=connection.pk, resource="orders").status == "skipped"
+    connection_health_refresh(connection_id=connection.pk)  # Trackstar: not yet
+    assert [e for e in enqueued if e[0] != "health"] == []
+
+    sandbox.wait_until_synced(connection.trackstar_connection_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        connection_health_refresh(connection_id=connection.pk)
+
+    assert sorted(r for r, kind in enqueued if kind == "webhook") == sorted(
+        sync_service.sync_resources_for(connection))
+    assert resource_state(connection, "orders").history_ready
+    outcome = sync_resource(connection_id=connection.pk, resource="orders", kind="webhook")
+    assert outcome.status == "succeeded" and outcome.run.records == 50
