@@ -41,10 +41,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--orders", type=int, default=_env_int("BENCH_ORDERS", 200_000))
     parser.add_argument("--inventory", type=int, default=_env_int("BENCH_INVENTORY", 200_000))
-    parser.add_argument("--baseline", type=int, default=_env_int("BENCH_BASELINE", 10_000),
-                        help="records the naive update_or_create path syncs (a subset)")
-    parser.add_argument("--rss", default=os.environ.get("BENCH_RSS", "100000,1000000"),
-                        help="comma list of orders counts to measure peak RSS at; '' skips")
+    parser.add_argument(
+        "--baseline",
+        type=int,
+        default=_env_int("BENCH_BASELINE", 10_000),
+        help="records the naive update_or_create path syncs (a subset)",
+    )
+    parser.add_argument(
+        "--rss",
+        default=os.environ.get("BENCH_RSS", "100000,1000000"),
+        help="comma list of orders counts to measure peak RSS at; '' skips",
+    )
     parser.add_argument("--child", choices=["rss"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--records", type=int, help=argparse.SUPPRESS)
@@ -78,7 +85,10 @@ def start_sandbox(log) -> tuple[subprocess.Popen, str]:
     env.pop("TRACKSTAR_SANDBOX_WEBHOOK_URL", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -102,17 +112,22 @@ def sandbox_connection(base_url: str, **counts: int) -> dict:
     headers = {"x-trackstar-api-key": API_KEY}
     # Trackstar's initial sync is done at once: the bench measures our reads, not its wait.
     requests.post(base_url + "/_sandbox/config", json={"historical_sync_delay": 0}, timeout=10)
-    link_token = requests.post(base_url + "/link/token", json={}, headers=headers,
-                               timeout=10).json()["link_token"]
+    link_token = requests.post(
+        base_url + "/link/token", json={}, headers=headers, timeout=10
+    ).json()["link_token"]
     auth_code = requests.post(
         base_url + "/_sandbox/link/authorize",
         json={"link_token": link_token, "integration_name": "sandbox", "credentials": {}},
         timeout=10,
     ).json()["auth_code"]
-    made = requests.post(base_url + "/link/exchange", json={"auth_code": auth_code},
-                         headers=headers, timeout=10).json()
-    requests.post(base_url + "/_sandbox/dataset",
-                  json={"connection_id": made["connection_id"], "counts": counts}, timeout=60)
+    made = requests.post(
+        base_url + "/link/exchange", json={"auth_code": auth_code}, headers=headers, timeout=10
+    ).json()
+    requests.post(
+        base_url + "/_sandbox/dataset",
+        json={"connection_id": made["connection_id"], "counts": counts},
+        timeout=60,
+    )
     return made
 
 
@@ -141,16 +156,21 @@ def make_connection(made: dict):
         slug="bench", defaults={"name": "Bench", "contact_email": "bench@example.com"}
     )
     connection = Connection.objects.create(
-        customer=customer, trackstar_connection_id=made["connection_id"],
-        integration_name=made["integration_name"], access_token=made["access_token"],
-        available_actions=made["available_actions"], status=Connection.Status.ACTIVE,
+        customer=customer,
+        trackstar_connection_id=made["connection_id"],
+        integration_name=made["integration_name"],
+        access_token=made["access_token"],
+        available_actions=made["available_actions"],
+        status=Connection.Status.ACTIVE,
         source=Connection.Source.STAFF,
     )
     # As after connection.historical-sync-completed: the resources may be read.
-    ResourceSync.objects.bulk_create([
-        ResourceSync(connection=connection, resource=resource, history_ready=True)
-        for resource in sync_resources_for(connection)
-    ])
+    ResourceSync.objects.bulk_create(
+        [
+            ResourceSync(connection=connection, resource=resource, history_ready=True)
+            for resource in sync_resources_for(connection)
+        ]
+    )
     return connection
 
 
@@ -162,8 +182,7 @@ def measure_fetch_only(connection, resource_name: str) -> tuple[int, float]:
 
     started = time.perf_counter()
     count = 0
-    for page in trackstar_client().iter_pages(resource_name,
-                                              access_token=connection.access_token):
+    for page in trackstar_client().iter_pages(resource_name, access_token=connection.access_token):
         count += len(page.records)
     return count, time.perf_counter() - started
 
@@ -208,7 +227,8 @@ class CpuMeter:
         CpuMeter.last = {
             "worker_us": (time.process_time() - self.process) / records * 1e6,
             "pg_us": (pg_now - self.pg) / records * 1e6
-            if pg_now is not None and self.pg is not None else None,
+            if pg_now is not None and self.pg is not None
+            else None,
         }
 
 
@@ -221,11 +241,11 @@ def measure_baseline(connection, resource_name: str, limit: int) -> tuple[int, f
     model = RECORD_MODELS[resource_name]
     started = time.perf_counter()
     count = 0
-    for page in trackstar_client().iter_pages(resource_name,
-                                              access_token=connection.access_token):
+    for page in trackstar_client().iter_pages(resource_name, access_token=connection.access_token):
         for record in page.records:
             model.objects.update_or_create(
-                connection=connection, trackstar_id=record["id"],
+                connection=connection,
+                trackstar_id=record["id"],
                 defaults={
                     "customer_id": connection.customer_id,
                     "created_date": parse_datetime(record.get("created_date")),
@@ -254,14 +274,17 @@ def record_pages(connection, resource_name: str, path: Path) -> int:
 
     pages = 0
     with path.open("wb") as f:
-        for page in trackstar_client().iter_pages(resource_name,
-                                                  access_token=connection.access_token):
+        for page in trackstar_client().iter_pages(
+            resource_name, access_token=connection.access_token
+        ):
             f.write(orjson.dumps(page.records) + b"\n")
             pages += 1
     return pages
 
 
-def measure_recorded(connection, resource_name: str, path: Path, *, copy: bool) -> tuple[int, float]:
+def measure_recorded(
+    connection, resource_name: str, path: Path, *, copy: bool
+) -> tuple[int, float]:
     """Upsert recorded pages one at a time; only the database write is timed."""
     import orjson
     from django.db import transaction
@@ -295,8 +318,16 @@ def copy_merge(connection, model, records: list[dict]) -> None:
 
     from connections.models.records import parse_datetime
 
-    names = ["connection_id", "customer_id", "trackstar_id", "created_date", "updated_date",
-             "synced_at", "data", *model.columns_from({})]
+    names = [
+        "connection_id",
+        "customer_id",
+        "trackstar_id",
+        "created_date",
+        "updated_date",
+        "synced_at",
+        "data",
+        *model.columns_from({}),
+    ]
     columns = ", ".join(f'"{model._meta.get_field(n).column}"' for n in names)
     table = model._meta.db_table
     stage = f"bench_stage_{table}"
@@ -311,12 +342,18 @@ def copy_merge(connection, model, records: list[dict]) -> None:
         )
         with cursor.copy(f"COPY {stage} ({columns}) FROM STDIN") as copy:
             for record in records:
-                copy.write_row([
-                    connection.pk, connection.customer_id, record["id"],
-                    parse_datetime(record.get("created_date")),
-                    parse_datetime(record.get("updated_date")), now,
-                    orjson.dumps(record).decode(), *model.columns_from(record).values(),
-                ])
+                copy.write_row(
+                    [
+                        connection.pk,
+                        connection.customer_id,
+                        record["id"],
+                        parse_datetime(record.get("created_date")),
+                        parse_datetime(record.get("updated_date")),
+                        now,
+                        orjson.dumps(record).decode(),
+                        *model.columns_from(record).values(),
+                    ]
+                )
         cursor.execute(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} "
             f"ON CONFLICT (connection_id, trackstar_id) DO UPDATE SET {updates}"
@@ -336,9 +373,22 @@ def run_rss_child(args: argparse.Namespace) -> None:
 def rss_of_sync(base_url: str, records: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--child", "rss", "--base-url", base_url,
-         "--records", str(records)],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--child",
+            "rss",
+            "--base-url",
+            base_url,
+            "--records",
+            str(records),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise SystemExit(f"RSS run failed:\n{result.stderr[-3000:]}")
@@ -400,8 +450,11 @@ def report(args: argparse.Namespace, base_url: str) -> None:
         pg_version = cursor.fetchone()[0]
     info = machine()
     print(f"==> load average {os.getloadavg()[0]:.2f} before the run", flush=True)
-    print(f"==> {info['nproc']} CPUs, {info['ram_gb']} GB RAM, Python {info['python']}, "
-          f"PostgreSQL {pg_version}, {info['platform']}", flush=True)
+    print(
+        f"==> {info['nproc']} CPUs, {info['ram_gb']} GB RAM, Python {info['python']}, "
+        f"PostgreSQL {pg_version}, {info['platform']}",
+        flush=True,
+    )
     sizes = {"orders": args.orders, "inventory": args.inventory}
     rows = []
     for resource_name, total in sizes.items():
@@ -417,8 +470,11 @@ def report(args: argparse.Namespace, base_url: str) -> None:
         assert synced == total, (synced, total)
         cpu = CpuMeter.last
         pg_us = f"{cpu['pg_us']:.0f}" if cpu["pg_us"] is not None else "?"
-        print(f"    production      {rate(synced, sync_s):>8} rec/s  ({sync_s:.1f} s; CPU per "
-              f"record: worker {cpu['worker_us']:.0f} us, PostgreSQL {pg_us} us)", flush=True)
+        print(
+            f"    production      {rate(synced, sync_s):>8} rec/s  ({sync_s:.1f} s; CPU per "
+            f"record: worker {cpu['worker_us']:.0f} us, PostgreSQL {pg_us} us)",
+            flush=True,
+        )
         baseline_conn = make_connection({**made, "connection_id": made["connection_id"] + "-b"})
         base_n, base_s = measure_baseline(baseline_conn, resource_name, args.baseline)
         print(f"    baseline        {rate(base_n, base_s):>8} rec/s  (first {base_n})", flush=True)
@@ -431,20 +487,36 @@ def report(args: argparse.Namespace, base_url: str) -> None:
             copy_conn = make_connection({**made, "connection_id": made["connection_id"] + "-c"})
             copy_n, copy_s = measure_recorded(copy_conn, resource_name, path, copy=True)
             print(f"    recorded COPY   {rate(copy_n, copy_s):>8} rec/s", flush=True)
-        rows.append((resource_name, total, rate(fetched, fetch_s), rate(synced, sync_s),
-                     rate(base_n, base_s), base_n, rate(rec_n, rec_s), rate(copy_n, copy_s)))
+        rows.append(
+            (
+                resource_name,
+                total,
+                rate(fetched, fetch_s),
+                rate(synced, sync_s),
+                rate(base_n, base_s),
+                base_n,
+                rate(rec_n, rec_s),
+                rate(copy_n, copy_s),
+            )
+        )
 
-    print("\n| resource | records | fetch-only | production | baseline (subset) | ratio | "
-          "recorded upsert | recorded COPY merge |")
+    print(
+        "\n| resource | records | fetch-only | production | baseline (subset) | ratio | "
+        "recorded upsert | recorded COPY merge |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, total, fetch, prod, base, base_n, rec, copy in rows:
         ratio = prod / base if base else float("inf")
-        print(f"| {name} | {total:,} | {fetch:,} | {prod:,} | {base:,} ({base_n:,}) | "
-              f"{ratio:.0f}x | {rec:,} | {copy:,} |")
+        print(
+            f"| {name} | {total:,} | {fetch:,} | {prod:,} | {base:,} ({base_n:,}) | "
+            f"{ratio:.0f}x | {rec:,} | {copy:,} |"
+        )
 
     sizes_rss = [int(s) for s in args.rss.split(",") if s.strip()]
-    print(f"\nLoad average {os.getloadavg()[0]:.2f} after the runs (other work on this machine "
-          "slows every number above).")
+    print(
+        f"\nLoad average {os.getloadavg()[0]:.2f} after the runs (other work on this machine "
+        "slows every number above)."
+    )
     if sizes_rss:
         print("\n| orders synced | seconds | records/s | peak RSS |")
         print("|---:|---:|---:|---:|")
@@ -452,9 +524,12 @@ def report(args: argparse.Namespace, base_url: str) -> None:
         for size in sizes_rss:
             result = rss_of_sync(base_url, size)
             peaks.append(result["peak_rss_kb"])
-            print(f"| {result['records']:,} | {result['seconds']:.1f} | "
-                  f"{rate(result['records'], result['seconds']):,} | "
-                  f"{result['peak_rss_kb'] / 1024:.0f} MB |", flush=True)
+            print(
+                f"| {result['records']:,} | {result['seconds']:.1f} | "
+                f"{rate(result['records'], result['seconds']):,} | "
+                f"{result['peak_rss_kb'] / 1024:.0f} MB |",
+                flush=True,
+            )
         if len(peaks) > 1:
             print(f"\nPeak RSS ratio, largest / smallest: {peaks[-1] / peaks[0]:.2f}")
 

@@ -44,8 +44,9 @@ def main() -> None:
                     break
             except requests.ConnectionError:
                 time.sleep(0.05)
-        session.post(f"{base}/_sandbox/config", json={"get_rate": 1e9, "historical_sync_delay": 0},
-                     timeout=5)
+        session.post(
+            f"{base}/_sandbox/config", json={"get_rate": 1e9, "historical_sync_delay": 0}, timeout=5
+        )
         headers = {"x-trackstar-api-key": API_KEY}
         link_token = session.post(f"{base}/link/token", json={}, headers=headers, timeout=5).json()[
             "link_token"

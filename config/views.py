@@ -37,7 +37,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     healthy = all(checks.values())
     return JsonResponse(
-        {"status": "ok" if healthy else "unavailable",
-         **{name: "ok" if ok else "down" for name, ok in checks.items()}},
+        {
+            "status": "ok" if healthy else "unavailable",
+            **{name: "ok" if ok else "down" for name, ok in checks.items()},
+        },
         status=200 if healthy else 503,
     )

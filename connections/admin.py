@@ -47,7 +47,11 @@ class ConnectionInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     fields = readonly_fields = (
-        "integration_name", "status", "source", "trackstar_connection_id", "connected_at",
+        "integration_name",
+        "status",
+        "source",
+        "trackstar_connection_id",
+        "connected_at",
     )
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -73,19 +77,32 @@ staff_link = LinkEndpoints(
 
 class ConnectionsCustomerAdmin(CustomerAdmin):
     inlines = [*CustomerAdmin.inlines, ConnectionInline]
-    list_display = [*list(CustomerAdmin.list_display)[:5], "active_connections",
-                    "attention_connections", "created_at"]
+    list_display = [
+        *list(CustomerAdmin.list_display)[:5],
+        "active_connections",
+        "attention_connections",
+        "created_at",
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
         # Counted in the list query itself: one query whatever the number of customers.
-        return super().get_queryset(request).annotate(
-            n_active=Count("connections", filter=Q(connections__status=Connection.Status.ACTIVE)),
-            n_attention=Count(
-                "connections",
-                filter=Q(connections__status__in=[
-                    Connection.Status.NEEDS_RECONNECT, Connection.Status.ERROR,
-                ]),
-            ),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_active=Count(
+                    "connections", filter=Q(connections__status=Connection.Status.ACTIVE)
+                ),
+                n_attention=Count(
+                    "connections",
+                    filter=Q(
+                        connections__status__in=[
+                            Connection.Status.NEEDS_RECONNECT,
+                            Connection.Status.ERROR,
+                        ]
+                    ),
+                ),
+            )
         )
 
     @admin.display(description="Active", ordering="n_active")
@@ -99,19 +116,36 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
-            path("<int:customer_pk>/connect/", wrap(self.connect_view),
-                 name="customers_customer_connect"),
-            path("<int:customer_pk>/connect/get-link-token", wrap(staff_link.get_link_token),
-                 name="customers_customer_connect_link_token"),
-            path("<int:customer_pk>/connect/store-token", wrap(staff_link.store_token),
-                 name="customers_customer_connect_store_token"),
-            path("<int:customer_pk>/connect/exchanges/<uuid:public_id>",
-                 wrap(staff_link.exchange_status), name="customers_customer_connect_exchange"),
-            path("<int:customer_pk>/import-token/",
-                 wrap(sensitive_post_parameters("access_token")(self.import_token_view)),
-                 name="customers_customer_import_token"),
-            path("<int:customer_pk>/invite/", wrap(self.invite_view),
-                 name="customers_customer_invite"),
+            path(
+                "<int:customer_pk>/connect/",
+                wrap(self.connect_view),
+                name="customers_customer_connect",
+            ),
+            path(
+                "<int:customer_pk>/connect/get-link-token",
+                wrap(staff_link.get_link_token),
+                name="customers_customer_connect_link_token",
+            ),
+            path(
+                "<int:customer_pk>/connect/store-token",
+                wrap(staff_link.store_token),
+                name="customers_customer_connect_store_token",
+            ),
+            path(
+                "<int:customer_pk>/connect/exchanges/<uuid:public_id>",
+                wrap(staff_link.exchange_status),
+                name="customers_customer_connect_exchange",
+            ),
+            path(
+                "<int:customer_pk>/import-token/",
+                wrap(sensitive_post_parameters("access_token")(self.import_token_view)),
+                name="customers_customer_import_token",
+            ),
+            path(
+                "<int:customer_pk>/invite/",
+                wrap(self.invite_view),
+                name="customers_customer_invite",
+            ),
             *super().get_urls(),
         ]
 
@@ -121,23 +155,38 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
         return get_object_or_404(Customer, pk=customer_pk)
 
     def _page(self, request, customer, template, **context) -> TemplateResponse:
-        return TemplateResponse(request, template, {
-            **self.admin_site.each_context(request), "opts": self.model._meta,
-            "customer": customer, "original": customer, **context,
-        })
+        return TemplateResponse(
+            request,
+            template,
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "customer": customer,
+                "original": customer,
+                **context,
+            },
+        )
 
     def connect_view(self, request: HttpRequest, customer_pk: int) -> HttpResponse:
         customer = self._customer_or_deny(request, customer_pk, "connections.add_connection")
         config = link_config(
-            request, customer=customer,
-            get_link_token_url=reverse("admin:customers_customer_connect_link_token",
-                                       args=[customer.pk]),
-            store_token_url=reverse("admin:customers_customer_connect_store_token",
-                                    args=[customer.pk]),
+            request,
+            customer=customer,
+            get_link_token_url=reverse(
+                "admin:customers_customer_connect_link_token", args=[customer.pk]
+            ),
+            store_token_url=reverse(
+                "admin:customers_customer_connect_store_token", args=[customer.pk]
+            ),
         )
-        return self._page(request, customer, "admin/connections/connect.html",
-                          title=f"Connect a WMS for {customer.name}", link_config=config,
-                          connections=customer.connections.all())
+        return self._page(
+            request,
+            customer,
+            "admin/connections/connect.html",
+            title=f"Connect a WMS for {customer.name}",
+            link_config=config,
+            connections=customer.connections.all(),
+        )
 
     def import_token_view(self, request: HttpRequest, customer_pk: int) -> HttpResponse:
         customer = self._customer_or_deny(request, customer_pk, "connections.add_connection")
@@ -145,7 +194,8 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 connection = services.connection_import(
-                    customer=customer, access_token=form.cleaned_data["access_token"],
+                    customer=customer,
+                    access_token=form.cleaned_data["access_token"],
                     actor=request.user,
                 )
             except ValidationError as e:
@@ -153,28 +203,47 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
             else:
                 messages.success(request, f"Imported {connection}.")
                 return redirect("admin:connections_connection_change", connection.pk)
-        return self._page(request, customer, "admin/connections/form_page.html", form=form,
-                          title=f"Import an access token for {customer.name}",
-                          submit_label="Check with Trackstar and import")
+        return self._page(
+            request,
+            customer,
+            "admin/connections/form_page.html",
+            form=form,
+            title=f"Import an access token for {customer.name}",
+            submit_label="Check with Trackstar and import",
+        )
 
     def invite_view(self, request: HttpRequest, customer_pk: int) -> HttpResponse:
         customer = self._customer_or_deny(request, customer_pk, "auth.add_user")
         form = PortalUserInviteForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                user = portal_user_invite(customer=customer, email=form.cleaned_data["email"],
-                                          username=form.cleaned_data["username"])
+                user = portal_user_invite(
+                    customer=customer,
+                    email=form.cleaned_data["email"],
+                    username=form.cleaned_data["username"],
+                )
             except ValidationError as e:
                 form.add_error(None, e)
             else:
-                services.audit_record(actor=request.user, action="customer.user_invited",
-                                      customer=customer, user_id=user.pk, email=user.email)
-                messages.success(request, f"Invited {user.email}: they got an email to set "
-                                          f"their password.")
+                services.audit_record(
+                    actor=request.user,
+                    action="customer.user_invited",
+                    customer=customer,
+                    user_id=user.pk,
+                    email=user.email,
+                )
+                messages.success(
+                    request, f"Invited {user.email}: they got an email to set their password."
+                )
                 return redirect("admin:customers_customer_change", customer.pk)
-        return self._page(request, customer, "admin/connections/form_page.html", form=form,
-                          title=f"Invite a portal user to {customer.name}",
-                          submit_label="Create the user and send the invitation")
+        return self._page(
+            request,
+            customer,
+            "admin/connections/form_page.html",
+            form=form,
+            title=f"Invite a portal user to {customer.name}",
+            submit_label="Create the user and send the invitation",
+        )
 
 
 admin.site.unregister(Customer)
@@ -193,8 +262,15 @@ class ResourceSyncInline(admin.TabularInline):
     verbose_name = "resource sync"
     verbose_name_plural = "Sync panel"
     fields = readonly_fields = (
-        "resource", "state", "health", "last_run", "last_success_at", "freshness",
-        "next_sync_at", "last_error", "resync",
+        "resource",
+        "state",
+        "health",
+        "last_run",
+        "last_success_at",
+        "freshness",
+        "next_sync_at",
+        "last_error",
+        "resync",
     )
     ordering = ["resource"]
 
@@ -219,9 +295,10 @@ class ResourceSyncInline(admin.TabularInline):
     def health(self, obj: ResourceSync) -> str:
         words = obj.health_words(integration_display_name(obj.connection.integration_name))
         if obj.force_sync_requested_at is not None:
-            words = (f"Trackstar is refreshing from the WMS (asked "
-                     f"{timesince(obj.force_sync_requested_at)} ago); we read when it is done. "
-                     + words)
+            words = (
+                f"Trackstar is refreshing from the WMS (asked "
+                f"{timesince(obj.force_sync_requested_at)} ago); we read when it is done. " + words
+            )
         return words or "OK"
 
     @admin.display(description="Last run")
@@ -230,18 +307,25 @@ class ResourceSyncInline(admin.TabularInline):
         if run is None:
             return "—"
         url = reverse("admin:connections_syncrun_change", args=[run.pk])
-        return format_html('<a href="{}">{} {}</a>: {} records, {} pages', url,
-                           run.get_kind_display(), run.get_status_display().lower(),
-                           run.records, run.pages)
+        return format_html(
+            '<a href="{}">{} {}</a>: {} records, {} pages',
+            url,
+            run.get_kind_display(),
+            run.get_status_display().lower(),
+            run.records,
+            run.pages,
+        )
 
     @admin.display(description="Freshness")
     def freshness(self, obj: ResourceSync) -> str:
         if obj.unsupported:
             return "—"
         item = Freshness(obj.resource, obj.last_success_at, obj.interval_seconds)
-        return format_html('<span style="color:{}">{}</span>',
-                           "#a85d00" if item.stale else "#0f7b45",
-                           "stale" if item.stale else "fresh")
+        return format_html(
+            '<span style="color:{}">{}</span>',
+            "#a85d00" if item.stale else "#0f7b45",
+            "stale" if item.stale else "fresh",
+        )
 
     @admin.display(description="")
     def resync(self, obj: ResourceSync) -> str:
@@ -251,11 +335,15 @@ class ResourceSyncInline(admin.TabularInline):
         return format_html(
             '<button type="submit" class="button" formaction="{}?resource={}" formmethod="post" '
             'name="_resync" title="Ask Trackstar to pull from the WMS now, then read">'
-            'Resync now</button> '
+            "Resync now</button> "
             '<button type="submit" class="button" formaction="{}?resource={}&amp;mode=reread" '
             'formmethod="post" name="_reread" title="Read Trackstar\'s whole copy again">'
-            'Re-read</button>',
-            url, obj.resource, url, obj.resource)
+            "Re-read</button>",
+            url,
+            obj.resource,
+            url,
+            obj.resource,
+        )
 
 
 class BackfillInline(admin.TabularInline):
@@ -265,8 +353,16 @@ class BackfillInline(admin.TabularInline):
     extra = 0
     can_delete = False
     verbose_name_plural = "History backfills"
-    fields = readonly_fields = ("resource", "window", "status", "requested_by", "created_at",
-                                "finished_at", "error", "cancel")
+    fields = readonly_fields = (
+        "resource",
+        "window",
+        "status",
+        "requested_by",
+        "created_at",
+        "finished_at",
+        "error",
+        "cancel",
+    )
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -279,10 +375,14 @@ class BackfillInline(admin.TabularInline):
     def cancel(self, obj: Backfill) -> str:
         if obj.status != Backfill.Status.OPEN:
             return ""
-        url = reverse("admin:connections_connection_backfill_cancel",
-                      args=[obj.connection_id, obj.pk])
-        return format_html('<button type="submit" class="button" formaction="{}" '
-                           'formmethod="post" name="_cancel_backfill">Cancel</button>', url)
+        url = reverse(
+            "admin:connections_connection_backfill_cancel", args=[obj.connection_id, obj.pk]
+        )
+        return format_html(
+            '<button type="submit" class="button" formaction="{}" '
+            'formmethod="post" name="_cancel_backfill">Cancel</button>',
+            url,
+        )
 
 
 HEALTH_KINDS = {
@@ -295,8 +395,16 @@ HEALTH_KINDS = {
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     list_display = [
-        "trackstar_connection_id", "customer", "integration_name", "status", "source",
-        "sync_paused", "last_synced_at", "created_by", "connected_at", "last_error_short",
+        "trackstar_connection_id",
+        "customer",
+        "integration_name",
+        "status",
+        "source",
+        "sync_paused",
+        "last_synced_at",
+        "created_by",
+        "connected_at",
+        "last_error_short",
     ]
     inlines = [ResourceSyncInline, BackfillInline]
     list_filter = ["status", "integration_name", "source", "sync_paused"]
@@ -306,18 +414,42 @@ class ConnectionAdmin(admin.ModelAdmin):
     # The token itself is never rendered: not in the form, not in the list.
     exclude = ["access_token"]
     readonly_fields = [
-        "customer", "trackstar_connection_id", "integration_name", "integration_type",
-        "status", "reconnect_cause", "trackstar_health", "health_checked_at", "source",
-        "access_token_masked", "available_actions", "last_error", "sync_paused", "created_by",
-        "connected_at", "disconnected_at", "reconnect_notified_at", "created_at", "updated_at",
+        "customer",
+        "trackstar_connection_id",
+        "integration_name",
+        "integration_type",
+        "status",
+        "reconnect_cause",
+        "trackstar_health",
+        "health_checked_at",
+        "source",
+        "access_token_masked",
+        "available_actions",
+        "last_error",
+        "sync_paused",
+        "created_by",
+        "connected_at",
+        "disconnected_at",
+        "reconnect_notified_at",
+        "created_at",
+        "updated_at",
     ]
-    actions = ["resync_now", "reread_all", "send_reconnect_link", "disconnect", "pause_syncing",
-               "resume_syncing"]
+    actions = [
+        "resync_now",
+        "reread_all",
+        "send_reconnect_link",
+        "disconnect",
+        "pause_syncing",
+        "resume_syncing",
+    ]
     change_form_template = "admin/connections/connection/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Connection]:
-        return super().get_queryset(request).annotate(
-            last_synced_at=Max("resource_syncs__last_success_at"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(last_synced_at=Max("resource_syncs__last_success_at"))
+        )
 
     @admin.display(description="Last sync", ordering="last_synced_at")
     def last_synced_at(self, obj: Connection):
@@ -332,21 +464,32 @@ class ConnectionAdmin(admin.ModelAdmin):
         if not obj.trackstar_errors:
             return "No errors" if obj.health_checked_at else "Not checked yet"
         return format_html_join(
-            "", "<div>{}: {}{}</div>",
-            ((HEALTH_KINDS.get(e.get("kind"), e.get("kind")), e.get("message") or "—",
-              f" ({', '.join(e['resources'])})" if e.get("resources") else "")
-             for e in obj.trackstar_errors),
+            "",
+            "<div>{}: {}{}</div>",
+            (
+                (
+                    HEALTH_KINDS.get(e.get("kind"), e.get("kind")),
+                    e.get("message") or "—",
+                    f" ({', '.join(e['resources'])})" if e.get("resources") else "",
+                )
+                for e in obj.trackstar_errors
+            ),
         )
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
-            path("<int:pk>/resync/", wrap(self.resync_view),
-                 name="connections_connection_resync"),
-            path("<int:pk>/backfill/", wrap(self.backfill_view),
-                 name="connections_connection_backfill"),
-            path("<int:pk>/backfill/<int:backfill_pk>/cancel/", wrap(self.backfill_cancel_view),
-                 name="connections_connection_backfill_cancel"),
+            path("<int:pk>/resync/", wrap(self.resync_view), name="connections_connection_resync"),
+            path(
+                "<int:pk>/backfill/",
+                wrap(self.backfill_view),
+                name="connections_connection_backfill",
+            ),
+            path(
+                "<int:pk>/backfill/<int:backfill_pk>/cancel/",
+                wrap(self.backfill_cancel_view),
+                name="connections_connection_backfill_cancel",
+            ),
             *super().get_urls(),
         ]
 
@@ -363,15 +506,22 @@ class ConnectionAdmin(admin.ModelAdmin):
         reread = request.GET.get("mode") == "reread"
         service = services.connection_reread if reread else services.connection_resync
         try:
-            requested = service(connection=connection, actor=request.user,
-                                resources=[resource] if resource else None)
+            requested = service(
+                connection=connection,
+                actor=request.user,
+                resources=[resource] if resource else None,
+            )
         except ValidationError as e:
             messages.error(request, " ".join(e.messages))
         else:
             names = ", ".join(resource_label(r).lower() for r in requested) or "nothing"
-            messages.success(request, f"Re-reading {names} from Trackstar." if reread else
-                             f"Trackstar is refreshing {names} from the WMS; Dockside reads "
-                             "the changes when Trackstar is done.")
+            messages.success(
+                request,
+                f"Re-reading {names} from Trackstar."
+                if reread
+                else f"Trackstar is refreshing {names} from the WMS; Dockside reads "
+                "the changes when Trackstar is done.",
+            )
         return redirect("admin:connections_connection_change", pk)
 
     def backfill_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -380,22 +530,32 @@ class ConnectionAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 backfill = services.backfill_request(
-                    connection=connection, actor=request.user, **form.cleaned_data)
+                    connection=connection, actor=request.user, **form.cleaned_data
+                )
             except ValidationError as e:
                 form.add_error(None, e)
             else:
-                messages.success(request, f"Trackstar is backfilling "
-                                          f"{resource_label(backfill.resource).lower()}; the "
-                                          "records arrive when it is done.")
+                messages.success(
+                    request,
+                    f"Trackstar is backfilling "
+                    f"{resource_label(backfill.resource).lower()}; the "
+                    "records arrive when it is done.",
+                )
                 return redirect("admin:connections_connection_change", pk)
-        return TemplateResponse(request, "admin/connections/form_page.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta,
-            "title": f"Backfill history of {connection}", "form": form,
-            "intro": "Trackstar's initial sync covers the last 30 days. A backfill asks "
-                     "Trackstar to import one resource over an older window; not every WMS "
-                     "supports every resource, and Trackstar says so.",
-            "submit_label": "Start backfill",
-        })
+        return TemplateResponse(
+            request,
+            "admin/connections/form_page.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Backfill history of {connection}",
+                "form": form,
+                "intro": "Trackstar's initial sync covers the last 30 days. A backfill asks "
+                "Trackstar to import one resource over an older window; not every WMS "
+                "supports every resource, and Trackstar says so.",
+                "submit_label": "Start backfill",
+            },
+        )
 
     def backfill_cancel_view(self, request: HttpRequest, pk: int, backfill_pk: int):
         if request.method != "POST":
@@ -420,11 +580,16 @@ class ConnectionAdmin(admin.ModelAdmin):
             except ValidationError as e:
                 messages.warning(request, f"{connection}: {' '.join(e.messages)}")
         if done:
-            messages.success(request, f"Trackstar is refreshing {done} connection(s) from "
-                                      "the WMS; Dockside reads the changes when it is done.")
+            messages.success(
+                request,
+                f"Trackstar is refreshing {done} connection(s) from "
+                "the WMS; Dockside reads the changes when it is done.",
+            )
 
-    @admin.action(description="Re-read everything from Trackstar (repair the local copy)",
-                  permissions=["change"])
+    @admin.action(
+        description="Re-read everything from Trackstar (repair the local copy)",
+        permissions=["change"],
+    )
     def reread_all(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
         done = 0
         for connection in queryset:
@@ -447,7 +612,9 @@ class ConnectionAdmin(admin.ModelAdmin):
     def last_error_short(self, obj: Connection) -> str:
         return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
 
-    @admin.action(description="Send a reconnect magic link to the customer's contact", permissions=["change"])
+    @admin.action(
+        description="Send a reconnect magic link to the customer's contact", permissions=["change"]
+    )
     def send_reconnect_link(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
         sent = 0
         for connection in queryset.select_related("customer"):
@@ -455,31 +622,46 @@ class ConnectionAdmin(admin.ModelAdmin):
             if not email or connection.status == Connection.Status.DISCONNECTED:
                 messages.warning(request, f"{connection}: no contact email, or disconnected.")
                 continue
-            services.magic_link_issue(customer=connection.customer, created_by=request.user,
-                                      reinstall_connection=connection, email_to=email)
+            services.magic_link_issue(
+                customer=connection.customer,
+                created_by=request.user,
+                reinstall_connection=connection,
+                email_to=email,
+            )
             sent += 1
         if sent:
             messages.success(request, f"Sent {sent} reconnect link(s).")
 
-    @admin.action(description="Disconnect (deletes the connection at Trackstar)", permissions=["change"])
+    @admin.action(
+        description="Disconnect (deletes the connection at Trackstar)", permissions=["change"]
+    )
     def disconnect(self, request: HttpRequest, queryset: QuerySet[Connection]):
         queryset = queryset.select_related("customer").exclude(
-            status=Connection.Status.DISCONNECTED)
+            status=Connection.Status.DISCONNECTED
+        )
         if request.POST.get("confirm") != "yes":
             # An intermediate page, as for Django's delete action: this cannot be undone.
-            return TemplateResponse(request, "admin/connections/disconnect_confirm.html", {
-                **self.admin_site.each_context(request), "opts": self.model._meta,
-                "title": "Disconnect these connections?", "connections": queryset,
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            })
+            return TemplateResponse(
+                request,
+                "admin/connections/disconnect_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "opts": self.model._meta,
+                    "title": "Disconnect these connections?",
+                    "connections": queryset,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
         done = 0
         for connection in queryset:
             try:
                 services.connection_disconnect(connection=connection, actor=request.user)
                 done += 1
             except TrackstarError as e:
-                messages.error(request, f"{connection}: Trackstar did not answer ({e.message}); "
-                                        f"nothing changed.")
+                messages.error(
+                    request,
+                    f"{connection}: Trackstar did not answer ({e.message}); nothing changed.",
+                )
         if done:
             messages.success(request, f"Disconnected {done} connection(s).")
         return None
@@ -493,8 +675,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     @admin.action(description="Resume scheduled syncing", permissions=["change"])
     def resume_syncing(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
         for connection in queryset:
-            services.connection_set_paused(connection=connection, paused=False,
-                                           actor=request.user)
+            services.connection_set_paused(connection=connection, paused=False, actor=request.user)
         messages.success(request, "Resumed.")
 
 
@@ -506,8 +687,13 @@ class FunnelFilter(admin.SimpleListFilter):
     parameter_name = "funnel"
 
     def lookups(self, request, model_admin):
-        return [("issued", "Issued, not opened"), ("opened", "Opened, not completed"),
-                ("completed", "Completed"), ("expired", "Expired"), ("revoked", "Revoked")]
+        return [
+            ("issued", "Issued, not opened"),
+            ("opened", "Opened, not completed"),
+            ("completed", "Completed"),
+            ("expired", "Expired"),
+            ("revoked", "Revoked"),
+        ]
 
     def queryset(self, request, queryset):
         now = timezone.now()
@@ -516,13 +702,15 @@ class FunnelFilter(admin.SimpleListFilter):
             case "issued":
                 return queryset.filter(live, first_opened_at__isnull=True)
             case "opened":
-                return queryset.filter(live, first_opened_at__isnull=False,
-                                       completed_at__isnull=True)
+                return queryset.filter(
+                    live, first_opened_at__isnull=False, completed_at__isnull=True
+                )
             case "completed":
                 return queryset.filter(completed_at__isnull=False)
             case "expired":
-                return queryset.filter(revoked_at__isnull=True, expires_at__lte=now,
-                                       completed_at__isnull=True)
+                return queryset.filter(
+                    revoked_at__isnull=True, expires_at__lte=now, completed_at__isnull=True
+                )
             case "revoked":
                 return queryset.filter(revoked_at__isnull=False)
         return queryset
@@ -530,8 +718,18 @@ class FunnelFilter(admin.SimpleListFilter):
 
 @admin.register(MagicLink)
 class MagicLinkAdmin(admin.ModelAdmin):
-    list_display = ["customer", "state_label", "created_at", "first_opened_at", "completed_at",
-                    "expires_at", "uses", "reinstall_connection", "created_by", "revoked_at"]
+    list_display = [
+        "customer",
+        "state_label",
+        "created_at",
+        "first_opened_at",
+        "completed_at",
+        "expires_at",
+        "uses",
+        "reinstall_connection",
+        "created_by",
+        "revoked_at",
+    ]
     list_filter = [FunnelFilter, "created_at"]
     search_fields = ["customer__name", "emailed_to"]
     list_select_related = ["customer", "created_by", "reinstall_connection"]
@@ -558,40 +756,55 @@ class MagicLinkAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[MagicLink]) -> None:
-        count = sum(services.magic_link_revoke(link=link, actor=request.user)
-                    for link in queryset.select_related("customer"))
+        count = sum(
+            services.magic_link_revoke(link=link, actor=request.user)
+            for link in queryset.select_related("customer")
+        )
         messages.success(request, f"Revoked {count} link(s).")
 
     def get_urls(self):
         return [
-            path("issued/", self.admin_site.admin_view(self.issued_view),
-                 name="connections_magiclink_issued"),
+            path(
+                "issued/",
+                self.admin_site.admin_view(self.issued_view),
+                name="connections_magiclink_issued",
+            ),
             *super().get_urls(),
         ]
 
     def issued_view(self, request: HttpRequest) -> HttpResponse:
         issued = request.session.pop(ISSUED_SESSION_KEY, None)
         link = MagicLink.objects.filter(pk=issued["link"]).first() if issued else None
-        response = TemplateResponse(request, "admin/connections/magiclink_issued.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta,
-            "title": "Magic link issued" if link else "Magic link",
-            "link": link, "url": decrypt(issued["url"]) if link else None,
-        })
+        response = TemplateResponse(
+            request,
+            "admin/connections/magiclink_issued.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Magic link issued" if link else "Magic link",
+                "link": link,
+                "url": decrypt(issued["url"]) if link else None,
+            },
+        )
         add_never_cache_headers(response)
         return response
 
     def add_view(self, request: HttpRequest, form_url="", extra_context=None) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        initial = {"customer": request.GET.get("customer"),
-                   "reinstall_connection": request.GET.get("reinstall_connection")}
+        initial = {
+            "customer": request.GET.get("customer"),
+            "reinstall_connection": request.GET.get("reinstall_connection"),
+        }
         form = MagicLinkIssueForm(request.POST or None, initial=initial)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
                 issued = services.magic_link_issue(
-                    customer=data["customer"], created_by=request.user,
-                    expires_in_days=data["expires_in_days"], max_uses=data["max_uses"],
+                    customer=data["customer"],
+                    created_by=request.user,
+                    expires_in_days=data["expires_in_days"],
+                    max_uses=data["max_uses"],
                     allowed_integrations=data["allowed_integrations"],
                     reinstall_connection=data["reinstall_connection"],
                     email_to=data["customer"].contact_email if data["send_email"] else "",
@@ -602,13 +815,22 @@ class MagicLinkAdmin(admin.ModelAdmin):
                 # The URL holds the token. Post/redirect/get, so a reload cannot issue a
                 # second link; the session holds the URL encrypted, and only until the
                 # page after the redirect shows it once.
-                request.session[ISSUED_SESSION_KEY] = {"link": issued.link.pk,
-                                                       "url": encrypt(issued.url)}
+                request.session[ISSUED_SESSION_KEY] = {
+                    "link": issued.link.pk,
+                    "url": encrypt(issued.url),
+                }
                 return HttpResponseRedirect(reverse("admin:connections_magiclink_issued"))
-        return TemplateResponse(request, "admin/connections/form_page.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
-            "title": "Issue a magic link", "submit_label": "Issue the link",
-        })
+        return TemplateResponse(
+            request,
+            "admin/connections/form_page.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "form": form,
+                "title": "Issue a magic link",
+                "submit_label": "Issue the link",
+            },
+        )
 
 
 # --- Read-only history ---------------------------------------------------------------------
@@ -627,8 +849,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(AuthCodeExchange)
 class AuthCodeExchangeAdmin(ReadOnlyAdmin):
-    list_display = ["public_id", "customer", "integration_name", "source", "status", "attempts",
-                    "created_by", "created_at", "finished_at", "connection", "last_error"]
+    list_display = [
+        "public_id",
+        "customer",
+        "integration_name",
+        "source",
+        "status",
+        "attempts",
+        "created_by",
+        "created_at",
+        "finished_at",
+        "connection",
+        "last_error",
+    ]
     list_filter = ["status", "source", "integration_name"]
     search_fields = ["customer__name", "public_id"]
     list_select_related = ["customer", "created_by", "connection"]
@@ -650,8 +883,18 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
-    list_display = ["started_at", "connection", "resource", "kind", "status", "pages",
-                    "records", "duration", "attempts", "error_short"]
+    list_display = [
+        "started_at",
+        "connection",
+        "resource",
+        "kind",
+        "status",
+        "pages",
+        "records",
+        "duration",
+        "attempts",
+        "error_short",
+    ]
     list_filter = ["status", "resource", "kind"]
     search_fields = ["connection__trackstar_connection_id", "connection__customer__name"]
     list_select_related = ["connection", "connection__customer"]
@@ -677,8 +920,9 @@ class SyncRunAdmin(ReadOnlyAdmin):
             if (run.connection_id, run.resource) in done:
                 continue
             try:
-                services.connection_reread(connection=run.connection, actor=request.user,
-                                           resources=[run.resource])
+                services.connection_reread(
+                    connection=run.connection, actor=request.user, resources=[run.resource]
+                )
                 done.add((run.connection_id, run.resource))
             except ValidationError as e:
                 messages.warning(request, " ".join(e.messages))
@@ -688,8 +932,15 @@ class SyncRunAdmin(ReadOnlyAdmin):
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdmin):
     exclude = ["access_token"]  # decrypted on load: never rendered
-    list_display = ["received_at", "event_type", "connection", "status", "attempts",
-                    "svix_id", "error_short"]
+    list_display = [
+        "received_at",
+        "event_type",
+        "connection",
+        "status",
+        "attempts",
+        "svix_id",
+        "error_short",
+    ]
     list_filter = ["status", "event_type"]
     search_fields = ["svix_id", "trackstar_connection_id", "event_type"]
     list_select_related = ["connection"]

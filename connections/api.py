@@ -45,8 +45,9 @@ def json_body(request: HttpRequest, *, required: bool = True) -> dict[str, Any]:
     return data
 
 
-def string_field(data: dict[str, Any], name: str, *, required: bool = True,
-                 max_length: int = 512) -> str | None:
+def string_field(
+    data: dict[str, Any], name: str, *, required: bool = True, max_length: int = 512
+) -> str | None:
     value = data.get(name)
     if value is None or value == "":
         if required:

@@ -13,27 +13,34 @@ from .services.magic_links import DEFAULT_EXPIRY_DAYS, MAX_EXPIRY_DAYS
 
 def _integration_choices() -> list[tuple[str, str]]:
     catalog = integration_catalog()
-    return sorted(((slug, info.get("display_name") or slug) for slug, info in catalog.items()),
-                  key=lambda choice: choice[1].lower())
+    return sorted(
+        ((slug, info.get("display_name") or slug) for slug, info in catalog.items()),
+        key=lambda choice: choice[1].lower(),
+    )
 
 
 class MagicLinkIssueForm(forms.Form):
     customer = forms.ModelChoiceField(queryset=Customer.objects.filter(is_active=True))
     expires_in_days = forms.IntegerField(
-        label="Valid for (days)", min_value=1, max_value=MAX_EXPIRY_DAYS,
+        label="Valid for (days)",
+        min_value=1,
+        max_value=MAX_EXPIRY_DAYS,
         initial=DEFAULT_EXPIRY_DAYS,
     )
     max_uses = forms.IntegerField(label="Maximum uses", min_value=1, max_value=100, initial=1)
     allowed_integrations = forms.MultipleChoiceField(
-        required=False, widget=forms.CheckboxSelectMultiple,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
         help_text="Leave all unticked to offer every integration.",
     )
     reinstall_connection = forms.ModelChoiceField(
-        queryset=Connection.objects.none(), required=False,
+        queryset=Connection.objects.none(),
+        required=False,
         help_text="Reconnect this connection (keeps its id and history) instead of adding one.",
     )
     send_email = forms.BooleanField(
-        required=False, label="Email the link to the customer's contact",
+        required=False,
+        label="Email the link to the customer's contact",
     )
 
     def __init__(self, *args, **kwargs):
@@ -55,22 +62,28 @@ class MagicLinkIssueForm(forms.Form):
 
 class TokenImportForm(forms.Form):
     access_token = forms.CharField(
-        widget=forms.PasswordInput(render_value=False), strip=True, max_length=2048,
+        widget=forms.PasswordInput(render_value=False),
+        strip=True,
+        max_length=2048,
         help_text="From the connection's page in Trackstar's dashboard. Stored encrypted.",
     )
 
 
 class PortalUserInviteForm(forms.Form):
     email = forms.EmailField()
-    username = forms.CharField(required=False, max_length=150,
-                               help_text="Defaults to the email address.")
+    username = forms.CharField(
+        required=False, max_length=150, help_text="Defaults to the email address."
+    )
 
 
 class BackfillForm(forms.Form):
     resource = forms.ChoiceField()
-    start_time = forms.DateField(label="From (UTC day)", widget=forms.DateInput(attrs={"type": "date"}))
-    end_time = forms.DateField(label="To (UTC day, included)",
-                               widget=forms.DateInput(attrs={"type": "date"}))
+    start_time = forms.DateField(
+        label="From (UTC day)", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    end_time = forms.DateField(
+        label="To (UTC day, included)", widget=forms.DateInput(attrs={"type": "date"})
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -21,10 +21,12 @@ def connection_list(*, customer: Customer) -> QuerySet[Connection]:
         Connection.objects.filter(customer=customer)
         .annotate(last_synced_at=Max("resource_syncs__last_success_at"))
         # Each connection's per-resource health, in one more query whatever their number.
-        .prefetch_related(Prefetch(
-            "resource_syncs",
-            queryset=ResourceSync.objects.filter(enabled=True).order_by("resource"),
-        ))
+        .prefetch_related(
+            Prefetch(
+                "resource_syncs",
+                queryset=ResourceSync.objects.filter(enabled=True).order_by("resource"),
+            )
+        )
         .order_by("-created_at")
     )
 
@@ -36,7 +38,8 @@ def connection_get(*, customer: Customer, pk: int) -> Connection:
 def exchange_get(*, customer: Customer, public_id: str) -> AuthCodeExchange:
     return get_object_or_404(
         AuthCodeExchange.objects.select_related("connection"),
-        customer=customer, public_id=public_id,
+        customer=customer,
+        public_id=public_id,
     )
 
 
@@ -84,16 +87,19 @@ def _day_start(day: date) -> datetime:
 
 def order_statuses(*, customer: Customer) -> list[str]:
     return list(
-        Order.objects.filter(customer=customer).order_by("status")
-        .values_list("status", flat=True).distinct()
+        Order.objects.filter(customer=customer)
+        .order_by("status")
+        .values_list("status", flat=True)
+        .distinct()
     )
 
 
 def warehouse_names(*, customer: Customer) -> dict[str, str]:
     return {
         trackstar_id: name or trackstar_id
-        for trackstar_id, name in Warehouse.objects.filter(customer=customer)
-        .values_list("trackstar_id", "name")
+        for trackstar_id, name in Warehouse.objects.filter(customer=customer).values_list(
+            "trackstar_id", "name"
+        )
     }
 
 
@@ -111,8 +117,7 @@ class Freshness:
     def stale(self) -> bool:
         if self.last_success_at is None:
             return True
-        return timezone.now() - self.last_success_at > timedelta(
-            seconds=2 * self.interval_seconds)
+        return timezone.now() - self.last_success_at > timedelta(seconds=2 * self.interval_seconds)
 
 
 def freshness_list(*, customer: Customer, resources: list[str] | None = None) -> list[Freshness]:
@@ -121,15 +126,18 @@ def freshness_list(*, customer: Customer, resources: list[str] | None = None) ->
     syncs = ResourceSync.objects.filter(
         Q(connection__customer=customer),
         ~Q(connection__status=Connection.Status.DISCONNECTED),
-        unsupported=False, enabled=True,
+        unsupported=False,
+        enabled=True,
     )
     if resources is not None:
         syncs = syncs.filter(resource__in=resources)
     rows = (
-        syncs
-        .values("resource")
-        .annotate(oldest=Min("last_success_at"), interval=Max("interval_seconds"),
-                  never=Min("connection_id", filter=Q(last_success_at__isnull=True)))
+        syncs.values("resource")
+        .annotate(
+            oldest=Min("last_success_at"),
+            interval=Max("interval_seconds"),
+            never=Min("connection_id", filter=Q(last_success_at__isnull=True)),
+        )
         .order_by("resource")
     )
     return [

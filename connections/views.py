@@ -63,13 +63,15 @@ def magic_link_actor(request: HttpRequest, *, allow_spent: bool = False) -> Link
     link_id = request.session.get(MAGIC_LINK_SESSION_KEY)
     if link_id is None:
         return None
-    link = MagicLink.objects.select_related("customer", "reinstall_connection").filter(
-        pk=link_id).first()
+    link = (
+        MagicLink.objects.select_related("customer", "reinstall_connection")
+        .filter(pk=link_id)
+        .first()
+    )
     if link is None:
         return None
     if not allow_spent and (not link.is_usable or not link.customer.is_active):
-        raise services.LinkUnavailable(
-            "This link has expired, was revoked, or was already used.")
+        raise services.LinkUnavailable("This link has expired, was revoked, or was already used.")
     return LinkActor(
         customer=link.customer,
         source=Connection.Source.MAGIC_LINK,
@@ -130,8 +132,9 @@ class LinkEndpoints:
         self.resolve_actor = resolve_actor
         self.status_url = status_url  # (exchange, **url_kwargs) -> str
 
-    def _run(self, request: HttpRequest, handler, url_kwargs: dict, *,
-             allow_spent: bool = False) -> HttpResponse:
+    def _run(
+        self, request: HttpRequest, handler, url_kwargs: dict, *, allow_spent: bool = False
+    ) -> HttpResponse:
         try:
             actor = self.resolve_actor(request, allow_spent=allow_spent, **url_kwargs)
         except services.LinkUnavailable as e:
@@ -156,8 +159,12 @@ class LinkEndpoints:
     def exchange_status(self, request: HttpRequest, public_id, **url_kwargs) -> HttpResponse:
         if request.method != "GET":
             return error("Use GET.", status=405)
-        return self._run(request, lambda r, a, k: self._exchange_status(a, public_id, k),
-                         url_kwargs, allow_spent=True)
+        return self._run(
+            request,
+            lambda r, a, k: self._exchange_status(a, public_id, k),
+            url_kwargs,
+            allow_spent=True,
+        )
 
     def _get_link_token(self, request: HttpRequest, actor: LinkActor, url_kwargs) -> HttpResponse:
         data = json_body(request, required=False)
@@ -166,16 +173,22 @@ class LinkEndpoints:
         try:
             link_token = services.link_token_create(customer=actor.customer, reinstall=reinstall)
         except (TrackstarUnavailable, TrackstarRateLimited) as e:
-            logger.warning("Link token failed: %s", e,
-                           extra={"customer_id": actor.customer.public_id})
-            return error("Trackstar is not reachable right now. Please try again in a minute.",
-                         status=502)
+            logger.warning(
+                "Link token failed: %s", e, extra={"customer_id": actor.customer.public_id}
+            )
+            return error(
+                "Trackstar is not reachable right now. Please try again in a minute.", status=502
+            )
         except TrackstarError as e:
             # Trackstar answered and refused (e.g. a reconnect of a connection it deleted).
-            logger.warning("Link token refused: %s", e,
-                           extra={"customer_id": actor.customer.public_id})
-            message = ("This connection can no longer be reconnected; connect your WMS anew."
-                       if reinstall else "Trackstar refused to start a connection.")
+            logger.warning(
+                "Link token refused: %s", e, extra={"customer_id": actor.customer.public_id}
+            )
+            message = (
+                "This connection can no longer be reconnected; connect your WMS anew."
+                if reinstall
+                else "Trackstar refused to start a connection."
+            )
             return error(message, status=409)
         return JsonResponse({"linkToken": link_token, "link_token": link_token})
 
@@ -221,7 +234,9 @@ class LinkEndpoints:
             "status": exchange.status,
             "error": exchange.last_error if exchange.status == exchange.Status.FAILED else "",
             "status_url": self.status_url(exchange, **url_kwargs),
-            "connection": None if connection is None else {
+            "connection": None
+            if connection is None
+            else {
                 "id": connection.pk,
                 "connection_id": connection.trackstar_connection_id,
                 "integration_name": connection.integration_name,
@@ -236,10 +251,16 @@ portal_link = LinkEndpoints(
 )
 
 
-def link_config(request: HttpRequest, *, customer: Customer,
-                allow_list: list[str] | None = None,
-                reinstall: Connection | None = None, get_link_token_url: str = "",
-                store_token_url: str = "", headers: dict | None = None) -> dict:
+def link_config(
+    request: HttpRequest,
+    *,
+    customer: Customer,
+    allow_list: list[str] | None = None,
+    reinstall: Connection | None = None,
+    get_link_token_url: str = "",
+    store_token_url: str = "",
+    headers: dict | None = None,
+) -> dict:
     """What static/portal/connect.js needs to drive Trackstar Link on a page. The page's
     response then allows Link's OAuth popups (connections.middleware)."""
     mark_link_page(request)
@@ -249,8 +270,9 @@ def link_config(request: HttpRequest, *, customer: Customer,
         "storeTokenUrl": store_token_url or reverse("portal:store_token"),
         "headers": headers or {},
         "csrfToken": get_token(request),
-        "integrationNames": {slug: info.get("display_name") or slug
-                             for slug, info in integration_catalog().items()},
+        "integrationNames": {
+            slug: info.get("display_name") or slug for slug, info in integration_catalog().items()
+        },
         "integrationAllowList": allow_list or [],
         # Sent back with every call: the session must still act for this customer, or the
         # call is refused (another tab switched customer, another link was opened).
@@ -295,22 +317,34 @@ def portal_connections_table(request: CustomerRequest) -> HttpResponse:
 def connection_disconnect(request: CustomerRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get(customer=request.customer, pk=pk)
     if connection.status == Connection.Status.DISCONNECTED:
-        messages.info(request, f"{integration_display_name(connection.integration_name)} "
-                               "is already disconnected.")
+        messages.info(
+            request,
+            f"{integration_display_name(connection.integration_name)} is already disconnected.",
+        )
         return redirect("portal:index")
     if request.method == "POST":
         try:
             services.connection_disconnect(connection=connection, actor=request.user)
         except TrackstarError:
-            messages.error(request, "Trackstar is not reachable right now; nothing was "
-                                    "changed. Please try again in a minute.")
+            messages.error(
+                request,
+                "Trackstar is not reachable right now; nothing was "
+                "changed. Please try again in a minute.",
+            )
         else:
-            messages.success(request, f"{integration_display_name(connection.integration_name)}"
-                                      " is disconnected.")
+            messages.success(
+                request, f"{integration_display_name(connection.integration_name)} is disconnected."
+            )
         return redirect("portal:index")
-    return render(request, "portal/disconnect_confirm.html",
-                  {"connection": connection, "customer": request.customer,
-                   "name": integration_display_name(connection.integration_name)})
+    return render(
+        request,
+        "portal/disconnect_confirm.html",
+        {
+            "connection": connection,
+            "customer": request.customer,
+            "name": integration_display_name(connection.integration_name),
+        },
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -336,28 +370,42 @@ def connect_page(request: HttpRequest, token: str) -> HttpResponse:
     """A magic link. The GET records the visit and grants this browser session the right to
     connect for the link's customer; it consumes nothing (mail scanners prefetch links)."""
     if connect_is_throttled(request):
-        return render(request, "connect/unavailable.html",
-                      {"reason": "throttled"}, status=429)
+        return render(request, "connect/unavailable.html", {"reason": "throttled"}, status=429)
     link = services.magic_link_find(token=token)
     if link is None:
         connect_record_miss(request)
         return render(request, "connect/unavailable.html", {"reason": "unknown"}, status=404)
     if not link.is_usable or not link.customer.is_active:
-        return render(request, "connect/unavailable.html",
-                      {"reason": link.state, "link": link,
-                       "contact": (link.created_by.email if link.created_by else "")
-                       or settings.DOCKSIDE_SUPPORT_EMAIL},
-                      status=410)
+        return render(
+            request,
+            "connect/unavailable.html",
+            {
+                "reason": link.state,
+                "link": link,
+                "contact": (link.created_by.email if link.created_by else "")
+                or settings.DOCKSIDE_SUPPORT_EMAIL,
+            },
+            status=410,
+        )
     services.magic_link_open(link=link)
     request.session[MAGIC_LINK_SESSION_KEY] = link.pk
     config = link_config(
-        request, customer=link.customer, allow_list=link.allowed_integrations,
-        reinstall=link.reinstall_connection, headers={"X-Dockside-Actor": "magic-link"},
+        request,
+        customer=link.customer,
+        allow_list=link.allowed_integrations,
+        reinstall=link.reinstall_connection,
+        headers={"X-Dockside-Actor": "magic-link"},
     )
-    return render(request, "connect/page.html", {
-        "link": link, "customer": link.customer, "link_config": config,
-        "integrations": integration_catalog(),
-    })
+    return render(
+        request,
+        "connect/page.html",
+        {
+            "link": link,
+            "customer": link.customer,
+            "link_config": config,
+            "integrations": integration_catalog(),
+        },
+    )
 
 
 # --- Synced data in the portal ----------------------------------------------------------------
@@ -390,16 +438,20 @@ def _date_param(request: HttpRequest, name: str):
 def portal_inventory(request: CustomerRequest) -> HttpResponse:
     customer = request.customer
     sku = request.GET.get("sku", "").strip()[:100]
-    return render(request, "portal/inventory.html", {
-        "customer": customer,
-        "sku": sku,
-        "page": _page(request, selectors.inventory_list(customer=customer, sku=sku)),
-        "warehouses": selectors.warehouse_names(customer=customer),
-        "integrations": integration_catalog(),
-        "query": _pager_query(request),
-        "freshness": selectors.freshness_list(customer=customer, resources=["inventory"]),
-        "section": "inventory",
-    })
+    return render(
+        request,
+        "portal/inventory.html",
+        {
+            "customer": customer,
+            "sku": sku,
+            "page": _page(request, selectors.inventory_list(customer=customer, sku=sku)),
+            "warehouses": selectors.warehouse_names(customer=customer),
+            "integrations": integration_catalog(),
+            "query": _pager_query(request),
+            "freshness": selectors.freshness_list(customer=customer, resources=["inventory"]),
+            "section": "inventory",
+        },
+    )
 
 
 @require_GET
@@ -408,17 +460,22 @@ def portal_orders(request: CustomerRequest) -> HttpResponse:
     customer = request.customer
     status = request.GET.get("status", "").strip()[:32]
     created_from, created_to = _date_param(request, "from"), _date_param(request, "to")
-    orders = selectors.order_list(customer=customer, status=status,
-                                  created_from=created_from, created_to=created_to)
-    return render(request, "portal/orders.html", {
-        "customer": customer,
-        "status": status,
-        "created_from": created_from,
-        "created_to": created_to,
-        "statuses": selectors.order_statuses(customer=customer),
-        "integrations": integration_catalog(),
-        "query": _pager_query(request),
-        "page": _page(request, orders),
-        "freshness": selectors.freshness_list(customer=customer, resources=["orders"]),
-        "section": "orders",
-    })
+    orders = selectors.order_list(
+        customer=customer, status=status, created_from=created_from, created_to=created_to
+    )
+    return render(
+        request,
+        "portal/orders.html",
+        {
+            "customer": customer,
+            "status": status,
+            "created_from": created_from,
+            "created_to": created_to,
+            "statuses": selectors.order_statuses(customer=customer),
+            "integrations": integration_catalog(),
+            "query": _pager_query(request),
+            "page": _page(request, orders),
+            "freshness": selectors.freshness_list(customer=customer, resources=["orders"]),
+            "section": "orders",
+        },
+    )

@@ -47,8 +47,12 @@ def invitation_url(user) -> str:
 
 
 def _send_invitation(*, user, customer: Customer) -> None:
-    context = {"user": user, "customer": customer, "url": invitation_url(user),
-               "product": settings.DOCKSIDE_PRODUCT_NAME}
+    context = {
+        "user": user,
+        "customer": customer,
+        "url": invitation_url(user),
+        "product": settings.DOCKSIDE_PRODUCT_NAME,
+    }
     send_mail(
         subject=f"You're invited to {customer.name} on {settings.DOCKSIDE_PRODUCT_NAME}",
         message=render_to_string("portal/invitation_email.txt", context),

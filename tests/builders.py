@@ -20,8 +20,13 @@ def make_customer(*, name: str | None = None, **fields) -> Customer:
     return Customer.objects.create(name=name, **fields)
 
 
-def make_user(*, username: str | None = None, customer: Customer | None = None,
-              role: str = Membership.Role.OWNER, **fields):
+def make_user(
+    *,
+    username: str | None = None,
+    customer: Customer | None = None,
+    role: str = Membership.Role.OWNER,
+    **fields,
+):
     User = get_user_model()
     user = User.objects.create_user(
         username=username or f"user{next(_seq)}", password=PASSWORD, **fields

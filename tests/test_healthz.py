@@ -36,10 +36,20 @@ def test_healthz_is_503_when_the_database_is_down():
         "from django.test import Client; r = Client().get('/healthz');"
         "print(json.dumps({'code': r.status_code, 'body': r.json()}))"
     )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
-           "DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"}
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60, check=True)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["code"] == 503
     assert result["body"]["database"] == "down"

@@ -127,9 +127,7 @@ STORAGES = {
 # Bodies larger than this are refused before a view parses them (DESIGN.md §9).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 
-EMAIL_BACKEND = env(
-    "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
-)
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Dockside <no-reply@dockside.local>")
 
 # Where people reach Dockside: used in emailed links (magic links, invitations).
@@ -138,7 +136,9 @@ DOCKSIDE_PRODUCT_NAME = env("DOCKSIDE_PRODUCT_NAME", default="Dockside")
 DOCKSIDE_SUPPORT_EMAIL = env("DOCKSIDE_SUPPORT_EMAIL", default="support@dockside.local")
 # Who mail_admins() reaches: operational alerts such as Trackstar refusing our API key.
 # A comma list of addresses (DOCKSIDE_ADMINS=ops@example.com,oncall@example.com).
-ADMINS = [("Dockside staff", a) for a in env.list("DOCKSIDE_ADMINS", default=[DOCKSIDE_SUPPORT_EMAIL])]
+ADMINS = [
+    ("Dockside staff", a) for a in env.list("DOCKSIDE_ADMINS", default=[DOCKSIDE_SUPPORT_EMAIL])
+]
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Guessing limits: unknown /connect/ tokens per client IP in 15 minutes.
@@ -251,7 +251,10 @@ CELERY_BEAT_SCHEDULE: dict = {
 # Fail fast when the broker is down: the outbox row is already committed, and the sweep
 # enqueues it later; a request must not hang on a dead broker.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -30,18 +30,21 @@ class Connection(models.Model):
         IMPORT = "import", "Imported token"
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="connections")
-    trackstar_connection_id = models.CharField("Trackstar connection id", max_length=128,
-                                               unique=True)
+    trackstar_connection_id = models.CharField(
+        "Trackstar connection id", max_length=128, unique=True
+    )
     integration_name = models.CharField(max_length=64, db_index=True)
     integration_type = models.CharField(max_length=16, default="wms")
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING,
-                              db_index=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
     source = models.CharField(max_length=20, choices=Source.choices)
     access_token = EncryptedTextField(blank=True)
     available_actions = models.JSONField(default=list, blank=True)
     last_error = models.TextField(blank=True)
-    reconnect_cause = models.CharField(max_length=32, choices=ReconnectCause.choices,
-                                       blank=True, default="")
+    reconnect_cause = models.CharField(
+        max_length=32, choices=ReconnectCause.choices, blank=True, default=""
+    )
     # What Trackstar last said of the connection's health (GET /connections/{id}): a list
     # of {kind, message, resources}, for staff and the portal; see trackstar/health.py.
     trackstar_errors = models.JSONField(default=list, blank=True)
@@ -53,7 +56,10 @@ class Connection(models.Model):
     # When the customer's contact was last told to reconnect (once per incident).
     reconnect_notified_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     connected_at = models.DateTimeField(null=True, blank=True)

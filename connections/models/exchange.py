@@ -28,14 +28,20 @@ class AuthCodeExchange(models.Model):
     integration_name = models.CharField(max_length=64)
     source = models.CharField(max_length=20, choices=Connection.Source.choices)
     magic_link = models.ForeignKey(
-        "connections.MagicLink", null=True, blank=True, on_delete=models.SET_NULL,
+        "connections.MagicLink",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="exchanges",
     )
     reinstall_connection = models.ForeignKey(
         Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

@@ -26,12 +26,19 @@ class MagicLink(models.Model):
     # Integration slugs offered in Link; empty means every integration.
     allowed_integrations = models.JSONField(default=list, blank=True)
     reinstall_connection = models.ForeignKey(
-        Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        Connection,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="Reconnect this connection instead of making a new one.",
     )
     emailed_to = models.EmailField(blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -44,7 +51,10 @@ class MagicLink(models.Model):
     expired_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
 
@@ -52,8 +62,10 @@ class MagicLink(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["customer", "created_at"])]
         constraints = [
-            models.CheckConstraint(condition=models.Q(use_count__lte=models.F("max_uses")),
-                                   name="magic_link_uses_within_max"),
+            models.CheckConstraint(
+                condition=models.Q(use_count__lte=models.F("max_uses")),
+                name="magic_link_uses_within_max",
+            ),
         ]
 
     def __str__(self) -> str:

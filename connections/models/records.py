@@ -28,7 +28,6 @@ def parse_datetime(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-
 def _text(value: Any, max_length: int) -> str:
     if value is None:
         return ""
@@ -206,7 +205,9 @@ class Order(SyncedRecord):
             "warehouse_id": _text(record.get("warehouse_id"), 255),
             "channel": _text(
                 channel.get("channel_name") or channel.get("channel_id")
-                if isinstance(channel, dict) else None, 128
+                if isinstance(channel, dict)
+                else None,
+                128,
             ),
             "type": _text(record.get("type"), 32),
             "required_ship_date": parse_datetime(record.get("required_ship_date")),
@@ -228,9 +229,7 @@ class InboundShipment(SyncedRecord):
             models.Index(
                 fields=["customer", "status", "-updated_date"], name="asn_customer_status"
             ),
-            models.Index(
-                fields=["customer", "expected_arrival_date"], name="asn_customer_arrival"
-            ),
+            models.Index(fields=["customer", "expected_arrival_date"], name="asn_customer_arrival"),
         ]
 
     @staticmethod
@@ -292,7 +291,5 @@ class ShippingMethod(SyncedRecord):
 # synced: nobody queries them yet.
 RECORD_MODELS: dict[str, type[SyncedRecord]] = {
     model.resource: model
-    for model in (
-        Warehouse, Product, InventoryItem, Order, InboundShipment, Return, ShippingMethod
-    )
+    for model in (Warehouse, Product, InventoryItem, Order, InboundShipment, Return, ShippingMethod)
 }

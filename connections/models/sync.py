@@ -5,7 +5,7 @@ from .connection import Connection
 
 
 def resource_label(resource: str) -> str:
-    """"inbound_shipments" → "Inbound shipments", wherever a resource is shown to people."""
+    """ "inbound_shipments" → "Inbound shipments", wherever a resource is shown to people."""
     return resource.replace("_", " ").capitalize()
 
 
@@ -66,10 +66,12 @@ class ResourceSync(models.Model):
         `wms` is the integration's display name."""
         label = resource_label(self.resource).lower()
         if self.permission_error:
-            return (f"No access to {label}: the {wms} user Trackstar signs in with lacks the "
-                    f"permission. Ask your {wms} administrator to grant access to {label}; "
-                    "reconnecting with the same credentials will not help. Everything else "
-                    "keeps syncing.")
+            return (
+                f"No access to {label}: the {wms} user Trackstar signs in with lacks the "
+                f"permission. Ask your {wms} administrator to grant access to {label}; "
+                "reconnecting with the same credentials will not help. Everything else "
+                "keeps syncing."
+            )
         if self.unsupported:
             return f"{wms} does not offer {label}."
         if self.waiting_for_history:
@@ -157,7 +159,10 @@ class Backfill(models.Model):
     start_time = models.DateTimeField()
     end_time = models.DateTimeField()
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     error = models.TextField(blank=True)

@@ -32,7 +32,8 @@ def account_key_rejected(*, error: str) -> bool:
     now = timezone.now()
     with transaction.atomic():
         opened = TrackstarAccount.objects.filter(pk=1, key_rejected_at__isnull=True).update(
-            key_rejected_at=now, key_error=error[:2000], checked_at=now, updated_at=now)
+            key_rejected_at=now, key_error=error[:2000], checked_at=now, updated_at=now
+        )
         if not opened:
             TrackstarAccount.objects.filter(pk=1).update(checked_at=now)
             return False
@@ -46,7 +47,8 @@ def account_key_accepted() -> bool:
     dispatcher's next tick (they were left due)."""
     now = timezone.now()
     closed = TrackstarAccount.objects.filter(pk=1, key_rejected_at__isnull=False).update(
-        key_rejected_at=None, key_error="", checked_at=now, updated_at=now)
+        key_rejected_at=None, key_error="", checked_at=now, updated_at=now
+    )
     if closed:
         logger.warning("Trackstar accepts our API key again; syncs resume")
     return bool(closed)

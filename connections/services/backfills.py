@@ -33,24 +33,34 @@ def backfill_resources() -> list[str]:
 
 
 def backfill_request(
-    *, connection: Connection, resource: str, start_time: datetime, end_time: datetime,
+    *,
+    connection: Connection,
+    resource: str,
+    start_time: datetime,
+    end_time: datetime,
     actor: Actor,
 ) -> Backfill:
     """Ask Trackstar to backfill one resource over [start_time, end_time]. Trackstar's own
     refusal (400 "On-demand sync is not enabled for …") is shown as it is."""
     if resource not in backfill_resources():
-        raise ValidationError(f"{resource_label(resource)} cannot be backfilled: Trackstar "
-                              "reads it in full at every sync.")
+        raise ValidationError(
+            f"{resource_label(resource)} cannot be backfilled: Trackstar "
+            "reads it in full at every sync."
+        )
     if connection.status != Connection.Status.ACTIVE:
-        raise ValidationError(f"{connection} is {connection.get_status_display().lower()}; "
-                              "only an active connection can be backfilled.")
+        raise ValidationError(
+            f"{connection} is {connection.get_status_display().lower()}; "
+            "only an active connection can be backfilled."
+        )
     end_time = min(end_time, timezone.now())  # "up to today" means up to now
     if start_time >= end_time:
         raise ValidationError("The start of the window must be before its end (and in the past).")
     try:
         job = trackstar_client().create_on_demand_sync(
-            access_token=connection.access_token, function_name=RESOURCE_ACTIONS[resource],
-            start_time=start_time, end_time=end_time,
+            access_token=connection.access_token,
+            function_name=RESOURCE_ACTIONS[resource],
+            start_time=start_time,
+            end_time=end_time,
         )
     except TrackstarBadRequest as e:
         raise ValidationError(e.message) from e
@@ -60,14 +70,23 @@ def backfill_request(
         backfill, _ = Backfill.objects.get_or_create(
             trackstar_job_id=job["id"],
             defaults={
-                "connection": connection, "resource": resource,
-                "status": _status(job.get("status")), "start_time": start_time,
-                "end_time": end_time, "requested_by": user_or_none(actor),
+                "connection": connection,
+                "resource": resource,
+                "status": _status(job.get("status")),
+                "start_time": start_time,
+                "end_time": end_time,
+                "requested_by": user_or_none(actor),
             },
         )
-        audit_record(actor=actor, action="connection.backfill_requested", connection=connection,
-                     resource=resource, job_id=job["id"], start_time=start_time.isoformat(),
-                     end_time=end_time.isoformat())
+        audit_record(
+            actor=actor,
+            action="connection.backfill_requested",
+            connection=connection,
+            resource=resource,
+            job_id=job["id"],
+            start_time=start_time.isoformat(),
+            end_time=end_time.isoformat(),
+        )
     return backfill
 
 
@@ -77,13 +96,18 @@ def backfill_cancel(*, backfill: Backfill, actor: Actor) -> Backfill:
     connection = backfill.connection
     try:
         job = trackstar_client().cancel_on_demand_sync(
-            backfill.trackstar_job_id, access_token=connection.access_token)
+            backfill.trackstar_job_id, access_token=connection.access_token
+        )
     except TrackstarError as e:
         raise ValidationError(f"Trackstar could not cancel the backfill: {e.message}") from e
     with transaction.atomic():
         _set_status(backfill, _status(job.get("status")) or Backfill.Status.CANCELLED)
-        audit_record(actor=actor, action="connection.backfill_cancelled", connection=connection,
-                     job_id=backfill.trackstar_job_id)
+        audit_record(
+            actor=actor,
+            action="connection.backfill_cancelled",
+            connection=connection,
+            job_id=backfill.trackstar_job_id,
+        )
     return backfill
 
 
@@ -100,13 +124,18 @@ def backfill_job_event(*, connection: Connection, job: dict[str, Any], stuck: bo
             if resource is None:
                 return f"Dockside does not sync {job.get('function_name') or 'this function'}."
             backfill = Backfill.objects.create(
-                connection=connection, resource=resource, trackstar_job_id=job_id,
+                connection=connection,
+                resource=resource,
+                trackstar_job_id=job_id,
                 start_time=parse_datetime(job.get("requested_start_time")) or timezone.now(),
                 end_time=parse_datetime(job.get("requested_end_time")) or timezone.now(),
             )
         if stuck:
-            _set_status(backfill, Backfill.Status.STUCK,
-                        error="Trackstar reports this backfill is stuck; ask Trackstar support.")
+            _set_status(
+                backfill,
+                Backfill.Status.STUCK,
+                error="Trackstar reports this backfill is stuck; ask Trackstar support.",
+            )
             return None
         _backfill_finished(backfill, _status(job.get("status")) or Backfill.Status.COMPLETED)
     return None
@@ -121,14 +150,18 @@ def _backfill_finished(backfill: Backfill, status: str) -> None:
 
 def backfills_poll(*, now: datetime) -> int:
     """The safety net for a missed sync-job event: look at open jobs every few minutes."""
-    stale = list(Backfill.objects.filter(
-        status=Backfill.Status.OPEN, updated_at__lt=now - timedelta(minutes=5),
-        connection__status=Connection.Status.ACTIVE,
-    ).select_related("connection")[:100])
+    stale = list(
+        Backfill.objects.filter(
+            status=Backfill.Status.OPEN,
+            updated_at__lt=now - timedelta(minutes=5),
+            connection__status=Connection.Status.ACTIVE,
+        ).select_related("connection")[:100]
+    )
     for backfill in stale:
         try:
             job = trackstar_client().get_on_demand_sync(
-                backfill.trackstar_job_id, access_token=backfill.connection.access_token)
+                backfill.trackstar_job_id, access_token=backfill.connection.access_token
+            )
         except TrackstarError:
             logger.warning("Could not check backfill %s", backfill.trackstar_job_id, exc_info=True)
             Backfill.objects.filter(pk=backfill.pk).update(updated_at=now)

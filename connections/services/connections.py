@@ -14,9 +14,7 @@ from .audit import Actor, audit_record, user_or_none
 logger = logging.getLogger(__name__)
 
 
-def connection_disconnect(
-    *, connection: Connection, actor: Actor = None
-) -> Connection:
+def connection_disconnect(*, connection: Connection, actor: Actor = None) -> Connection:
     """Delete the connection at Trackstar, then mark it disconnected and forget its token.
     A Trackstar outage leaves it untouched (the caller shows the error)."""
     if connection.status == Connection.Status.DISCONNECTED:
@@ -28,35 +26,46 @@ def connection_disconnect(
             # Already gone or its token is dead at Trackstar: nothing left to delete there.
             pass
     connection_mark_disconnected(connection=connection, actor=actor)
-    logger.info("Connection disconnected",
-                extra={"customer_id": connection.customer_id,
-                       "connection_id": connection.trackstar_connection_id})
+    logger.info(
+        "Connection disconnected",
+        extra={
+            "customer_id": connection.customer_id,
+            "connection_id": connection.trackstar_connection_id,
+        },
+    )
     return connection
 
 
-def connection_mark_disconnected(
-    *, connection: Connection, actor: Actor, reason: str = ""
-) -> None:
+def connection_mark_disconnected(*, connection: Connection, actor: Actor, reason: str = "") -> None:
     """Record that the connection is gone at Trackstar: forget its token, stop its syncs,
     revoke the links that would reconnect it, and say who or what did it."""
     with transaction.atomic():
-        updated = Connection.objects.filter(pk=connection.pk).exclude(
-            status=Connection.Status.DISCONNECTED
-        ).update(status=Connection.Status.DISCONNECTED, access_token="",
-                 disconnected_at=timezone.now(), updated_at=timezone.now())
+        updated = (
+            Connection.objects.filter(pk=connection.pk)
+            .exclude(status=Connection.Status.DISCONNECTED)
+            .update(
+                status=Connection.Status.DISCONNECTED,
+                access_token="",
+                disconnected_at=timezone.now(),
+                updated_at=timezone.now(),
+            )
+        )
         if not updated:
             return
         connection.refresh_from_db()
         # A reconnect link for a connection that no longer exists can only fail.
         MagicLink.objects.filter(reinstall_connection=connection, revoked_at__isnull=True).update(
-            revoked_at=timezone.now())
-        audit_record(actor=actor, action="connection.disconnected", connection=connection,
-                     reason=reason or "disconnected by a person")
+            revoked_at=timezone.now()
+        )
+        audit_record(
+            actor=actor,
+            action="connection.disconnected",
+            connection=connection,
+            reason=reason or "disconnected by a person",
+        )
 
 
-def connection_import(
-    *, customer: Customer, access_token: str, actor: Actor
-) -> Connection:
+def connection_import(*, customer: Customer, access_token: str, actor: Actor) -> Connection:
     """Adopt a connection made in Trackstar's dashboard from its access token. Trackstar
     checks the token first: PATCH /connections answers with the token's connection id,
     then GET /connections/{id} gives its details. Only a new connection gets our customer
@@ -102,21 +111,21 @@ def connection_import(
                 connected_at=timezone.now(),
             )
             audit_record(actor=actor, action="connection.imported", connection=connection)
-            transaction.on_commit(lambda: sync_schedule_initial(connection=connection),
-                                  robust=True)
+            transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
     except IntegrityError as e:  # imported twice at the same moment
         raise ValidationError(f"This connection ({connection_id}) is already in Dockside.") from e
     return connection
 
 
-def connection_set_paused(
-    *, connection: Connection, paused: bool, actor: Actor
-) -> Connection:
+def connection_set_paused(*, connection: Connection, paused: bool, actor: Actor) -> Connection:
     with transaction.atomic():
         connection.sync_paused = paused
         connection.save(update_fields=["sync_paused", "updated_at"])
-        audit_record(actor=actor, action="connection.sync_paused" if paused
-                     else "connection.sync_resumed", connection=connection)
+        audit_record(
+            actor=actor,
+            action="connection.sync_paused" if paused else "connection.sync_resumed",
+            connection=connection,
+        )
     return connection
 
 
@@ -130,8 +139,12 @@ def connection_mark_needs_reconnect(
     from .magic_links import magic_link_issue
 
     with transaction.atomic():
-        connection = (Connection.objects.select_for_update(of=("self",))
-                      .select_related("customer").filter(pk=connection_id).first())
+        connection = (
+            Connection.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .filter(pk=connection_id)
+            .first()
+        )
         if connection is None or connection.status == Connection.Status.DISCONNECTED:
             return False
         changed = connection.status != Connection.Status.NEEDS_RECONNECT
@@ -144,18 +157,32 @@ def connection_mark_needs_reconnect(
         fields = ["status", "reconnect_cause", "last_error", "updated_at"]
         email = connection.customer.contact_email
         if connection.reconnect_notified_at is None and email:
-            magic_link_issue(customer=connection.customer, created_by=None,
-                             reinstall_connection=connection, email_to=email)
+            magic_link_issue(
+                customer=connection.customer,
+                created_by=None,
+                reinstall_connection=connection,
+                email_to=email,
+            )
             connection.reconnect_notified_at = timezone.now()
             fields.append("reconnect_notified_at")
         connection.save(update_fields=fields)
         if changed:
-            audit_record(actor=None, action="connection.needs_reconnect", connection=connection,
-                         cause=cause, reason=reason)
+            audit_record(
+                actor=None,
+                action="connection.needs_reconnect",
+                connection=connection,
+                cause=cause,
+                reason=reason,
+            )
     if changed:
-        logger.warning("Connection needs reconnect: %s", reason,
-                       extra={"customer_id": connection.customer.public_id,
-                              "connection_id": connection.trackstar_connection_id})
+        logger.warning(
+            "Connection needs reconnect: %s",
+            reason,
+            extra={
+                "customer_id": connection.customer.public_id,
+                "connection_id": connection.trackstar_connection_id,
+            },
+        )
     return changed
 
 
@@ -165,23 +192,36 @@ def connection_mark_repaired(*, connection_id: int) -> bool:
     that Trackstar's errors[] opened closes this way: a refused token stays until the
     customer reconnects."""
     with transaction.atomic():
-        repaired = Connection.objects.filter(
-            pk=connection_id, status=Connection.Status.NEEDS_RECONNECT,
-            reconnect_cause=Connection.ReconnectCause.INVALID_CREDENTIALS,
-        ).exclude(access_token="").update(
-            status=Connection.Status.ACTIVE, last_error="", reconnect_cause="",
-            reconnect_notified_at=None, updated_at=timezone.now(),
+        repaired = (
+            Connection.objects.filter(
+                pk=connection_id,
+                status=Connection.Status.NEEDS_RECONNECT,
+                reconnect_cause=Connection.ReconnectCause.INVALID_CREDENTIALS,
+            )
+            .exclude(access_token="")
+            .update(
+                status=Connection.Status.ACTIVE,
+                last_error="",
+                reconnect_cause="",
+                reconnect_notified_at=None,
+                updated_at=timezone.now(),
+            )
         )
         if repaired:
-            audit_record(actor=None, action="connection.repaired",
-                         connection=Connection.objects.get(pk=connection_id))
+            audit_record(
+                actor=None,
+                action="connection.repaired",
+                connection=Connection.objects.get(pk=connection_id),
+            )
     return bool(repaired)
 
 
 def _require_active(connection: Connection) -> None:
     if connection.status != Connection.Status.ACTIVE:
-        raise ValidationError(f"{connection} is {connection.get_status_display().lower()}; "
-                              "only an active connection can sync.")
+        raise ValidationError(
+            f"{connection} is {connection.get_status_display().lower()}; "
+            "only an active connection can sync."
+        )
 
 
 def connection_resync(
@@ -206,8 +246,12 @@ def connection_resync(
         raise ValidationError(f"Trackstar could not start a refresh: {e.message}") from e
     with transaction.atomic():
         requested = sync_force_requested(connection=connection, resources=wanted)
-        audit_record(actor=actor, action="connection.force_sync_requested",
-                     connection=connection, resources=requested)
+        audit_record(
+            actor=actor,
+            action="connection.force_sync_requested",
+            connection=connection,
+            resources=requested,
+        )
     return requested
 
 
@@ -221,6 +265,10 @@ def connection_reread(
     _require_active(connection)
     with transaction.atomic():
         requested = sync_request_now(connection=connection, resources=resources, full=True)
-        audit_record(actor=actor, action="connection.reread_requested", connection=connection,
-                     resources=requested)
+        audit_record(
+            actor=actor,
+            action="connection.reread_requested",
+            connection=connection,
+            resources=requested,
+        )
     return requested

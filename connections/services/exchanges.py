@@ -108,9 +108,13 @@ def exchange_submit(
                 magic_link=magic_link,
             )
             if source == Connection.Source.STAFF:
-                audit_record(actor=user, action="connection.credentials_entered",
-                             customer=customer, integration_name=integration_name,
-                             exchange_id=str(exchange.public_id))
+                audit_record(
+                    actor=user,
+                    action="connection.credentials_entered",
+                    customer=customer,
+                    integration_name=integration_name,
+                    exchange_id=str(exchange.public_id),
+                )
             transaction.on_commit(lambda: exchange_enqueue(exchange_id=exchange.pk), robust=True)
     except IntegrityError:
         # The same code submitted twice at the same moment: the other request's row won
@@ -130,8 +134,11 @@ def exchange_enqueue(*, exchange_id: int) -> bool:
     try:
         exchange_process_task.delay(exchange_id)
     except BrokerError:
-        logger.warning("Broker unavailable; exchange %s left for the sweep", exchange_id,
-                       extra={"exchange_id": exchange_id})
+        logger.warning(
+            "Broker unavailable; exchange %s left for the sweep",
+            exchange_id,
+            extra={"exchange_id": exchange_id},
+        )
         return False
     return True
 
@@ -144,12 +151,17 @@ def exchanges_sweep() -> int:
 
     now = timezone.now()
     count = 0
-    stale = exchanges_stale_dangerously(older_than_seconds=EXCHANGE_STALE_SECONDS).exclude(
-        claimed_until__gt=now).exclude(retry_at__gt=now - timedelta(seconds=EXCHANGE_STALE_SECONDS))
+    stale = (
+        exchanges_stale_dangerously(older_than_seconds=EXCHANGE_STALE_SECONDS)
+        .exclude(claimed_until__gt=now)
+        .exclude(retry_at__gt=now - timedelta(seconds=EXCHANGE_STALE_SECONDS))
+    )
     for exchange_id, attempts in stale.values_list("pk", "attempts"):
         if attempts >= EXCHANGE_MAX_ATTEMPTS:
-            exchange_fail(exchange_id=exchange_id,
-                          reason="Connecting could not be finished. Please connect again.")
+            exchange_fail(
+                exchange_id=exchange_id,
+                reason="Connecting could not be finished. Please connect again.",
+            )
             continue
         if exchange_enqueue(exchange_id=exchange_id):
             AuthCodeExchange.objects.filter(pk=exchange_id).update(updated_at=now)
@@ -160,7 +172,8 @@ def exchanges_sweep() -> int:
 def exchange_retry_scheduled(*, exchange_id: int, countdown: float) -> None:
     """The task scheduled its own retry: keep the sweep off until it is overdue."""
     AuthCodeExchange.objects.filter(pk=exchange_id).update(
-        retry_at=timezone.now() + timedelta(seconds=countdown))
+        retry_at=timezone.now() + timedelta(seconds=countdown)
+    )
 
 
 def _claim(exchange_id: int) -> AuthCodeExchange | None:
@@ -209,8 +222,7 @@ def exchange_process(*, exchange_id: int) -> AuthCodeExchange | None:
             reason=f"Trackstar refused the connection: {e.message}. Please connect again.",
         )
     _complete(exchange, result)
-    logger.info("Auth code exchanged", extra={**log_extra,
-                                              "connection_id": result.connection_id})
+    logger.info("Auth code exchanged", extra={**log_extra, "connection_id": result.connection_id})
     return exchange
 
 
@@ -220,8 +232,13 @@ def _release(exchange: AuthCodeExchange, *, error: str) -> None:
     )
 
 
-def _end(exchange: AuthCodeExchange, *, status: str, error: str = "",
-         connection: Connection | None = None) -> None:
+def _end(
+    exchange: AuthCodeExchange,
+    *,
+    status: str,
+    error: str = "",
+    connection: Connection | None = None,
+) -> None:
     """Close a locked exchange: the spent code is forgotten, the magic link it came through
     is completed, or given its use back when it failed."""
     exchange.status = status
@@ -248,8 +265,11 @@ def exchange_fail(*, exchange_id: int, reason: str) -> AuthCodeExchange:
 
 def _complete(exchange: AuthCodeExchange, result: ExchangeResult) -> None:
     with transaction.atomic():
-        locked = (AuthCodeExchange.objects.select_for_update(of=("self",))
-                  .select_related("magic_link").get(pk=exchange.pk))
+        locked = (
+            AuthCodeExchange.objects.select_for_update(of=("self",))
+            .select_related("magic_link")
+            .get(pk=exchange.pk)
+        )
         if locked.status != AuthCodeExchange.Status.PENDING:
             return
         connection = (
@@ -258,30 +278,48 @@ def _complete(exchange: AuthCodeExchange, result: ExchangeResult) -> None:
             .first()
         )
         if connection is not None and connection.customer_id != exchange.customer_id:
-            logger.error("Trackstar connection belongs to another customer",
-                         extra={"connection_id": result.connection_id})
-            _end(locked, status=AuthCodeExchange.Status.FAILED,
-                 error="This connection belongs to another account.")
+            logger.error(
+                "Trackstar connection belongs to another customer",
+                extra={"connection_id": result.connection_id},
+            )
+            _end(
+                locked,
+                status=AuthCodeExchange.Status.FAILED,
+                error="This connection belongs to another account.",
+            )
             return
         target = exchange.reinstall_connection
         if target is not None and result.connection_id != target.trackstar_connection_id:
             # A reconnect must land on the connection the user chose; anything else (another
             # of their connections, a new one) would be stored under the wrong row.
-            logger.error("Reinstall exchange returned another connection",
-                         extra={"exchange_id": locked.pk, "connection_id": result.connection_id,
-                                "expected_connection_id": target.trackstar_connection_id})
-            _end(locked, status=AuthCodeExchange.Status.FAILED,
-                 error="Trackstar reconnected a different connection than the one you chose. "
-                       "Please click Reconnect on it again.")
+            logger.error(
+                "Reinstall exchange returned another connection",
+                extra={
+                    "exchange_id": locked.pk,
+                    "connection_id": result.connection_id,
+                    "expected_connection_id": target.trackstar_connection_id,
+                },
+            )
+            _end(
+                locked,
+                status=AuthCodeExchange.Status.FAILED,
+                error="Trackstar reconnected a different connection than the one you chose. "
+                "Please click Reconnect on it again.",
+            )
             return
         allowed = locked.magic_link.allowed_integrations if locked.magic_link else []
         if allowed and result.integration_name not in allowed:
             # The allow list is only a filter in Link's page: enforce it on what Trackstar
             # says was connected, not on the name the browser sent.
-            logger.warning("Exchange for an integration outside the link's allow list",
-                           extra={"exchange_id": locked.pk})
-            _end(locked, status=AuthCodeExchange.Status.FAILED,
-                 error="This link does not allow that integration.")
+            logger.warning(
+                "Exchange for an integration outside the link's allow list",
+                extra={"exchange_id": locked.pk},
+            )
+            _end(
+                locked,
+                status=AuthCodeExchange.Status.FAILED,
+                error="This link does not allow that integration.",
+            )
             return
         connection = _connection_store(connection=connection, exchange=locked, result=result)
         _end(locked, status=AuthCodeExchange.Status.SUCCEEDED, connection=connection)
@@ -319,16 +357,18 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
     does not return access tokens here: the row waits for a reconnect (which keeps id and
     token) or for the connection.created webhook, which carries the token."""
     known = set(
-        Connection.objects.filter(customer=exchange.customer)
-        .values_list("trackstar_connection_id", flat=True)
+        Connection.objects.filter(customer=exchange.customer).values_list(
+            "trackstar_connection_id", flat=True
+        )
     )
     if exchange.reinstall_connection is not None:
         reinstall_id = exchange.reinstall_connection.trackstar_connection_id
         candidates = [reinstall_id]
     else:
         try:
-            remote = list(trackstar_client().list_connections(
-                customer_id=exchange.customer.public_id))
+            remote = list(
+                trackstar_client().list_connections(customer_id=exchange.customer.public_id)
+            )
         except TrackstarError:
             logger.warning("Could not list Trackstar connections for recovery", exc_info=True)
             return False
@@ -336,7 +376,8 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
         # after the code was submitted (a few minutes' grace for clocks).
         made_after = exchange.created_at - timedelta(minutes=5)
         candidates = [
-            c["connection_id"] for c in sorted(remote, key=lambda c: c.get("created_at") or "")
+            c["connection_id"]
+            for c in sorted(remote, key=lambda c: c.get("created_at") or "")
             if c.get("integration_name") == exchange.integration_name
             and c.get("connection_id") not in known
             and (parse_datetime(c.get("created_at")) or made_after) >= made_after
@@ -357,23 +398,31 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
                 "status": Connection.Status.NEEDS_RECONNECT,
                 "reconnect_cause": Connection.ReconnectCause.TOKEN_MISSING,
                 "last_error": "The connection was made, but its access token did not reach "
-                              "us. Reconnect to finish.",
+                "us. Reconnect to finish.",
             },
         )
         _end(locked, status=AuthCodeExchange.Status.SUCCEEDED, connection=connection)
         # The connection.created webhook (it carries the token) may have come first and
         # been set aside for want of a connection: use it now.
-        event = (WebhookEvent.objects.filter(
-            event_type="connection.created", trackstar_connection_id=candidates[-1],
-        ).exclude(access_token="").order_by("-received_at").first())
+        event = (
+            WebhookEvent.objects.filter(
+                event_type="connection.created",
+                trackstar_connection_id=candidates[-1],
+            )
+            .exclude(access_token="")
+            .order_by("-received_at")
+            .first()
+        )
         if event is not None and not connection.access_token:
             connection.access_token = event.access_token
             connection.status = Connection.Status.ACTIVE
             connection.last_error = ""
             connection.connected_at = timezone.now()
             connection.save()
-            transaction.on_commit(lambda: sync_schedule_initial(connection=connection),
-                                  robust=True)
-    logger.warning("Recovered connection %s from Trackstar after a lost exchange",
-                   connection.trackstar_connection_id, extra={"exchange_id": exchange.pk})
+            transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
+    logger.warning(
+        "Recovered connection %s from Trackstar after a lost exchange",
+        connection.trackstar_connection_id,
+        extra={"exchange_id": exchange.pk},
+    )
     return True

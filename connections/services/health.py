@@ -103,8 +103,11 @@ def connection_health_refresh(*, connection_id: int) -> str:
         _check_again(connection, soon=True)
         raise
     except TrackstarError:
-        logger.warning("Trackstar refused a health check", exc_info=True,
-                       extra={"connection_id": connection.trackstar_connection_id})
+        logger.warning(
+            "Trackstar refused a health check",
+            exc_info=True,
+            extra={"connection_id": connection.trackstar_connection_id},
+        )
         _check_again(connection, soon=True)
         return "failed"
     account_key_accepted()
@@ -141,11 +144,20 @@ def connection_health_apply(*, connection: Connection, health: ConnectionHealth)
         connection.health_checked_at = now
         troubled = bool(health.errors) or connection.status == Connection.Status.NEEDS_RECONNECT
         connection.health_next_check_at = _next_check(connection, now, troubled=troubled)
-        connection.save(update_fields=["trackstar_errors", "health_checked_at",
-                                       "health_next_check_at", "updated_at"])
+        connection.save(
+            update_fields=[
+                "trackstar_errors",
+                "health_checked_at",
+                "health_next_check_at",
+                "updated_at",
+            ]
+        )
     for message in health.unclassified:
-        logger.warning("Trackstar reports an error we cannot classify: %s", message,
-                       extra={"connection_id": connection.trackstar_connection_id})
+        logger.warning(
+            "Trackstar reports an error we cannot classify: %s",
+            message,
+            extra={"connection_id": connection.trackstar_connection_id},
+        )
 
 
 def _apply_permissions(connection: Connection, missing: dict[str, str], now: datetime) -> None:
@@ -164,14 +176,19 @@ def _next_check(connection: Connection, now: datetime, *, troubled: bool) -> dat
     if troubled:
         return now + timedelta(seconds=settings.HEALTH_CHECK_ERROR_INTERVAL_SECONDS)
     # Staggered over the hour by a hash of the connection, like the sync schedule.
-    return next_slot(connection_id=connection.pk, resource="health",
-                     interval=settings.HEALTH_CHECK_INTERVAL_SECONDS, after=now)
+    return next_slot(
+        connection_id=connection.pk,
+        resource="health",
+        interval=settings.HEALTH_CHECK_INTERVAL_SECONDS,
+        after=now,
+    )
 
 
 def _check_again(connection: Connection, *, soon: bool) -> None:
     now = timezone.now()
     Connection.objects.filter(pk=connection.pk).update(
-        health_next_check_at=_next_check(connection, now, troubled=soon), updated_at=now)
+        health_next_check_at=_next_check(connection, now, troubled=soon), updated_at=now
+    )
 
 
 def health_check_enqueue(*, connection_id: int) -> bool:

@@ -72,10 +72,17 @@ def magic_link_issue(
             created_by=user_or_none(created_by),
             emailed_to=email_to,
         )
-        audit_record(actor=created_by, action="magic_link.issued", customer=customer,
-                     connection=reinstall_connection, magic_link_id=link.pk,
-                     expires_at=link.expires_at.isoformat(), max_uses=max_uses,
-                     allowed_integrations=link.allowed_integrations, emailed_to=email_to)
+        audit_record(
+            actor=created_by,
+            action="magic_link.issued",
+            customer=customer,
+            connection=reinstall_connection,
+            magic_link_id=link.pk,
+            expires_at=link.expires_at.isoformat(),
+            max_uses=max_uses,
+            allowed_integrations=link.allowed_integrations,
+            emailed_to=email_to,
+        )
         url = magic_link_url(token)
         if email_to:
             transaction.on_commit(lambda: _send_link_email(link=link, url=url), robust=True)
@@ -86,12 +93,18 @@ def _send_link_email(*, link: MagicLink, url: str) -> None:
     from ..integrations import integration_display_name
 
     reinstall = link.reinstall_connection
-    context = {"link": link, "url": url, "customer": link.customer,
-               "wms": integration_display_name(reinstall.integration_name) if reinstall else ""}
+    context = {
+        "link": link,
+        "url": url,
+        "customer": link.customer,
+        "wms": integration_display_name(reinstall.integration_name) if reinstall else "",
+    }
     send_mail(
-        subject=(f"Reconnect your warehouse system to {settings.DOCKSIDE_PRODUCT_NAME}"
-                 if link.reinstall_connection_id else
-                 f"Connect your warehouse system to {settings.DOCKSIDE_PRODUCT_NAME}"),
+        subject=(
+            f"Reconnect your warehouse system to {settings.DOCKSIDE_PRODUCT_NAME}"
+            if link.reinstall_connection_id
+            else f"Connect your warehouse system to {settings.DOCKSIDE_PRODUCT_NAME}"
+        ),
         message=render_to_string("connect/email.txt", context),
         from_email=None,
         recipient_list=[link.emailed_to],
@@ -103,8 +116,11 @@ def magic_link_find(*, token: str) -> MagicLink | None:
     if not token or len(token) > 128:
         return None
     digest = token_hash(token)
-    link = MagicLink.objects.select_related("customer", "reinstall_connection").filter(
-        token_hash=digest).first()
+    link = (
+        MagicLink.objects.select_related("customer", "reinstall_connection")
+        .filter(token_hash=digest)
+        .first()
+    )
     # The lookup is by an index on the hash; compare again in constant time so the
     # answer never depends on how much of a guess matched.
     if link is None or not hmac.compare_digest(link.token_hash, digest):
@@ -125,7 +141,9 @@ def magic_link_consume(*, link_id: int) -> bool:
     now = timezone.now()
     return bool(
         MagicLink.objects.filter(
-            Q(pk=link_id), Q(revoked_at__isnull=True), Q(expires_at__gt=now),
+            Q(pk=link_id),
+            Q(revoked_at__isnull=True),
+            Q(expires_at__gt=now),
             Q(use_count__lt=F("max_uses")),
         ).update(use_count=F("use_count") + 1)
     )
@@ -143,16 +161,23 @@ def magic_link_completed(*, link_id: int) -> None:
 def magic_link_revoke(*, link: MagicLink, actor: Actor) -> bool:
     with transaction.atomic():
         revoked = MagicLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now(), revoked_by=actor)
+            revoked_at=timezone.now(), revoked_by=actor
+        )
         if revoked:
-            audit_record(actor=actor, action="magic_link.revoked", customer=link.customer,
-                         magic_link_id=link.pk)
+            audit_record(
+                actor=actor,
+                action="magic_link.revoked",
+                customer=link.customer,
+                magic_link_id=link.pk,
+            )
     return bool(revoked)
 
 
 def magic_links_expire() -> int:
     """Stamp links that ran out before they were used up or revoked (the funnel's end)."""
     return MagicLink.objects.filter(
-        expired_at__isnull=True, revoked_at__isnull=True, expires_at__lte=timezone.now(),
+        expired_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__lte=timezone.now(),
         use_count__lt=F("max_uses"),
     ).update(expired_at=F("expires_at"))

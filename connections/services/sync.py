@@ -158,8 +158,11 @@ def _upsert_statement(
     for record in records:
         trackstar_id = record.get("id")
         if not isinstance(trackstar_id, str) or not trackstar_id:
-            logger.warning("Skipping a %s record without an id", model.resource,
-                           extra={"connection_id": connection.trackstar_connection_id})
+            logger.warning(
+                "Skipping a %s record without an id",
+                model.resource,
+                extra={"connection_id": connection.trackstar_connection_id},
+            )
             continue
         updated = parse_datetime(record.get("updated_date"))
         seen = parse_datetime(record.get("trackstar_updated_date")) or updated
@@ -172,13 +175,28 @@ def _upsert_statement(
         return _Statement("", [], newest)
 
     opts = model._meta
-    names = ["connection_id", "customer_id", "trackstar_id", "created_date", "updated_date",
-             "synced_at", "data", *model.columns_from({})]
+    names = [
+        "connection_id",
+        "customer_id",
+        "trackstar_id",
+        "created_date",
+        "updated_date",
+        "synced_at",
+        "data",
+        *model.columns_from({}),
+    ]
     fields: list[Any] = [opts.get_field(name) for name in names]
     rows = (
-        [connection.pk, connection.customer_id, trackstar_id,
-         parse_datetime(record.get("created_date")), updated, synced_at, record,
-         *model.columns_from(record).values()]
+        [
+            connection.pk,
+            connection.customer_id,
+            trackstar_id,
+            parse_datetime(record.get("created_date")),
+            updated,
+            synced_at,
+            record,
+            *model.columns_from(record).values(),
+        ]
         for trackstar_id, (updated, record) in by_id.items()
     )
     ops = db.ops
@@ -186,7 +204,8 @@ def _upsert_statement(
     columns = ", ".join(ops.quote_name(field.column) for field in fields)
     updates = ", ".join(
         f"{ops.quote_name(f.column)} = EXCLUDED.{ops.quote_name(f.column)}"
-        for f in fields if f.column not in ("connection_id", "customer_id", "trackstar_id")
+        for f in fields
+        if f.column not in ("connection_id", "customer_id", "trackstar_id")
     )
     if db.vendor == "postgresql":
         sql, params = _insert_postgresql(db, table, columns, fields, rows)
@@ -249,10 +268,7 @@ def _insert_postgresql(
         for i, f in enumerate(fields)
     )
     aliases = ", ".join(f"c{i}" for i in range(len(fields)))
-    sql = (
-        f"INSERT INTO {table} ({columns}) SELECT {select} "
-        f"FROM unnest({casts}) AS u({aliases})"
-    )
+    sql = f"INSERT INTO {table} ({columns}) SELECT {select} FROM unnest({casts}) AS u({aliases})"
     return sql, arrays
 
 
@@ -270,9 +286,11 @@ def _execute_server_bound(sql: str, params: list[Any]) -> int:
     db_connection.ensure_connection()
     raw = psycopg.Cursor(db_connection.connection)
     # Django's wrappers accept any DB-API cursor; the stubs only know their own.
-    cursor = (db_connection.make_debug_cursor(raw)  # type: ignore[arg-type]
-              if db_connection.queries_logged
-              else db_connection.make_cursor(raw))  # type: ignore[arg-type]
+    cursor = (
+        db_connection.make_debug_cursor(raw)  # type: ignore[arg-type]
+        if db_connection.queries_logged
+        else db_connection.make_cursor(raw)  # type: ignore[arg-type]
+    )
     with cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -322,8 +340,12 @@ def _ensure_resource_syncs(
     now = now or timezone.now()
     ResourceSync.objects.bulk_create(
         [
-            ResourceSync(connection=connection, resource=resource,
-                         interval_seconds=_interval_for(resource), next_sync_at=now)
+            ResourceSync(
+                connection=connection,
+                resource=resource,
+                interval_seconds=_interval_for(resource),
+                next_sync_at=now,
+            )
             for resource in wanted
         ],
         ignore_conflicts=True,
@@ -381,7 +403,8 @@ def sync_force_requested(*, connection: Connection, resources: Iterable[str]) ->
     wanted = list(resources)
     _ensure_resource_syncs(connection)
     ResourceSync.objects.filter(connection=connection, resource__in=wanted).update(
-        force_sync_requested_at=timezone.now(), updated_at=timezone.now())
+        force_sync_requested_at=timezone.now(), updated_at=timezone.now()
+    )
     return wanted
 
 
@@ -415,7 +438,8 @@ def sync_request_now(
     handler passes kind=webhook for connection.historical-sync-completed (always full)."""
     wanted = set(resources) if resources is not None else None
     requested = [
-        rs.resource for rs in _ensure_resource_syncs(connection)
+        rs.resource
+        for rs in _ensure_resource_syncs(connection)
         if wanted is None or rs.resource in wanted
     ]
     for resource in requested:
@@ -423,10 +447,13 @@ def sync_request_now(
     return requested
 
 
-def sync_enqueue_on_commit(connection_id: int, resource: str, kind: str, full: bool = False) -> None:
+def sync_enqueue_on_commit(
+    connection_id: int, resource: str, kind: str, full: bool = False
+) -> None:
     """Enqueue a run once the caller's transaction commits (a dead broker leaves it due)."""
-    transaction.on_commit(functools.partial(_enqueue, connection_id, resource, kind, full),
-                          robust=True)
+    transaction.on_commit(
+        functools.partial(_enqueue, connection_id, resource, kind, full), robust=True
+    )
 
 
 def _enqueue(connection_id: int, resource: str, kind: str, full: bool = False) -> bool:
@@ -439,8 +466,11 @@ def _enqueue(connection_id: int, resource: str, kind: str, full: bool = False) -
         ResourceSync.objects.filter(connection_id=connection_id, resource=resource).update(
             next_sync_at=timezone.now()
         )
-        logger.warning("Broker unavailable; %s sync left for the dispatcher", resource,
-                       extra={"connection_id": connection_id})
+        logger.warning(
+            "Broker unavailable; %s sync left for the dispatcher",
+            resource,
+            extra={"connection_id": connection_id},
+        )
         return False
     return True
 
@@ -470,15 +500,20 @@ def sync_dispatch_due(*, now: datetime | None = None, limit: int | None = None) 
     # GET /connections/{id} ever says so, it is read anyway after SYNC_HISTORY_WAIT_SECONDS
     # (never skip data).
     history_known = Q(history_ready=True) | Q(
-        created_at__lt=now - timedelta(seconds=settings.SYNC_HISTORY_WAIT_SECONDS))
+        created_at__lt=now - timedelta(seconds=settings.SYNC_HISTORY_WAIT_SECONDS)
+    )
     with transaction.atomic():
         due = list(
             ResourceSync.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(
                 history_known,
-                enabled=True, unsupported=False, paused=False, permission_error="",
+                enabled=True,
+                unsupported=False,
+                paused=False,
+                permission_error="",
                 next_sync_at__lte=now,
-                connection__status=Connection.Status.ACTIVE, connection__sync_paused=False,
+                connection__status=Connection.Status.ACTIVE,
+                connection__sync_paused=False,
             )
             .order_by("next_sync_at")
             .values_list("pk", "connection_id", "resource", "high_water_mark")[:limit]
@@ -497,12 +532,16 @@ def sync_dispatch_due(*, now: datetime | None = None, limit: int | None = None) 
 def _force_syncs_timed_out(now: datetime) -> None:
     """Force syncs whose completion event never came: read what Trackstar has now."""
     cutoff = now - timedelta(seconds=settings.SYNC_FORCE_TIMEOUT_SECONDS)
-    late = list(ResourceSync.objects.filter(force_sync_requested_at__lt=cutoff)
-                .values_list("pk", "connection_id", "resource")[:500])
+    late = list(
+        ResourceSync.objects.filter(force_sync_requested_at__lt=cutoff).values_list(
+            "pk", "connection_id", "resource"
+        )[:500]
+    )
     if not late:
         return
     ResourceSync.objects.filter(pk__in=[row[0] for row in late]).update(
-        force_sync_requested_at=None, updated_at=now)
+        force_sync_requested_at=None, updated_at=now
+    )
     for _, connection_id, resource in late:
         _enqueue(connection_id, resource, SyncRun.Kind.FORCE)
 
@@ -535,9 +574,12 @@ def sync_resource(
     if isinstance(acquired, SyncOutcome):
         return acquired
     lease = acquired
-    log_extra = {"customer_id": connection.customer.public_id,
-                 "connection_id": connection.trackstar_connection_id,
-                 "resource": resource, "sync_run_id": lease.run.pk}
+    log_extra = {
+        "customer_id": connection.customer.public_id,
+        "connection_id": connection.trackstar_connection_id,
+        "resource": resource,
+        "sync_run_id": lease.run.pk,
+    }
     try:
         return _run(connection, resource, lease, time_budget, page_budget, log_extra)
     except LeaseLost:
@@ -551,8 +593,9 @@ def sync_resource(
     except TrackstarForbidden as e:
         return _finish_forbidden(connection, lease, e)
     except TrackstarNotImplemented as e:
-        return _finish_unsupported(lease, f"{connection.integration_name} does not offer "
-                                          f"{resource}: {e.message}")
+        return _finish_unsupported(
+            lease, f"{connection.integration_name} does not offer {resource}: {e.message}"
+        )
     except TrackstarError as e:
         logger.warning("Sync failed: %s", e, extra=log_extra)
         return _finish_failed(lease, f"Trackstar refused the sync: {e}")
@@ -570,11 +613,13 @@ def _lease_acquire(
     lease_for = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     with transaction.atomic():
         ResourceSync.objects.get_or_create(
-            connection=connection, resource=resource,
+            connection=connection,
+            resource=resource,
             defaults={"interval_seconds": _interval_for(resource)},
         )
         resource_sync = (
-            ResourceSync.objects.select_for_update(of=("self",)).select_related("current_run")
+            ResourceSync.objects.select_for_update(of=("self",))
+            .select_related("current_run")
             .get(connection=connection, resource=resource)
         )
         manual = kind == SyncRun.Kind.MANUAL
@@ -585,14 +630,18 @@ def _lease_acquire(
             return SyncOutcome("skipped")
         if resource_sync.permission_error and not manual:
             return SyncOutcome("skipped")
-        if scheduled and not resource_sync.history_ready and resource_sync.created_at > now - (
-            timedelta(seconds=settings.SYNC_HISTORY_WAIT_SECONDS)
+        if (
+            scheduled
+            and not resource_sync.history_ready
+            and resource_sync.created_at
+            > now - (timedelta(seconds=settings.SYNC_HISTORY_WAIT_SECONDS))
         ):
             return SyncOutcome("skipped")
         expires = resource_sync.lease_expires_at
         if resource_sync.lease_token and expires is not None and expires > now:
             return SyncOutcome(
-                "busy", resource_sync.current_run,
+                "busy",
+                resource_sync.current_run,
                 retry_in=(expires - now).total_seconds(),
             )
         run = resource_sync.current_run
@@ -614,7 +663,10 @@ def _lease_acquire(
             else:
                 since = mark - timedelta(seconds=settings.SYNC_OVERLAP_SECONDS)
             run = SyncRun.objects.create(
-                connection=connection, resource=resource, kind=run_kind, since=since,
+                connection=connection,
+                resource=resource,
+                kind=run_kind,
+                since=since,
             )
         run.attempts += 1
         run.save(update_fields=["attempts", "updated_at"])
@@ -624,10 +676,16 @@ def _lease_acquire(
         resource_sync.lease_expires_at = now + lease_for
         # If this worker dies, the dispatcher looks again once the lease has lapsed.
         resource_sync.next_sync_at = resource_sync.lease_expires_at
-        resource_sync.save(update_fields=[
-            "current_run", "unsupported", "lease_token", "lease_expires_at", "next_sync_at",
-            "updated_at",
-        ])
+        resource_sync.save(
+            update_fields=[
+                "current_run",
+                "unsupported",
+                "lease_token",
+                "lease_expires_at",
+                "next_sync_at",
+                "updated_at",
+            ]
+        )
     return _Lease(resource_sync.pk, resource_sync.lease_token, run)
 
 
@@ -639,9 +697,9 @@ def _recently_synced(resource_sync: ResourceSync, now: datetime) -> bool:
 def _lease_renew(lease: _Lease) -> None:
     now = timezone.now()
     expires = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    renewed = ResourceSync.objects.filter(pk=lease.resource_sync_id, lease_token=lease.token).update(
-        lease_expires_at=expires, next_sync_at=expires, updated_at=now
-    )
+    renewed = ResourceSync.objects.filter(
+        pk=lease.resource_sync_id, lease_token=lease.token
+    ).update(lease_expires_at=expires, next_sync_at=expires, updated_at=now)
     if not renewed:
         raise LeaseLost
 
@@ -733,8 +791,11 @@ def _fetch_once(
     into its upsert statement. No database access: this runs in the prefetch thread."""
     acquire(trackstar_get_limiter(), connection.access_token)
     pages = trackstar_client().iter_pages(
-        model.resource, access_token=connection.access_token, filters=filters,
-        limit=PAGE_SIZE, page_token=page_token,
+        model.resource,
+        access_token=connection.access_token,
+        filters=filters,
+        limit=PAGE_SIZE,
+        page_token=page_token,
     )
     try:
         page = next(pages)
@@ -800,7 +861,8 @@ def _finish_succeeded(
     with transaction.atomic():
         resource_sync = (
             ResourceSync.objects.select_for_update()
-            .filter(pk=lease.resource_sync_id, lease_token=lease.token).first()
+            .filter(pk=lease.resource_sync_id, lease_token=lease.token)
+            .first()
         )
         if resource_sync is None:
             raise LeaseLost
@@ -823,17 +885,24 @@ def _finish_succeeded(
         resource_sync.lease_expires_at = None
         resource_sync.current_run = None
         resource_sync.next_sync_at = next_slot(
-            connection_id=connection.pk, resource=resource_sync.resource,
-            interval=resource_sync.interval_seconds, after=now,
+            connection_id=connection.pk,
+            resource=resource_sync.resource,
+            interval=resource_sync.interval_seconds,
+            after=now,
         )
         resource_sync.save()
         SyncRun.objects.filter(pk=run.pk).update(
-            status=SyncRun.Status.SUCCEEDED, high_water_mark=new_mark, error="",
-            next_page_token="", finished_at=now, updated_at=now,
+            status=SyncRun.Status.SUCCEEDED,
+            high_water_mark=new_mark,
+            error="",
+            next_page_token="",
+            finished_at=now,
+            updated_at=now,
         )
     run.refresh_from_db()
-    logger.info("Synced %d %s records in %d pages", run.records, run.resource, run.pages,
-                extra=log_extra)
+    logger.info(
+        "Synced %d %s records in %d pages", run.records, run.resource, run.pages, extra=log_extra
+    )
     return SyncOutcome("succeeded", run)
 
 
@@ -843,8 +912,12 @@ def _finish(lease: _Lease, *, status: str, error: str, **resource_sync_fields: A
         updated = ResourceSync.objects.filter(
             pk=lease.resource_sync_id, lease_token=lease.token
         ).update(
-            lease_token=None, lease_expires_at=None, current_run=None, last_error=error,
-            updated_at=now, **resource_sync_fields,
+            lease_token=None,
+            lease_expires_at=None,
+            current_run=None,
+            last_error=error,
+            updated_at=now,
+            **resource_sync_fields,
         )
         if updated:
             SyncRun.objects.filter(pk=lease.run.pk).update(
@@ -857,7 +930,9 @@ def _finish(lease: _Lease, *, status: str, error: str, **resource_sync_fields: A
 def _finish_failed(lease: _Lease, error: str) -> SyncOutcome:
     resource_sync = ResourceSync.objects.get(pk=lease.resource_sync_id)
     run = _finish(
-        lease, status=SyncRun.Status.FAILED, error=error,
+        lease,
+        status=SyncRun.Status.FAILED,
+        error=error,
         next_sync_at=timezone.now() + timedelta(seconds=resource_sync.interval_seconds),
     )
     return SyncOutcome("failed", run)
@@ -901,8 +976,7 @@ def _finish_forbidden(
 
     message = error.message or f"No access to {lease.run.resource}."
     run = _finish(lease, status=SyncRun.Status.FAILED, error=message, permission_error=message)
-    transaction.on_commit(lambda: health_check_enqueue(connection_id=connection.pk),
-                          robust=True)
+    transaction.on_commit(lambda: health_check_enqueue(connection_id=connection.pk), robust=True)
     return SyncOutcome("forbidden", run)
 
 
@@ -912,8 +986,10 @@ def sync_fail(*, connection_id: int, resource: str, reason: str) -> SyncRun | No
     now = timezone.now()
     with transaction.atomic():
         resource_sync = (
-            ResourceSync.objects.select_for_update(of=("self",)).select_related("current_run")
-            .filter(connection_id=connection_id, resource=resource).first()
+            ResourceSync.objects.select_for_update(of=("self",))
+            .select_related("current_run")
+            .filter(connection_id=connection_id, resource=resource)
+            .first()
         )
         if resource_sync is None or resource_sync.current_run is None:
             return None

@@ -88,11 +88,13 @@ def webhooks_sweep() -> int:
     """Enqueue events stored while the broker was down (never enqueued, a minute later), or
     whose task was lost (enqueued long ago, still not applied)."""
     now = timezone.now()
-    ids = list(WebhookEvent.objects.filter(
-        Q(enqueued_at__isnull=True, received_at__lt=now - timedelta(seconds=STALE_SECONDS))
-        | Q(enqueued_at__lt=now - timedelta(seconds=LOST_TASK_SECONDS)),
-        status=WebhookEvent.Status.RECEIVED,
-    ).values_list("pk", flat=True))
+    ids = list(
+        WebhookEvent.objects.filter(
+            Q(enqueued_at__isnull=True, received_at__lt=now - timedelta(seconds=STALE_SECONDS))
+            | Q(enqueued_at__lt=now - timedelta(seconds=LOST_TASK_SECONDS)),
+            status=WebhookEvent.Status.RECEIVED,
+        ).values_list("pk", flat=True)
+    )
     return sum(webhook_enqueue(event_id=event_id) for event_id in ids)
 
 
@@ -103,8 +105,13 @@ def webhook_retry(*, event: WebhookEvent, actor: Actor) -> bool:
             pk=event.pk, status=WebhookEvent.Status.FAILED
         ).update(status=WebhookEvent.Status.RECEIVED, error="")
         if updated:
-            audit_record(actor=actor, action="webhook.retried", connection=event.connection,
-                         svix_id=event.svix_id, event_type=event.event_type)
+            audit_record(
+                actor=actor,
+                action="webhook.retried",
+                connection=event.connection,
+                svix_id=event.svix_id,
+                event_type=event.event_type,
+            )
             transaction.on_commit(lambda: webhook_enqueue(event_id=event.pk), robust=True)
     return bool(updated)
 
@@ -115,21 +122,28 @@ def webhook_apply(*, event_id: int) -> WebhookEvent | None:
         if event is None or event.status != WebhookEvent.Status.RECEIVED:
             return event  # applied already: deliveries are processed once
         event.attempts += 1
-        connection = Connection.objects.select_related("customer").filter(
-            trackstar_connection_id=event.trackstar_connection_id).first()
+        connection = (
+            Connection.objects.select_related("customer")
+            .filter(trackstar_connection_id=event.trackstar_connection_id)
+            .first()
+        )
         event.connection = connection
         if connection is None:
             _finish(event, WebhookEvent.Status.IGNORED, "No such connection in Dockside.")
             return event
         ignored_because = _apply(event, connection)
-        _finish(event, WebhookEvent.Status.IGNORED if ignored_because
-                else WebhookEvent.Status.PROCESSED, ignored_because or "")
+        _finish(
+            event,
+            WebhookEvent.Status.IGNORED if ignored_because else WebhookEvent.Status.PROCESSED,
+            ignored_because or "",
+        )
     return event
 
 
 def webhook_fail(*, event_id: int, error: str) -> None:
     WebhookEvent.objects.filter(pk=event_id, status=WebhookEvent.Status.RECEIVED).update(
-        status=WebhookEvent.Status.FAILED, error=error[:2000], processed_at=timezone.now())
+        status=WebhookEvent.Status.FAILED, error=error[:2000], processed_at=timezone.now()
+    )
 
 
 def _finish(event: WebhookEvent, status: str, error: str) -> None:
@@ -148,12 +162,14 @@ def _apply(event: WebhookEvent, connection: Connection) -> str | None:
     if event_type.startswith("connection-error."):
         # created / updated / deleted: Trackstar's GET /connections/{id} says which errors
         # remain and of which kind (the webhook's shape does not say blocking or not).
-        transaction.on_commit(lambda: health_check_enqueue(connection_id=connection.pk),
-                              robust=True)
+        transaction.on_commit(
+            lambda: health_check_enqueue(connection_id=connection.pk), robust=True
+        )
         return None
     if event_type == "connection.deleted":
-        connection_mark_disconnected(connection=connection, actor=None,
-                                     reason="connection.deleted webhook")
+        connection_mark_disconnected(
+            connection=connection, actor=None, reason="connection.deleted webhook"
+        )
         return None
     if event_type == "connection.created":
         if not _adopt_token(connection, event.access_token):
@@ -176,13 +192,17 @@ def _apply(event: WebhookEvent, connection: Connection) -> str | None:
         sync_force_completed(connection=connection, resources=resources)
         return None
     if event_type in ("connection.sync-job-completed", "connection.sync-job-stuck"):
-        return backfill_job_event(connection=connection, job=data,
-                                  stuck=event_type.endswith("stuck"))
+        return backfill_job_event(
+            connection=connection, job=data, stuck=event_type.endswith("stuck")
+        )
     if event_type == "connection.schedule-stuck":
-        logger.warning("Trackstar reports a stuck sync schedule",
-                       extra={"connection_id": connection.trackstar_connection_id})
-        audit_record(actor=None, action="trackstar.schedule_stuck", connection=connection,
-                     detail=data)
+        logger.warning(
+            "Trackstar reports a stuck sync schedule",
+            extra={"connection_id": connection.trackstar_connection_id},
+        )
+        audit_record(
+            actor=None, action="trackstar.schedule_stuck", connection=connection, detail=data
+        )
         return None
     prefix, _, _action = event_type.partition(".")
     record_resource = EVENT_RESOURCES.get(prefix)
@@ -195,13 +215,14 @@ def _apply(event: WebhookEvent, connection: Connection) -> str | None:
         # record, never the whole resource.
         return _fetch_truncated(connection, record_resource, str(data["id"]))
     # order.created / order.updated / order.shipment.created … all carry the full record.
-    records_upsert(connection=connection, resource=record_resource, records=[data],
-                   only_if_newer=True)
+    records_upsert(
+        connection=connection, resource=record_resource, records=[data], only_if_newer=True
+    )
     return None
 
 
 def _resource_name(value: Any) -> str | None:
-    """"orders", "inbound-shipments" or "get_orders" → our resource name."""
+    """ "orders", "inbound-shipments" or "get_orders" → our resource name."""
     if not isinstance(value, str):
         return None
     name = value.replace("-", "_").removeprefix("get_")
@@ -212,13 +233,13 @@ def _fetch_truncated(connection: Connection, resource: str, record_id: str) -> s
     if connection.status != Connection.Status.ACTIVE or not connection.access_token:
         return f"The connection is {connection.get_status_display().lower()}."
     try:
-        record = trackstar_client().get_record(resource, record_id,
-                                               access_token=connection.access_token)
+        record = trackstar_client().get_record(
+            resource, record_id, access_token=connection.access_token
+        )
     except TrackstarNotFound:
         return "Trackstar no longer has that record."
     # Other Trackstar errors go to the task, which retries outages.
-    records_upsert(connection=connection, resource=resource, records=[record],
-                   only_if_newer=True)
+    records_upsert(connection=connection, resource=resource, records=[record], only_if_newer=True)
     return None
 
 
@@ -226,15 +247,26 @@ def _adopt_token(connection: Connection, token: str) -> bool:
     """connection.created carries the access token: it completes a connection that was
     recovered after a lost exchange (services.exchanges._recover_from_trackstar) and is
     waiting for it. Nothing else: a disconnected connection stays so."""
-    if (connection.access_token or not token
-            or connection.status != Connection.Status.NEEDS_RECONNECT):
+    if (
+        connection.access_token
+        or not token
+        or connection.status != Connection.Status.NEEDS_RECONNECT
+    ):
         return False
     connection.access_token = token
     connection.status = Connection.Status.ACTIVE
     connection.last_error = ""
     connection.reconnect_cause = ""
     connection.connected_at = timezone.now()
-    connection.save(update_fields=["access_token", "status", "last_error", "reconnect_cause",
-                                   "connected_at", "updated_at"])
+    connection.save(
+        update_fields=[
+            "access_token",
+            "status",
+            "last_error",
+            "reconnect_cause",
+            "connected_at",
+            "updated_at",
+        ]
+    )
     transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
     return True

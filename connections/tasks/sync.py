@@ -20,13 +20,17 @@ def sync_resource(
 ) -> str:
     try:
         outcome = services.sync_resource(
-            connection_id=connection_id, resource=resource, kind=kind, full=full,
+            connection_id=connection_id,
+            resource=resource,
+            kind=kind,
+            full=full,
             time_budget=SYNC_TIME_BUDGET_SECONDS,
         )
     except (TrackstarRateLimited, TrackstarUnavailable) as e:
         if self.request.retries >= self.max_retries:
             services.sync_fail(
-                connection_id=connection_id, resource=resource,
+                connection_id=connection_id,
+                resource=resource,
                 reason="Trackstar stayed unreachable; the next scheduled sync tries again.",
             )
             return "failed"

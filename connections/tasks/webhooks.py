@@ -18,7 +18,7 @@ def webhook_apply(self, event_id: int) -> None:
         services.webhook_apply(event_id=event_id)
     except DatabaseOperationalError as e:
         # A lock timeout or a dropped connection may pass: try again shortly.
-        raise self.retry(exc=e, countdown=2 ** self.request.retries) from e
+        raise self.retry(exc=e, countdown=2**self.request.retries) from e
     except (TrackstarRateLimited, TrackstarUnavailable) as e:
         # A truncated event's record could not be fetched yet: the event stays received.
         if self.request.retries < self.max_retries:

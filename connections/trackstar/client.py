@@ -406,9 +406,7 @@ class TrackstarClient:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
         # Validate now, not on the first next(), so a bad filter fails where it is written.
         params = {**encode_filters(filters), "limit": str(limit)}
-        return self._paginate(
-            path, params=params, access_token=access_token, page_token=page_token
-        )
+        return self._paginate(path, params=params, access_token=access_token, page_token=page_token)
 
     def iter_records(
         self,

@@ -13,9 +13,7 @@ NEW_KEY = Fernet.generate_key().decode()
 
 def _raw_token(conn: Connection) -> str:
     with db_connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT access_token FROM connections_connection WHERE id = %s", [conn.pk]
-        )
+        cursor.execute("SELECT access_token FROM connections_connection WHERE id = %s", [conn.pk])
         return cursor.fetchone()[0]
 
 

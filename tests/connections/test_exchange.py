@@ -7,15 +7,25 @@ from connections.models import AuthCodeExchange, Connection
 from connections.trackstar import TrackstarUnavailable
 
 
-def submit(sandbox, customer, *, integration="shipbob", credentials=None, reinstall=None,
-           source=Connection.Source.PORTAL):
+def submit(
+    sandbox,
+    customer,
+    *,
+    integration="shipbob",
+    credentials=None,
+    reinstall=None,
+    source=Connection.Source.PORTAL,
+):
     link_token = sandbox.link_token(
         customer_id=customer.public_id,
         **({"connection_id": reinstall.trackstar_connection_id} if reinstall else {}),
     )
     auth_code = sandbox.authorize(link_token, integration, credentials or {"api_key": "sk_1"})
     return services.exchange_submit(
-        customer=customer, auth_code=auth_code, integration_name=integration, source=source,
+        customer=customer,
+        auth_code=auth_code,
+        integration_name=integration,
+        source=source,
         reinstall_connection=reinstall,
     ).exchange
 
@@ -54,7 +64,8 @@ def test_reinstall_keeps_the_connection_id_and_row(trackstar, customer):
     connection = Connection.objects.get()
     trackstar.break_connection(connection.trackstar_connection_id)
     Connection.objects.filter(pk=connection.pk).update(
-        status=Connection.Status.NEEDS_RECONNECT, last_error="Credentials expired")
+        status=Connection.Status.NEEDS_RECONNECT, last_error="Credentials expired"
+    )
 
     again = submit(trackstar, customer, reinstall=connection)
     services.exchange_process(exchange_id=again.pk)
@@ -104,7 +115,9 @@ def test_a_reinstall_that_lands_on_another_connection_fails_with_a_reason(tracks
 
 def test_a_refused_code_fails_with_a_reason(trackstar, customer):
     exchange = services.exchange_submit(
-        customer=customer, auth_code="not-a-real-code", integration_name="shipbob",
+        customer=customer,
+        auth_code="not-a-real-code",
+        integration_name="shipbob",
         source=Connection.Source.PORTAL,
     ).exchange
 
@@ -136,8 +149,9 @@ def test_a_connection_made_before_the_worker_died_is_recovered(trackstar, custom
     exchange = submit(trackstar, customer)
     # A first attempt reached Trackstar (the code is spent) and the worker died before
     # its commit: all that is left is the attempt counted in the database.
-    trackstar.exchange(AuthCodeExchange.objects.get(pk=exchange.pk).auth_code,
-                       customer_id=customer.public_id)
+    trackstar.exchange(
+        AuthCodeExchange.objects.get(pk=exchange.pk).auth_code, customer_id=customer.public_id
+    )
     AuthCodeExchange.objects.filter(pk=exchange.pk).update(attempts=1)
 
     services.exchange_process(exchange_id=exchange.pk)
@@ -156,35 +170,45 @@ def test_sweep_enqueues_only_stale_pending_exchanges(trackstar, customer, monkey
     from django.utils import timezone
 
     stale = submit(trackstar, customer)
-    fresh = submit(trackstar, customer, integration="shiphero",
-                   credentials={"username": "u", "password": "p"})
+    fresh = submit(
+        trackstar, customer, integration="shiphero", credentials={"username": "u", "password": "p"}
+    )
     AuthCodeExchange.objects.filter(pk=stale.pk).update(
-        updated_at=timezone.now() - timedelta(minutes=5))
+        updated_at=timezone.now() - timedelta(minutes=5)
+    )
     enqueued = []
-    monkeypatch.setattr(services.exchanges, "exchange_enqueue",
-                        lambda *, exchange_id: enqueued.append(exchange_id) or True)
+    monkeypatch.setattr(
+        services.exchanges,
+        "exchange_enqueue",
+        lambda *, exchange_id: enqueued.append(exchange_id) or True,
+    )
 
     assert services.exchanges_sweep() == 1
     assert enqueued == [stale.pk]
     assert fresh.pk not in enqueued
 
 
-def test_the_sweep_leaves_a_scheduled_retry_alone_and_gives_up_in_the_end(trackstar, customer,
-                                                                          monkeypatch):
+def test_the_sweep_leaves_a_scheduled_retry_alone_and_gives_up_in_the_end(
+    trackstar, customer, monkeypatch
+):
     from datetime import timedelta
 
     from django.utils import timezone
 
     waiting = submit(trackstar, customer)
-    hopeless = submit(trackstar, customer, integration="shiphero",
-                      credentials={"username": "u", "password": "p"})
+    hopeless = submit(
+        trackstar, customer, integration="shiphero", credentials={"username": "u", "password": "p"}
+    )
     long_ago = timezone.now() - timedelta(minutes=10)
     AuthCodeExchange.objects.update(updated_at=long_ago)
     services.exchange_retry_scheduled(exchange_id=waiting.pk, countdown=120)
     AuthCodeExchange.objects.filter(pk=hopeless.pk).update(attempts=99)
     enqueued = []
-    monkeypatch.setattr(services.exchanges, "exchange_enqueue",
-                        lambda *, exchange_id: enqueued.append(exchange_id) or True)
+    monkeypatch.setattr(
+        services.exchanges,
+        "exchange_enqueue",
+        lambda *, exchange_id: enqueued.append(exchange_id) or True,
+    )
 
     assert services.exchanges_sweep() == 0
 

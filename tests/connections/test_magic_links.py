@@ -118,8 +118,9 @@ def test_visitor_connects_through_the_link(client, customer, django_capture_on_c
     assert status.json()["status"] == "pending"
 
 
-def test_a_used_link_refuses_a_second_connection(client, customer,
-                                                 django_capture_on_commit_callbacks):
+def test_a_used_link_refuses_a_second_connection(
+    client, customer, django_capture_on_commit_callbacks
+):
     issued = issue(customer)
     client.get(f"/connect/{token_of(issued)}/")
     with django_capture_on_commit_callbacks(execute=False):
@@ -161,19 +162,26 @@ def test_without_the_header_a_link_grant_does_not_act_as_the_portal(client, cust
     issued = issue(customer)
     client.get(f"/connect/{token_of(issued)}/")
 
-    response = client.post("/portal/store-token", json.dumps({"auth_code": "a",
-                           "integration_name": "shipbob"}), content_type="text/plain")
+    response = client.post(
+        "/portal/store-token",
+        json.dumps({"auth_code": "a", "integration_name": "shipbob"}),
+        content_type="text/plain",
+    )
 
     assert response.status_code == 403
 
 
-def test_a_failed_exchange_gives_the_use_back(customer, trackstar,
-                                              django_capture_on_commit_callbacks):
+def test_a_failed_exchange_gives_the_use_back(
+    customer, trackstar, django_capture_on_commit_callbacks
+):
     issued = issue(customer)
     with django_capture_on_commit_callbacks(execute=False):
         exchange = services.exchange_submit(
-            customer=customer, auth_code="made-up", integration_name="shipbob",
-            source=Connection.Source.MAGIC_LINK, magic_link=issued.link,
+            customer=customer,
+            auth_code="made-up",
+            integration_name="shipbob",
+            source=Connection.Source.MAGIC_LINK,
+            magic_link=issued.link,
         ).exchange
     assert MagicLink.objects.get().use_count == 1
 
@@ -223,8 +231,9 @@ def test_expiry_task_stamps_links_that_ran_out(customer):
     assert MagicLink.objects.get(pk=live.pk).expired_at is None
 
 
-def test_a_plain_link_cannot_reinstall_another_connection(client, customer,
-                                                          django_capture_on_commit_callbacks):
+def test_a_plain_link_cannot_reinstall_another_connection(
+    client, customer, django_capture_on_commit_callbacks
+):
     existing = make_connection(customer=customer)
     issued = issue(customer)
     client.get(f"/connect/{token_of(issued)}/")
@@ -236,16 +245,20 @@ def test_a_plain_link_cannot_reinstall_another_connection(client, customer,
     assert AuthCodeExchange.objects.get().reinstall_connection is None
 
 
-def test_the_allow_list_holds_even_if_the_browser_lies(customer, trackstar,
-                                                       django_capture_on_commit_callbacks):
+def test_the_allow_list_holds_even_if_the_browser_lies(
+    customer, trackstar, django_capture_on_commit_callbacks
+):
     issued = issue(customer, allowed_integrations=["shiphero"])
     link_token = trackstar.link_token(customer_id=customer.public_id)
     auth_code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_1"})
     with django_capture_on_commit_callbacks(execute=False):
         # The page claims ShipHero; Trackstar made a ShipBob connection.
         exchange = services.exchange_submit(
-            customer=customer, auth_code=auth_code, integration_name="shiphero",
-            source=Connection.Source.MAGIC_LINK, magic_link=issued.link,
+            customer=customer,
+            auth_code=auth_code,
+            integration_name="shiphero",
+            source=Connection.Source.MAGIC_LINK,
+            magic_link=issued.link,
         ).exchange
 
     services.exchange_process(exchange_id=exchange.pk)

@@ -8,18 +8,23 @@ from tests.builders import make_connection, make_customer, make_user
 
 @pytest.fixture
 def theirs(other_customer):
-    connection = make_connection(customer=other_customer, integration_name="deposco",
-                                 trackstar_connection_id="conn_theirs")
+    connection = make_connection(
+        customer=other_customer, integration_name="deposco", trackstar_connection_id="conn_theirs"
+    )
     exchange = AuthCodeExchange.objects.create(
-        customer=other_customer, auth_code_hash="h" * 64, auth_code="ac",
-        integration_name="deposco", source="portal",
+        customer=other_customer,
+        auth_code_hash="h" * 64,
+        auth_code="ac",
+        integration_name="deposco",
+        source="portal",
     )
     return connection, exchange
 
 
 def test_portal_lists_only_my_connections(client, portal_user, customer, theirs):
-    make_connection(customer=customer, integration_name="shipbob",
-                    trackstar_connection_id="conn_mine")
+    make_connection(
+        customer=customer, integration_name="shipbob", trackstar_connection_id="conn_mine"
+    )
     client.force_login(portal_user)
 
     page = client.get("/portal/").content.decode()
@@ -56,8 +61,9 @@ def test_reconnecting_another_customers_connection_is_404(client, portal_user, t
     connection, _ = theirs
     client.force_login(portal_user)
 
-    response = client.post("/portal/get-link-token", {"connection_id": connection.pk},
-                           content_type="application/json")
+    response = client.post(
+        "/portal/get-link-token", {"connection_id": connection.pk}, content_type="application/json"
+    )
 
     assert response.status_code == 404
 

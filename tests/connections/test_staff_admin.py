@@ -20,9 +20,14 @@ def actions(action: str):
 
 
 def test_issuing_a_magic_link_shows_the_url_once(staff, customer, staff_user):
-    response = staff.post("/admin/connections/magiclink/add/", {
-        "customer": customer.pk, "expires_in_days": 7, "max_uses": 2,
-    })
+    response = staff.post(
+        "/admin/connections/magiclink/add/",
+        {
+            "customer": customer.pk,
+            "expires_in_days": 7,
+            "max_uses": 2,
+        },
+    )
     assert response.status_code == 302  # a reload of the next page cannot issue another
     stored = json.dumps(dict(staff.session))
 
@@ -41,9 +46,14 @@ def test_issuing_a_magic_link_shows_the_url_once(staff, customer, staff_user):
 
 
 def test_issue_form_refuses_more_than_30_days(staff, customer):
-    response = staff.post("/admin/connections/magiclink/add/", {
-        "customer": customer.pk, "expires_in_days": 45, "max_uses": 1,
-    })
+    response = staff.post(
+        "/admin/connections/magiclink/add/",
+        {
+            "customer": customer.pk,
+            "expires_in_days": 45,
+            "max_uses": 1,
+        },
+    )
 
     assert response.status_code == 200
     assert MagicLink.objects.count() == 0
@@ -54,8 +64,7 @@ def test_revoke_action(staff, customer, staff_user):
 
     link = services.magic_link_issue(customer=customer, created_by=staff_user).link
 
-    staff.post("/admin/connections/magiclink/", {"action": "revoke",
-                                                 "_selected_action": [link.pk]})
+    staff.post("/admin/connections/magiclink/", {"action": "revoke", "_selected_action": [link.pk]})
 
     link.refresh_from_db()
     assert link.revoked_at is not None and link.state == MagicLink.State.REVOKED
@@ -77,8 +86,10 @@ def test_funnel_filter(staff, customer, staff_user):
 def test_import_a_valid_token(staff, customer, staff_user, trackstar):
     made = trackstar.connect("shipbob", {"api_key": "sk_1"})
 
-    response = staff.post(f"/admin/customers/customer/{customer.pk}/import-token/",
-                          {"access_token": made["access_token"]})
+    response = staff.post(
+        f"/admin/customers/customer/{customer.pk}/import-token/",
+        {"access_token": made["access_token"]},
+    )
 
     assert response.status_code == 302
     connection = Connection.objects.get()
@@ -91,8 +102,10 @@ def test_import_a_valid_token(staff, customer, staff_user, trackstar):
 
 
 def test_import_refuses_an_invalid_token(staff, customer, trackstar):
-    response = staff.post(f"/admin/customers/customer/{customer.pk}/import-token/",
-                          {"access_token": "trackstar_not_a_token"})
+    response = staff.post(
+        f"/admin/customers/customer/{customer.pk}/import-token/",
+        {"access_token": "trackstar_not_a_token"},
+    )
 
     assert response.status_code == 200
     assert "does not accept this access token" in response.content.decode()
@@ -103,8 +116,10 @@ def test_import_refuses_a_duplicate(staff, customer, other_customer, trackstar):
     made = trackstar.connect("shipbob", {"api_key": "sk_1"})
     make_connection(customer=other_customer, trackstar_connection_id=made["connection_id"])
 
-    response = staff.post(f"/admin/customers/customer/{customer.pk}/import-token/",
-                          {"access_token": made["access_token"]})
+    response = staff.post(
+        f"/admin/customers/customer/{customer.pk}/import-token/",
+        {"access_token": made["access_token"]},
+    )
 
     assert "already in Dockside" in response.content.decode()
     assert Connection.objects.count() == 1
@@ -114,17 +129,24 @@ def test_import_refuses_a_duplicate(staff, customer, other_customer, trackstar):
 
 def test_disconnect_action_deletes_at_trackstar(staff, customer, staff_user, trackstar):
     made = trackstar.connect("shipbob", {"api_key": "sk_1"})
-    connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
-                                 access_token=made["access_token"])
+    connection = make_connection(
+        customer=customer,
+        trackstar_connection_id=made["connection_id"],
+        access_token=made["access_token"],
+    )
 
-    confirm = staff.post("/admin/connections/connection/", {"action": "disconnect",
-                                                            "_selected_action": [connection.pk]})
+    confirm = staff.post(
+        "/admin/connections/connection/",
+        {"action": "disconnect", "_selected_action": [connection.pk]},
+    )
     connection.refresh_from_db()
     assert confirm.status_code == 200 and "Yes, disconnect" in confirm.content.decode()
     assert connection.status == Connection.Status.ACTIVE  # nothing happens before confirming
 
-    staff.post("/admin/connections/connection/", {"action": "disconnect", "confirm": "yes",
-                                                  "_selected_action": [connection.pk]})
+    staff.post(
+        "/admin/connections/connection/",
+        {"action": "disconnect", "confirm": "yes", "_selected_action": [connection.pk]},
+    )
     connection.refresh_from_db()
     assert connection.status == Connection.Status.DISCONNECTED
     assert connection.access_token == ""
@@ -136,10 +158,14 @@ def test_disconnecting_revokes_its_reconnect_links(customer, staff_user, trackst
     from connections import services
 
     made = trackstar.connect("shipbob", {"api_key": "sk_1"})
-    connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
-                                 access_token=made["access_token"])
-    link = services.magic_link_issue(customer=customer, created_by=staff_user,
-                                     reinstall_connection=connection).link
+    connection = make_connection(
+        customer=customer,
+        trackstar_connection_id=made["connection_id"],
+        access_token=made["access_token"],
+    )
+    link = services.magic_link_issue(
+        customer=customer, created_by=staff_user, reinstall_connection=connection
+    ).link
 
     services.connection_disconnect(connection=connection, actor=staff_user)
 
@@ -148,12 +174,16 @@ def test_disconnecting_revokes_its_reconnect_links(customer, staff_user, trackst
 
 
 def test_pause_and_resume_actions(staff, connection):
-    staff.post("/admin/connections/connection/", {"action": "pause_syncing",
-                                                  "_selected_action": [connection.pk]})
+    staff.post(
+        "/admin/connections/connection/",
+        {"action": "pause_syncing", "_selected_action": [connection.pk]},
+    )
     connection.refresh_from_db()
     assert connection.sync_paused is True
-    staff.post("/admin/connections/connection/", {"action": "resume_syncing",
-                                                  "_selected_action": [connection.pk]})
+    staff.post(
+        "/admin/connections/connection/",
+        {"action": "resume_syncing", "_selected_action": [connection.pk]},
+    )
     connection.refresh_from_db()
     assert connection.sync_paused is False
     assert len(actions("connection.sync_paused")) == len(actions("connection.sync_resumed")) == 1
@@ -161,8 +191,10 @@ def test_pause_and_resume_actions(staff, connection):
 
 def test_send_reconnect_link_action(staff, connection, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        staff.post("/admin/connections/connection/", {"action": "send_reconnect_link",
-                                                      "_selected_action": [connection.pk]})
+        staff.post(
+            "/admin/connections/connection/",
+            {"action": "send_reconnect_link", "_selected_action": [connection.pk]},
+        )
 
     link = MagicLink.objects.get()
     assert link.reinstall_connection == connection
@@ -172,11 +204,14 @@ def test_send_reconnect_link_action(staff, connection, django_capture_on_commit_
     assert actions("magic_link.issued")[0].connection == connection
 
 
-def test_invite_a_portal_user(staff, customer, staff_user, client,
-                              django_capture_on_commit_callbacks):
+def test_invite_a_portal_user(
+    staff, customer, staff_user, client, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff.post(f"/admin/customers/customer/{customer.pk}/invite/",
-                              {"email": "new.person@acme.example", "username": "newperson"})
+        response = staff.post(
+            f"/admin/customers/customer/{customer.pk}/invite/",
+            {"email": "new.person@acme.example", "username": "newperson"},
+        )
 
     assert response.status_code == 302
     assert customer.memberships.filter(user__username="newperson").exists()
@@ -188,15 +223,17 @@ def test_invite_a_portal_user(staff, customer, staff_user, client,
     path = url.split("127.0.0.1:8000", 1)[1]
     form_page = client.get(path, follow=True)
     assert form_page.status_code == 200
-    done = client.post(form_page.redirect_chain[-1][0],
-                       {"new_password1": "a-long-Fresh-passw0rd", "new_password2":
-                        "a-long-Fresh-passw0rd"})
+    done = client.post(
+        form_page.redirect_chain[-1][0],
+        {"new_password1": "a-long-Fresh-passw0rd", "new_password2": "a-long-Fresh-passw0rd"},
+    )
     assert done.status_code == 302 and done["Location"] == "/portal/"
     assert client.get("/portal/").context["customer"] == customer
 
 
-def test_staff_store_token_records_staff_and_who(staff, customer, staff_user,
-                                                 django_capture_on_commit_callbacks):
+def test_staff_store_token_records_staff_and_who(
+    staff, customer, staff_user, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False):
         response = staff.post(
             f"/admin/customers/customer/{customer.pk}/connect/store-token",
@@ -206,20 +243,24 @@ def test_staff_store_token_records_staff_and_who(staff, customer, staff_user,
 
     assert response.status_code == 202
     assert response.json()["status_url"].startswith(
-        f"/admin/customers/customer/{customer.pk}/connect/exchanges/")
+        f"/admin/customers/customer/{customer.pk}/connect/exchanges/"
+    )
     exchange = AuthCodeExchange.objects.get()
     assert (exchange.source, exchange.created_by) == (Connection.Source.STAFF, staff_user)
     assert actions("connection.credentials_entered")[0].customer == customer
     assert staff.get(response.json()["status_url"]).json()["status"] == "pending"
 
 
-@pytest.mark.parametrize("url", [
-    "/admin/customers/customer/{pk}/connect/",
-    "/admin/customers/customer/{pk}/import-token/",
-    "/admin/customers/customer/{pk}/invite/",
-    "/admin/connections/magiclink/add/",
-    "/admin/connections/auditentry/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/customers/customer/{pk}/connect/",
+        "/admin/customers/customer/{pk}/import-token/",
+        "/admin/customers/customer/{pk}/invite/",
+        "/admin/connections/magiclink/add/",
+        "/admin/connections/auditentry/",
+    ],
+)
 def test_non_staff_cannot_reach_staff_screens(client, portal_user, customer, url):
     client.force_login(portal_user)
 
@@ -232,9 +273,11 @@ def test_non_staff_cannot_reach_staff_screens(client, portal_user, customer, url
 def test_non_staff_cannot_post_to_staff_link_endpoints(client, portal_user, customer):
     client.force_login(portal_user)
 
-    response = client.post(f"/admin/customers/customer/{customer.pk}/connect/store-token",
-                           json.dumps({"auth_code": "x", "integration_name": "shipbob"}),
-                           content_type="application/json")
+    response = client.post(
+        f"/admin/customers/customer/{customer.pk}/connect/store-token",
+        json.dumps({"auth_code": "x", "integration_name": "shipbob"}),
+        content_type="application/json",
+    )
 
     assert response.status_code == 302
     assert AuthCodeExchange.objects.count() == 0
@@ -253,11 +296,13 @@ def test_audit_log_is_read_only(staff, connection, staff_user):
 
 def test_portal_login_locks_out_after_repeated_failures(client, portal_user):
     for _ in range(5):
-        client.post("/portal/login/", {"username": portal_user.username,
-                                       "password": "wrong-password"})
+        client.post(
+            "/portal/login/", {"username": portal_user.username, "password": "wrong-password"}
+        )
 
-    response = client.post("/portal/login/", {"username": portal_user.username,
-                                              "password": "correct-horse-battery"})
+    response = client.post(
+        "/portal/login/", {"username": portal_user.username, "password": "correct-horse-battery"}
+    )
 
     assert response.status_code == 429
     assert "Too many failed logins" in response.content.decode()
@@ -267,14 +312,17 @@ def test_view_only_staff_cannot_run_actions(client, customer):
     from django.contrib.auth.models import Permission
 
     viewer = make_user(username="viewer", is_staff=True)
-    viewer.user_permissions.add(*Permission.objects.filter(
-        codename__in=["view_connection", "view_magiclink"]))
+    viewer.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_connection", "view_magiclink"])
+    )
     connection = make_connection(customer=customer)
     client.force_login(viewer)
 
     listing = client.get("/admin/connections/connection/")
-    response = client.post("/admin/connections/connection/", {
-        "action": "disconnect", "confirm": "yes", "_selected_action": [connection.pk]})
+    response = client.post(
+        "/admin/connections/connection/",
+        {"action": "disconnect", "confirm": "yes", "_selected_action": [connection.pk]},
+    )
 
     assert listing.status_code == 200
     action_form = listing.context["action_form"]

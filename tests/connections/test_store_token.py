@@ -55,8 +55,10 @@ def test_double_submit_is_one_exchange(portal_client, django_capture_on_commit_c
 
 
 def test_matching_customer_id_is_accepted(portal_client, customer):
-    response = post(portal_client, {"auth_code": "ac_1", "integration_name": "shipbob",
-                                    "customer_id": customer.public_id})
+    response = post(
+        portal_client,
+        {"auth_code": "ac_1", "integration_name": "shipbob", "customer_id": customer.public_id},
+    )
 
     assert response.status_code == 202
 
@@ -72,8 +74,11 @@ def test_matching_customer_id_is_accepted(portal_client, customer):
         ({"auth_code": 123, "integration_name": "shipbob"}, 400, "must be a string"),
         ({"auth_code": "ac_1", "integration_name": ["shipbob"]}, 400, "must be a string"),
         ({"auth_code": "ac_1", "integration_name": "Not A Slug!"}, 400, "Unknown integration"),
-        ({"auth_code": "ac_1", "integration_name": "shipbob", "connection_id": "x"}, 400,
-         "must be a connection id"),
+        (
+            {"auth_code": "ac_1", "integration_name": "shipbob", "connection_id": "x"},
+            400,
+            "must be a connection id",
+        ),
         ({"auth_code": "x" * 20000, "integration_name": "shipbob"}, 413, "too large"),
     ],
 )
@@ -86,8 +91,14 @@ def test_bad_input_is_a_clear_4xx_and_writes_nothing(portal_client, body, status
 
 
 def test_a_foreign_customer_id_is_refused(portal_client, other_customer):
-    response = post(portal_client, {"auth_code": "ac_1", "integration_name": "shipbob",
-                                    "customer_id": other_customer.public_id})
+    response = post(
+        portal_client,
+        {
+            "auth_code": "ac_1",
+            "integration_name": "shipbob",
+            "customer_id": other_customer.public_id,
+        },
+    )
 
     assert response.status_code == 403
     assert AuthCodeExchange.objects.count() == 0
@@ -121,8 +132,9 @@ def test_another_customers_auth_code_is_refused(
 
 
 def test_a_non_ascii_digit_id_is_a_400_not_a_500(portal_client):
-    response = post(portal_client, {"auth_code": "ac_1", "integration_name": "shipbob",
-                                    "connection_id": "²"})
+    response = post(
+        portal_client, {"auth_code": "ac_1", "integration_name": "shipbob", "connection_id": "²"}
+    )
 
     assert response.status_code == 400
 

@@ -15,16 +15,28 @@ def staff(client, staff_user):
 
 @pytest.fixture
 def synced(customer):
-    connection = make_connection(customer=customer,
-                                 available_actions=["get_orders", "get_inventory"])
+    connection = make_connection(
+        customer=customer, available_actions=["get_orders", "get_inventory"]
+    )
     now = timezone.now()
-    ResourceSync.objects.create(connection=connection, resource="orders",
-                                last_success_at=now - timedelta(minutes=3),
-                                next_sync_at=now + timedelta(minutes=12))
-    ResourceSync.objects.create(connection=connection, resource="inventory",
-                                last_success_at=now - timedelta(days=1))
-    SyncRun.objects.create(connection=connection, resource="orders", kind="incremental",
-                           status="succeeded", pages=3, records=2500, finished_at=now)
+    ResourceSync.objects.create(
+        connection=connection,
+        resource="orders",
+        last_success_at=now - timedelta(minutes=3),
+        next_sync_at=now + timedelta(minutes=12),
+    )
+    ResourceSync.objects.create(
+        connection=connection, resource="inventory", last_success_at=now - timedelta(days=1)
+    )
+    SyncRun.objects.create(
+        connection=connection,
+        resource="orders",
+        kind="incremental",
+        status="succeeded",
+        pages=3,
+        records=2500,
+        finished_at=now,
+    )
     return connection
 
 
@@ -37,11 +49,13 @@ def test_the_sync_panel_shows_each_resource(staff, synced):
     assert html.count("Resync now") >= 2
 
 
-def test_reread_one_resource_enqueues_it_and_audits(staff, synced, staff_user,
-                                                    django_capture_on_commit_callbacks):
+def test_reread_one_resource_enqueues_it_and_audits(
+    staff, synced, staff_user, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = staff.post(f"/admin/connections/connection/{synced.pk}/resync/"
-                              "?resource=orders&mode=reread")
+        response = staff.post(
+            f"/admin/connections/connection/{synced.pk}/resync/?resource=orders&mode=reread"
+        )
 
     assert response.status_code == 302
     assert len(callbacks) == 1
@@ -53,13 +67,17 @@ def test_resync_now_asks_trackstar_to_refresh_first_and_reads_later(
     staff, customer, staff_user, trackstar, django_capture_on_commit_callbacks
 ):
     made = trackstar.connect("sandbox", {"api_key": "k"})
-    connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
-                                 access_token=made["access_token"],
-                                 available_actions=["get_orders", "get_inventory"])
+    connection = make_connection(
+        customer=customer,
+        trackstar_connection_id=made["connection_id"],
+        access_token=made["access_token"],
+        available_actions=["get_orders", "get_inventory"],
+    )
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = staff.post(f"/admin/connections/connection/{connection.pk}/resync/"
-                              "?resource=orders", follow=True)
+        response = staff.post(
+            f"/admin/connections/connection/{connection.pk}/resync/?resource=orders", follow=True
+        )
 
     assert "Trackstar is refreshing orders from the WMS" in response.content.decode()
     assert callbacks == []  # nothing is read until Trackstar says it is done
@@ -71,8 +89,9 @@ def test_resync_now_asks_trackstar_to_refresh_first_and_reads_later(
     assert "Trackstar is refreshing from the WMS" in panel
 
 
-def test_resync_of_a_disconnected_connection_is_refused(staff, synced,
-                                                        django_capture_on_commit_callbacks):
+def test_resync_of_a_disconnected_connection_is_refused(
+    staff, synced, django_capture_on_commit_callbacks
+):
     Connection.objects.filter(pk=synced.pk).update(status=Connection.Status.DISCONNECTED)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -83,26 +102,38 @@ def test_resync_of_a_disconnected_connection_is_refused(staff, synced,
 
 
 def test_failed_runs_can_be_retried(staff, synced, django_capture_on_commit_callbacks):
-    failed = SyncRun.objects.create(connection=synced, resource="inventory", kind="incremental",
-                                    status="failed", error="Trackstar stayed unreachable")
+    failed = SyncRun.objects.create(
+        connection=synced,
+        resource="inventory",
+        kind="incremental",
+        status="failed",
+        error="Trackstar stayed unreachable",
+    )
 
     listing = staff.get("/admin/connections/syncrun/?status__exact=failed")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        staff.post("/admin/connections/syncrun/", {"action": "retry",
-                                                   "_selected_action": [failed.pk]})
+        staff.post(
+            "/admin/connections/syncrun/", {"action": "retry", "_selected_action": [failed.pk]}
+        )
 
     assert [r.pk for r in listing.context["cl"].result_list] == [failed.pk]
     assert len(callbacks) == 1
 
 
 def test_failed_webhooks_can_be_retried(staff, synced, django_capture_on_commit_callbacks):
-    event = WebhookEvent.objects.create(svix_id="msg_f", event_type="order.updated",
-                                        connection=synced, payload={}, status="failed",
-                                        error="boom")
+    event = WebhookEvent.objects.create(
+        svix_id="msg_f",
+        event_type="order.updated",
+        connection=synced,
+        payload={},
+        status="failed",
+        error="boom",
+    )
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        staff.post("/admin/connections/webhookevent/", {"action": "retry",
-                                                        "_selected_action": [event.pk]})
+        staff.post(
+            "/admin/connections/webhookevent/", {"action": "retry", "_selected_action": [event.pk]}
+        )
 
     event.refresh_from_db()
     assert event.status == WebhookEvent.Status.RECEIVED
@@ -115,21 +146,28 @@ def test_a_backfill_is_requested_shown_and_cancelled_at_trackstar(staff, custome
 
     made = trackstar.connect("sandbox", {"api_key": "k"})
     trackstar.configure(on_demand_sync_delay=60)  # stays open while the test looks at it
-    connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
-                                 access_token=made["access_token"])
+    connection = make_connection(
+        customer=customer,
+        trackstar_connection_id=made["connection_id"],
+        access_token=made["access_token"],
+    )
     url = f"/admin/connections/connection/{connection.pk}"
 
     assert "Backfill history" in staff.get(f"{url}/change/").content.decode()
-    response = staff.post(f"{url}/backfill/", {"resource": "orders", "start_time": "2026-01-01",
-                                               "end_time": "2026-01-31"}, follow=True)
+    response = staff.post(
+        f"{url}/backfill/",
+        {"resource": "orders", "start_time": "2026-01-01", "end_time": "2026-01-31"},
+        follow=True,
+    )
 
     assert "Trackstar is backfilling orders" in response.content.decode()
     backfill = Backfill.objects.get()
     assert (backfill.status, backfill.resource) == ("open", "orders")
-    job = trackstar.get(f"/connections/on-demand-syncs/{backfill.trackstar_job_id}",
-                        headers=trackstar.token_headers(made["access_token"])).json()["data"]
-    assert (job["function_name"], job["requested_start_time"][:10]) == ("get_orders",
-                                                                        "2026-01-01")
+    job = trackstar.get(
+        f"/connections/on-demand-syncs/{backfill.trackstar_job_id}",
+        headers=trackstar.token_headers(made["access_token"]),
+    ).json()["data"]
+    assert (job["function_name"], job["requested_start_time"][:10]) == ("get_orders", "2026-01-01")
     page = staff.get(f"{url}/change/").content.decode()
     assert "History backfills" in page and "Running at Trackstar" in page
 
@@ -137,16 +175,19 @@ def test_a_backfill_is_requested_shown_and_cancelled_at_trackstar(staff, custome
 
     backfill.refresh_from_db()
     assert backfill.status == "cancelled"
-    job = trackstar.get(f"/connections/on-demand-syncs/{backfill.trackstar_job_id}",
-                        headers=trackstar.token_headers(made["access_token"])).json()["data"]
+    job = trackstar.get(
+        f"/connections/on-demand-syncs/{backfill.trackstar_job_id}",
+        headers=trackstar.token_headers(made["access_token"]),
+    ).json()["data"]
     assert job["status"] == "cancelled"
     assert AuditEntry.objects.filter(action="connection.backfill_cancelled").exists()
 
 
 def test_inventory_cannot_be_backfilled(staff, synced):
-    response = staff.post(f"/admin/connections/connection/{synced.pk}/backfill/",
-                          {"resource": "inventory", "start_time": "2026-01-01",
-                           "end_time": "2026-01-31"})
+    response = staff.post(
+        f"/admin/connections/connection/{synced.pk}/backfill/",
+        {"resource": "inventory", "start_time": "2026-01-01", "end_time": "2026-01-31"},
+    )
 
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()

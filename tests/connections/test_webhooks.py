@@ -18,13 +18,17 @@ def webhook_secret(settings):
     settings.TRACKSTAR_WEBHOOK_SECRET = SECRET
 
 
-def signed(payload: dict, *, svix_id: str = "msg_1", at: datetime | None = None,
-           secret: str = SECRET) -> tuple[str, dict]:
+def signed(
+    payload: dict, *, svix_id: str = "msg_1", at: datetime | None = None, secret: str = SECRET
+) -> tuple[str, dict]:
     body = json.dumps(payload)
     at = at or datetime.now(UTC)
     signature = Webhook(secret).sign(svix_id, at, body)
-    return body, {"HTTP_SVIX_ID": svix_id, "HTTP_SVIX_TIMESTAMP": str(int(at.timestamp())),
-                  "HTTP_SVIX_SIGNATURE": signature}
+    return body, {
+        "HTTP_SVIX_ID": svix_id,
+        "HTTP_SVIX_TIMESTAMP": str(int(at.timestamp())),
+        "HTTP_SVIX_SIGNATURE": signature,
+    }
 
 
 def deliver(client, payload, **kwargs):
@@ -32,13 +36,26 @@ def deliver(client, payload, **kwargs):
     return client.post(URL, body, content_type="application/json", **headers)
 
 
-def order_event(connection, *, order_id="ord_1", status="open", updated="2026-11-01T10:00:00Z",
-                event_type="order.updated"):
+def order_event(
+    connection,
+    *,
+    order_id="ord_1",
+    status="open",
+    updated="2026-11-01T10:00:00Z",
+    event_type="order.updated",
+):
     return {
-        "connection_id": connection.trackstar_connection_id, "integration_name": "shipbob",
-        "integration_type": "wms", "event_type": event_type,
-        "data": {"id": order_id, "order_number": "#1001", "status": status,
-                 "created_date": "2026-10-01T10:00:00Z", "updated_date": updated},
+        "connection_id": connection.trackstar_connection_id,
+        "integration_name": "shipbob",
+        "integration_type": "wms",
+        "event_type": event_type,
+        "data": {
+            "id": order_id,
+            "order_number": "#1001",
+            "status": status,
+            "created_date": "2026-10-01T10:00:00Z",
+            "updated_date": updated,
+        },
         "previous_attributes": {"status": "open"},
     }
 
@@ -76,8 +93,7 @@ def test_a_bad_signature_is_400_and_stores_nothing(client, connection, tamper):
 
 
 def test_a_timestamp_more_than_five_minutes_off_is_refused(client, connection):
-    response = deliver(client, order_event(connection),
-                       at=datetime.now(UTC) - timedelta(minutes=6))
+    response = deliver(client, order_event(connection), at=datetime.now(UTC) - timedelta(minutes=6))
 
     assert response.status_code == 400
     assert WebhookEvent.objects.count() == 0
@@ -94,10 +110,12 @@ def _apply(client, payload, svix_id):
 
 
 def test_record_events_upsert_but_never_go_back_in_time(client, connection):
-    _apply(client, order_event(connection, status="shipped", updated="2026-11-02T00:00:00Z"),
-           "msg_new")
-    event = _apply(client, order_event(connection, status="open",
-                                       updated="2026-11-01T00:00:00Z"), "msg_old")
+    _apply(
+        client, order_event(connection, status="shipped", updated="2026-11-02T00:00:00Z"), "msg_new"
+    )
+    event = _apply(
+        client, order_event(connection, status="open", updated="2026-11-01T00:00:00Z"), "msg_old"
+    )
 
     order = Order.objects.get()
     assert order.status == "shipped"
@@ -113,14 +131,23 @@ def test_connection_errors_ask_trackstar_instead_of_taking_the_webhooks_word(
     from connections.services import webhooks as webhooks_service
 
     checks = []
-    monkeypatch.setattr(webhooks_service, "health_check_enqueue",
-                        lambda connection_id: checks.append(connection_id))
+    monkeypatch.setattr(
+        webhooks_service, "health_check_enqueue", lambda connection_id: checks.append(connection_id)
+    )
     for n, kind in enumerate(["created", "updated", "deleted"]):
         with django_capture_on_commit_callbacks(execute=True):
-            event = _apply(client, {"connection_id": connection.trackstar_connection_id,
-                                    "event_type": f"connection-error.{kind}",
-                                    "data": {"error_message": "ShipBob rejected the API key.",
-                                             "affected_endpoints": []}}, f"msg_e{n}")
+            event = _apply(
+                client,
+                {
+                    "connection_id": connection.trackstar_connection_id,
+                    "event_type": f"connection-error.{kind}",
+                    "data": {
+                        "error_message": "ShipBob rejected the API key.",
+                        "affected_endpoints": [],
+                    },
+                },
+                f"msg_e{n}",
+            )
         assert event.status == WebhookEvent.Status.PROCESSED
 
     connection.refresh_from_db()
@@ -130,8 +157,15 @@ def test_connection_errors_ask_trackstar_instead_of_taking_the_webhooks_word(
 
 
 def test_connection_deleted_disconnects(client, connection):
-    _apply(client, {"connection_id": connection.trackstar_connection_id,
-                    "event_type": "connection.deleted", "data": {}}, "msg_d")
+    _apply(
+        client,
+        {
+            "connection_id": connection.trackstar_connection_id,
+            "event_type": "connection.deleted",
+            "data": {},
+        },
+        "msg_d",
+    )
 
     connection.refresh_from_db()
     assert connection.status == Connection.Status.DISCONNECTED
@@ -143,17 +177,30 @@ def test_historical_sync_completed_syncs_that_resource(
 ):
     connection = make_connection(customer=customer, available_actions=["get_orders"])
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        event = _apply(client, {"connection_id": connection.trackstar_connection_id,
-                                "event_type": "connection.historical-sync-completed",
-                                "data": {"resource": "orders"}}, "msg_h")
+        event = _apply(
+            client,
+            {
+                "connection_id": connection.trackstar_connection_id,
+                "event_type": "connection.historical-sync-completed",
+                "data": {"resource": "orders"},
+            },
+            "msg_h",
+        )
 
     assert event.status == WebhookEvent.Status.PROCESSED
     assert len(callbacks) == 2  # the webhook's own enqueue, then the sync of orders
 
 
 def test_unknown_event_types_are_stored_and_ignored(client, connection):
-    event = _apply(client, {"connection_id": connection.trackstar_connection_id,
-                            "event_type": "bill.created", "data": {"id": "b1"}}, "msg_u")
+    event = _apply(
+        client,
+        {
+            "connection_id": connection.trackstar_connection_id,
+            "event_type": "bill.created",
+            "data": {"id": "b1"},
+        },
+        "msg_u",
+    )
 
     assert event.status == WebhookEvent.Status.IGNORED
     assert event.error == "Dockside does not use bill.created events."
@@ -163,11 +210,18 @@ def test_unknown_event_types_are_stored_and_ignored(client, connection):
 def test_the_access_token_in_connection_created_is_stored_encrypted(client, customer):
     from django.db import connection as db_connection
 
-    recovered = make_connection(customer=customer, access_token="",
-                                status=Connection.Status.NEEDS_RECONNECT)
-    event = _apply(client, {"connection_id": recovered.trackstar_connection_id,
-                            "event_type": "connection.created",
-                            "data": {"access_token": "trackstar_eyFROMWEBHOOK"}}, "msg_c")
+    recovered = make_connection(
+        customer=customer, access_token="", status=Connection.Status.NEEDS_RECONNECT
+    )
+    event = _apply(
+        client,
+        {
+            "connection_id": recovered.trackstar_connection_id,
+            "event_type": "connection.created",
+            "data": {"access_token": "trackstar_eyFROMWEBHOOK"},
+        },
+        "msg_c",
+    )
 
     with db_connection.cursor() as cursor:
         cursor.execute("SELECT payload::text, access_token FROM connections_webhookevent")
@@ -180,12 +234,19 @@ def test_the_access_token_in_connection_created_is_stored_encrypted(client, cust
 
 
 def test_a_late_connection_created_does_not_revive_a_disconnected_connection(client, customer):
-    gone = make_connection(customer=customer, access_token="",
-                           status=Connection.Status.DISCONNECTED)
+    gone = make_connection(
+        customer=customer, access_token="", status=Connection.Status.DISCONNECTED
+    )
 
-    event = _apply(client, {"connection_id": gone.trackstar_connection_id,
-                            "event_type": "connection.created",
-                            "data": {"access_token": "trackstar_eyLATE"}}, "msg_late")
+    event = _apply(
+        client,
+        {
+            "connection_id": gone.trackstar_connection_id,
+            "event_type": "connection.created",
+            "data": {"access_token": "trackstar_eyLATE"},
+        },
+        "msg_late",
+    )
 
     gone.refresh_from_db()
     assert gone.status == Connection.Status.DISCONNECTED and gone.access_token == ""
@@ -195,35 +256,57 @@ def test_a_late_connection_created_does_not_revive_a_disconnected_connection(cli
 def test_connection_deleted_revokes_reconnect_links_and_is_audited(client, connection):
     from connections.models import AuditEntry
 
-    link = services.magic_link_issue(customer=connection.customer, created_by=None,
-                                     reinstall_connection=connection).link
+    link = services.magic_link_issue(
+        customer=connection.customer, created_by=None, reinstall_connection=connection
+    ).link
 
-    _apply(client, {"connection_id": connection.trackstar_connection_id,
-                    "event_type": "connection.deleted", "data": {}}, "msg_del")
+    _apply(
+        client,
+        {
+            "connection_id": connection.trackstar_connection_id,
+            "event_type": "connection.deleted",
+            "data": {},
+        },
+        "msg_del",
+    )
 
     link.refresh_from_db()
     assert link.state == MagicLink.State.REVOKED
-    assert AuditEntry.objects.filter(action="connection.disconnected",
-                                     connection=connection).exists()
+    assert AuditEntry.objects.filter(
+        action="connection.disconnected", connection=connection
+    ).exists()
 
 
-def test_a_truncated_record_event_fetches_that_one_record(client, customer, trackstar, settings,
-                                                         django_capture_on_commit_callbacks):
+def test_a_truncated_record_event_fetches_that_one_record(
+    client, customer, trackstar, settings, django_capture_on_commit_callbacks
+):
     """Oversized events carry only the id (API.md §10): fetch the record, never the whole
     resource, and never store the stub."""
     settings.TRACKSTAR_WEBHOOK_SECRET = SECRET  # the trackstar fixture set the sandbox's
     trackstar.configure(historical_sync_delay=0)
     made = trackstar.connect("sandbox", {"api_key": "k"})
-    connection = make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
-                                 access_token=made["access_token"],
-                                 available_actions=["get_orders"])
-    record = trackstar.wms(made["access_token"], "/wms/orders", params={"limit": 1}).json()["data"][0]
+    connection = make_connection(
+        customer=customer,
+        trackstar_connection_id=made["connection_id"],
+        access_token=made["access_token"],
+        available_actions=["get_orders"],
+    )
+    record = trackstar.wms(made["access_token"], "/wms/orders", params={"limit": 1}).json()["data"][
+        0
+    ]
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        event = _apply(client, {"connection_id": connection.trackstar_connection_id,
-                                "event_type": "order.updated", "data_truncated": True,
-                                "data": {"id": record["id"]},
-                                "data_url": f"{trackstar.base_url}/unused"}, "msg_trunc")
+        event = _apply(
+            client,
+            {
+                "connection_id": connection.trackstar_connection_id,
+                "event_type": "order.updated",
+                "data_truncated": True,
+                "data": {"id": record["id"]},
+                "data_url": f"{trackstar.base_url}/unused",
+            },
+            "msg_trunc",
+        )
 
     assert event.status == WebhookEvent.Status.PROCESSED
     assert Order.objects.get().data == record
@@ -237,10 +320,12 @@ def test_the_sweep_resends_only_events_that_waited_too_long(connection, monkeypa
 
     now = timezone.now()
     never = WebhookEvent.objects.create(svix_id="m1", event_type="order.updated", payload={})
-    recent = WebhookEvent.objects.create(svix_id="m2", event_type="order.updated", payload={},
-                                         enqueued_at=now)
-    lost = WebhookEvent.objects.create(svix_id="m3", event_type="order.updated", payload={},
-                                       enqueued_at=now - timedelta(hours=1))
+    recent = WebhookEvent.objects.create(
+        svix_id="m2", event_type="order.updated", payload={}, enqueued_at=now
+    )
+    lost = WebhookEvent.objects.create(
+        svix_id="m3", event_type="order.updated", payload={}, enqueued_at=now - timedelta(hours=1)
+    )
     WebhookEvent.objects.update(received_at=now - timedelta(hours=2))
     sent = []
     monkeypatch.setattr("connections.tasks.webhook_apply.delay", sent.append)

@@ -53,8 +53,9 @@ def login(page, live_server, username: str, *, url: str = "/portal/login/") -> N
     page.get_by_role("button", name="Log in").click()
 
 
-def connect_in_modal(page, *, integration: str = "ShipBob", api_key: str = "sk_live_123",
-                     pick: bool = True) -> None:
+def connect_in_modal(
+    page, *, integration: str = "ShipBob", api_key: str = "sk_live_123", pick: bool = True
+) -> None:
     dialog = page.get_by_role("dialog")
     if pick:
         dialog.get_by_role("button", name=integration).click()

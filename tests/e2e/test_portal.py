@@ -63,7 +63,8 @@ def test_reconnect_keeps_the_connection_id(page, live_server, live_trackstar, ac
     live_trackstar.break_connection(connection.trackstar_connection_id)
     Connection.objects.filter(pk=connection.pk).update(
         status=Connection.Status.NEEDS_RECONNECT,
-        last_error="ShipBob stopped accepting the credentials.")
+        last_error="ShipBob stopped accepting the credentials.",
+    )
 
     page.reload()
     row = page.locator("#connections-table tbody tr")
@@ -82,9 +83,11 @@ def test_reconnect_keeps_the_connection_id(page, live_server, live_trackstar, ac
 
 
 def _store_token(client, auth_code):
-    return client.post("/portal/store-token",
-                       json.dumps({"auth_code": auth_code, "integration_name": "shipbob"}),
-                       content_type="text/plain")
+    return client.post(
+        "/portal/store-token",
+        json.dumps({"auth_code": auth_code, "integration_name": "shipbob"}),
+        content_type="text/plain",
+    )
 
 
 def _auth_code(sandbox, customer):
@@ -113,11 +116,14 @@ def test_an_auth_code_sent_while_the_broker_is_down_is_exchanged_later(
     monkeypatch.setattr(celery_app.conf, "broker_url", real_broker)
     celery_app._after_fork()
     AuthCodeExchange.objects.filter(pk=exchange.pk).update(
-        updated_at=timezone.now() - timedelta(minutes=2))
+        updated_at=timezone.now() - timedelta(minutes=2)
+    )
     assert services.exchanges_sweep() == 1
 
-    wait_for(lambda: AuthCodeExchange.objects.get().status == "succeeded",
-             message="the worker to exchange the code")
+    wait_for(
+        lambda: AuthCodeExchange.objects.get().status == "succeeded",
+        message="the worker to exchange the code",
+    )
     assert Connection.objects.count() == 1
 
 
@@ -129,8 +135,10 @@ def test_double_submit_is_one_exchange_and_one_connection(client, live_trackstar
     second = _store_token(client, auth_code)
 
     assert first.json()["exchange_id"] == second.json()["exchange_id"]
-    wait_for(lambda: AuthCodeExchange.objects.get().status == "succeeded",
-             message="the worker to exchange the code")
+    wait_for(
+        lambda: AuthCodeExchange.objects.get().status == "succeeded",
+        message="the worker to exchange the code",
+    )
     assert Connection.objects.count() == 1
     status = client.get(first.json()["status_url"]).json()
     assert status["status"] == "succeeded"
@@ -142,8 +150,10 @@ def test_a_failed_exchange_shows_its_reason(client, live_trackstar, acme):
 
     response = _store_token(client, "ac_made_up")
 
-    wait_for(lambda: AuthCodeExchange.objects.get().status == "failed",
-             message="the worker to fail the exchange")
+    wait_for(
+        lambda: AuthCodeExchange.objects.get().status == "failed",
+        message="the worker to fail the exchange",
+    )
     status = client.get(response.json()["status_url"]).json()
     assert status["error"].startswith("Trackstar refused the connection")
     assert Connection.objects.count() == 0

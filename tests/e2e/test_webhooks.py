@@ -20,49 +20,70 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def connected(live_trackstar):
     customer = make_customer(name="Acme Outdoor")
-    made = live_trackstar.connect("shipbob", {"api_key": "sk_1"},
-                                  customer_id=customer.public_id)
-    return make_connection(customer=customer, trackstar_connection_id=made["connection_id"],
-                           access_token=made["access_token"], available_actions=[])
+    made = live_trackstar.connect("shipbob", {"api_key": "sk_1"}, customer_id=customer.public_id)
+    return make_connection(
+        customer=customer,
+        trackstar_connection_id=made["connection_id"],
+        access_token=made["access_token"],
+        available_actions=[],
+    )
 
 
 def test_a_broken_connection_needs_reconnect_and_its_repair_clears_it(live_trackstar, connected):
     live_trackstar.break_connection(connected.trackstar_connection_id)
 
-    wait_for(lambda: Connection.objects.get(pk=connected.pk).status == "needs_reconnect",
-             message="connection-error.created to be applied")
+    wait_for(
+        lambda: Connection.objects.get(pk=connected.pk).status == "needs_reconnect",
+        message="connection-error.created to be applied",
+    )
     link = MagicLink.objects.get()  # the contact's reconnect link, once per incident
     assert link.reinstall_connection_id == connected.pk and link.emailed_to
 
     live_trackstar.repair_connection(connected.trackstar_connection_id)
-    wait_for(lambda: Connection.objects.get(pk=connected.pk).status == "active",
-             message="connection-error.deleted to be applied")
+    wait_for(
+        lambda: Connection.objects.get(pk=connected.pk).status == "active",
+        message="connection-error.deleted to be applied",
+    )
     assert MagicLink.objects.count() == 1
 
 
-def test_the_same_delivery_three_times_at_once_is_applied_once(live_server, live_trackstar,
-                                                               connected):
-    body = json.dumps({
-        "connection_id": connected.trackstar_connection_id, "integration_name": "shipbob",
-        "integration_type": "wms", "event_type": "order.created",
-        "data": {"id": "ord_hook_1", "order_number": "#HOOK-1", "status": "open",
-                 "created_date": "2026-11-20T10:00:00Z",
-                 "updated_date": "2026-11-20T10:00:00Z"},
-    })
+def test_the_same_delivery_three_times_at_once_is_applied_once(
+    live_server, live_trackstar, connected
+):
+    body = json.dumps(
+        {
+            "connection_id": connected.trackstar_connection_id,
+            "integration_name": "shipbob",
+            "integration_type": "wms",
+            "event_type": "order.created",
+            "data": {
+                "id": "ord_hook_1",
+                "order_number": "#HOOK-1",
+                "status": "open",
+                "created_date": "2026-11-20T10:00:00Z",
+                "updated_date": "2026-11-20T10:00:00Z",
+            },
+        }
+    )
     now = datetime.now(UTC)
     headers = {
-        "content-type": "application/json", "svix-id": "msg_concurrent_1",
+        "content-type": "application/json",
+        "svix-id": "msg_concurrent_1",
         "svix-timestamp": str(int(now.timestamp())),
         "svix-signature": Webhook(live_trackstar.webhook_secret).sign(
-            "msg_concurrent_1", now, body),
+            "msg_concurrent_1", now, body
+        ),
     }
     barrier = threading.Barrier(3)
     statuses = []
 
     def deliver():
         barrier.wait()
-        statuses.append(requests.post(f"{live_server.url}/webhooks/trackstar/", data=body,
-                                      headers=headers, timeout=10).status_code)
+        statuses.append(
+            requests.post(
+                f"{live_server.url}/webhooks/trackstar/", data=body, headers=headers, timeout=10
+            ).status_code
+        )
 
     threads = [threading.Thread(target=deliver) for _ in range(3)]
     for thread in threads:
@@ -71,8 +92,10 @@ def test_the_same_delivery_three_times_at_once_is_applied_once(live_server, live
         thread.join()
 
     assert statuses == [200, 200, 200]
-    wait_for(lambda: WebhookEvent.objects.filter(status="processed").exists(),
-             message="the worker to apply the event")
+    wait_for(
+        lambda: WebhookEvent.objects.filter(status="processed").exists(),
+        message="the worker to apply the event",
+    )
     event = WebhookEvent.objects.get(svix_id="msg_concurrent_1")
     assert event.attempts == 1
     assert Order.objects.get().order_number == "#HOOK-1"
@@ -83,7 +106,9 @@ def test_the_same_delivery_three_times_at_once_is_applied_once(live_server, live
 
 def test_a_badly_signed_delivery_is_refused(live_server, live_trackstar, connected):
     response = requests.post(
-        f"{live_server.url}/webhooks/trackstar/", data="{}", timeout=10,
+        f"{live_server.url}/webhooks/trackstar/",
+        data="{}",
+        timeout=10,
         headers={"svix-id": "msg_x", "svix-timestamp": "1", "svix-signature": "v1,Zm9v"},
     )
 

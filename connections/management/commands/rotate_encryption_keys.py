@@ -20,5 +20,7 @@ class Command(BaseCommand):
                     obj.save(update_fields=fields)
                 count += 1
             total += count
-            self.stdout.write(f"{model._meta.label}: {count} rows re-encrypted ({', '.join(fields)})")
+            self.stdout.write(
+                f"{model._meta.label}: {count} rows re-encrypted ({', '.join(fields)})"
+            )
         self.stdout.write(self.style.SUCCESS(f"Done: {total} rows."))

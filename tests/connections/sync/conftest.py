@@ -41,8 +41,10 @@ def connect(sandbox, trackstar_settings, customer):
     ) -> Connection:
         if history_ready:
             sandbox.configure(historical_sync_delay=0)
-        made = sandbox.connect(integration, {"api_key": "k", "username": "u", "password": "p",
-                                             "company_code": "c", "domain": "d"})
+        made = sandbox.connect(
+            integration,
+            {"api_key": "k", "username": "u", "password": "p", "company_code": "c", "domain": "d"},
+        )
         if counts:
             sandbox.dataset(made["connection_id"], **counts)
         connection = make_connection(
@@ -53,10 +55,12 @@ def connect(sandbox, trackstar_settings, customer):
             available_actions=made["available_actions"],
         )
         if history_ready:
-            ResourceSync.objects.bulk_create([
-                ResourceSync(connection=connection, resource=resource, history_ready=True)
-                for resource in sync_resources_for(connection)
-            ])
+            ResourceSync.objects.bulk_create(
+                [
+                    ResourceSync(connection=connection, resource=resource, history_ready=True)
+                    for resource in sync_resources_for(connection)
+                ]
+            )
         return connection
 
     return _connect

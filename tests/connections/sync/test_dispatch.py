@@ -14,7 +14,8 @@ from tests.builders import make_connection
 def enqueued(monkeypatch):
     calls = []
     monkeypatch.setattr(
-        sync_service, "_enqueue",
+        sync_service,
+        "_enqueue",
         lambda connection_id, resource, kind, full=False: calls.append(
             (connection_id, resource, kind)
         ),
@@ -25,8 +26,10 @@ def enqueued(monkeypatch):
 def state(connection, resource="orders", *, due_in: float, **fields):
     fields.setdefault("history_ready", True)
     return ResourceSync.objects.create(
-        connection=connection, resource=resource,
-        next_sync_at=timezone.now() + timedelta(seconds=due_in), **fields,
+        connection=connection,
+        resource=resource,
+        next_sync_at=timezone.now() + timedelta(seconds=due_in),
+        **fields,
     )
 
 
@@ -60,8 +63,7 @@ def test_dispatch_picks_only_what_is_due_oldest_first_and_caps(customer, enqueue
     assert {due_new.pk, due_newest.pk} <= set(ResourceSync.objects.values_list("pk", flat=True))
 
 
-def test_dispatch_gives_sync_state_to_active_connections_without_it(customer, enqueued,
-                                                                     settings):
+def test_dispatch_gives_sync_state_to_active_connections_without_it(customer, enqueued, settings):
     connection = make_connection(customer=customer, available_actions=["get_orders"])
 
     # The state is made, but the first read waits for Trackstar's initial sync…
@@ -102,23 +104,27 @@ def test_schedule_is_staggered_deterministically_over_the_interval():
         sync_service.next_slot(connection_id=i, resource="orders", interval=interval, after=after)
         for i in range(10_000)
     ]
-    assert all(after + timedelta(seconds=interval / 2) <= s
-               <= after + timedelta(seconds=interval * 1.5) for s in slots)
+    assert all(
+        after + timedelta(seconds=interval / 2) <= s <= after + timedelta(seconds=interval * 1.5)
+        for s in slots
+    )
     per_minute = Counter(s.replace(second=0, microsecond=0) for s in slots)
     # 10,000 over 15 minutes is ~667 a minute; nowhere near all at once.
     assert len(per_minute) >= 15
     assert max(per_minute.values()) < 900
     # And a connection keeps its phase: one interval later, the same second of the cycle.
-    later = sync_service.next_slot(connection_id=42, resource="orders", interval=interval,
-                                   after=slots[42])
+    later = sync_service.next_slot(
+        connection_id=42, resource="orders", interval=interval, after=slots[42]
+    )
     assert (later - slots[42]).total_seconds() == interval
 
 
 def test_request_now_enqueues_manual_runs_after_commit(
     customer, enqueued, django_capture_on_commit_callbacks
 ):
-    connection = make_connection(customer=customer,
-                                 available_actions=["get_orders", "get_inventory"])
+    connection = make_connection(
+        customer=customer, available_actions=["get_orders", "get_inventory"]
+    )
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         requested = sync_request_now(connection=connection, resources=["orders"])
@@ -128,24 +134,33 @@ def test_request_now_enqueues_manual_runs_after_commit(
     assert enqueued == [(connection.pk, "orders", SyncRun.Kind.MANUAL)]
 
 
-def test_connecting_schedules_the_initial_sync(customer, enqueued, monkeypatch,
-                                               django_capture_on_commit_callbacks):
+def test_connecting_schedules_the_initial_sync(
+    customer, enqueued, monkeypatch, django_capture_on_commit_callbacks
+):
     from connections.services import health
 
     checks = []
-    monkeypatch.setattr(health, "health_check_enqueue",
-                        lambda connection_id: checks.append(connection_id))
+    monkeypatch.setattr(
+        health, "health_check_enqueue", lambda connection_id: checks.append(connection_id)
+    )
     from connections.models import AuthCodeExchange
     from connections.services import exchanges
     from connections.trackstar import ExchangeResult
 
     exchange = AuthCodeExchange.objects.create(
-        customer=customer, auth_code_hash="h", auth_code="ac", integration_name="shipbob",
+        customer=customer,
+        auth_code_hash="h",
+        auth_code="ac",
+        integration_name="shipbob",
         source="portal",
     )
-    result = ExchangeResult(access_token="tok", connection_id="conn_new",
-                            integration_name="shipbob", customer_id=None,
-                            available_actions=["get_orders", "get_products"])
+    result = ExchangeResult(
+        access_token="tok",
+        connection_id="conn_new",
+        integration_name="shipbob",
+        customer_id=None,
+        available_actions=["get_orders", "get_products"],
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
         exchanges._complete(exchange, result)
@@ -155,9 +170,9 @@ def test_connecting_schedules_the_initial_sync(customer, enqueued, monkeypatch,
     # Trackstar whether it is.
     assert enqueued == []
     assert checks == [connection.pk]
-    assert set(ResourceSync.objects.filter(connection=connection)
-               .values_list("resource", "history_ready")) == {("orders", False),
-                                                              ("products", False)}
+    assert set(
+        ResourceSync.objects.filter(connection=connection).values_list("resource", "history_ready")
+    ) == {("orders", False), ("products", False)}
 
 
 def test_a_force_sync_without_its_completion_event_is_read_after_the_timeout(
@@ -175,13 +190,13 @@ def test_a_force_sync_without_its_completion_event_is_read_after_the_timeout(
     assert ResourceSync.objects.get(resource="inventory").force_sync_requested_at is not None
 
 
-def test_the_health_poll_checks_what_is_due_and_staggers_the_rest(customer, monkeypatch,
-                                                                    settings):
+def test_the_health_poll_checks_what_is_due_and_staggers_the_rest(customer, monkeypatch, settings):
     from connections.services import health
 
     checks = []
-    monkeypatch.setattr(health, "health_check_enqueue",
-                        lambda connection_id: checks.append(connection_id))
+    monkeypatch.setattr(
+        health, "health_check_enqueue", lambda connection_id: checks.append(connection_id)
+    )
     now = timezone.now()
     never = make_connection(customer=customer)
     due = make_connection(customer=customer, health_next_check_at=now - timedelta(minutes=1))

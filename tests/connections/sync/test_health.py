@@ -12,11 +12,16 @@ from connections.services import sync as sync_service
 @pytest.fixture(autouse=True)
 def enqueued(monkeypatch):
     calls = []
-    monkeypatch.setattr(sync_service, "_enqueue",
-                        lambda connection_id, resource, kind, full=False: calls.append(
-                            (resource, kind)))
-    monkeypatch.setattr(health_service, "health_check_enqueue",
-                        lambda connection_id: calls.append(("health", connection_id)))
+    monkeypatch.setattr(
+        sync_service,
+        "_enqueue",
+        lambda connection_id, resource, kind, full=False: calls.append((resource, kind)),
+    )
+    monkeypatch.setattr(
+        health_service,
+        "health_check_enqueue",
+        lambda connection_id: calls.append(("health", connection_id)),
+    )
     return calls
 
 
@@ -30,8 +35,9 @@ def test_a_missing_permission_marks_one_resource_and_the_rest_keep_syncing(
 ):
     sandbox.configure(error_shape=shape)
     connection = connect()
-    sandbox.break_connection(connection.trackstar_connection_id, kind="missing_permission",
-                             resource="returns")
+    sandbox.break_connection(
+        connection.trackstar_connection_id, kind="missing_permission", resource="returns"
+    )
 
     assert connection_health_refresh(connection_id=connection.pk) == "checked"
 
@@ -57,8 +63,9 @@ def test_a_403_on_a_read_marks_that_resource_without_failing_the_connection(
     connect, sandbox, enqueued, django_capture_on_commit_callbacks
 ):
     connection = connect()
-    sandbox.break_connection(connection.trackstar_connection_id, kind="missing_permission",
-                             resource="returns")
+    sandbox.break_connection(
+        connection.trackstar_connection_id, kind="missing_permission", resource="returns"
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
         outcome = sync_resource(connection_id=connection.pk, resource="returns")
@@ -101,15 +108,17 @@ def test_a_refused_token_is_not_cleared_by_an_empty_errors_list(connect, sandbox
     connection = connect()
     Connection.objects.filter(pk=connection.pk).update(
         status=Connection.Status.NEEDS_RECONNECT,
-        reconnect_cause=Connection.ReconnectCause.TOKEN_REJECTED)
+        reconnect_cause=Connection.ReconnectCause.TOKEN_REJECTED,
+    )
 
     connection_health_refresh(connection_id=connection.pk)
 
     assert Connection.objects.get(pk=connection.pk).status == Connection.Status.NEEDS_RECONNECT
 
 
-def test_reads_wait_for_trackstars_initial_sync(connect, sandbox, enqueued,
-                                               django_capture_on_commit_callbacks):
+def test_reads_wait_for_trackstars_initial_sync(
+    connect, sandbox, enqueued, django_capture_on_commit_callbacks
+):
     sandbox.configure(historical_sync_delay=1.5)
     connection = connect(history_ready=False)
 
@@ -123,7 +132,8 @@ def test_reads_wait_for_trackstars_initial_sync(connect, sandbox, enqueued,
         connection_health_refresh(connection_id=connection.pk)
 
     assert sorted(r for r, kind in enqueued if kind == "webhook") == sorted(
-        sync_service.sync_resources_for(connection))
+        sync_service.sync_resources_for(connection)
+    )
     assert resource_state(connection, "orders").history_ready
     outcome = sync_resource(connection_id=connection.pk, resource="orders", kind="webhook")
     assert outcome.status == "succeeded" and outcome.run.records == 50

@@ -42,8 +42,11 @@ def test_upsert_updates_in_place_and_keeps_connections_apart(connection, custome
     records_upsert(connection=connection, resource="orders", records=[order(1)])
     records_upsert(connection=other, resource="orders", records=[order(1)])
 
-    records_upsert(connection=connection, resource="orders",
-                   records=[order(1, status="fulfilled", updated="2026-02-01T00:00:00Z")])
+    records_upsert(
+        connection=connection,
+        resource="orders",
+        records=[order(1, status="fulfilled", updated="2026-02-01T00:00:00Z")],
+    )
 
     assert Order.objects.count() == 2
     assert Order.objects.get(connection=connection).status == "fulfilled"
@@ -51,17 +54,26 @@ def test_upsert_updates_in_place_and_keeps_connections_apart(connection, custome
 
 
 def test_only_if_newer_never_overwrites_a_newer_row(connection):
-    records_upsert(connection=connection, resource="orders",
-                   records=[order(1, status="shipped", updated="2026-03-01T00:00:00Z")])
+    records_upsert(
+        connection=connection,
+        resource="orders",
+        records=[order(1, status="shipped", updated="2026-03-01T00:00:00Z")],
+    )
 
     stale = records_upsert(
-        connection=connection, resource="orders", only_if_newer=True,
+        connection=connection,
+        resource="orders",
+        only_if_newer=True,
         records=[order(1, status="open", updated="2026-02-01T00:00:00Z")],
     )
     newer = records_upsert(
-        connection=connection, resource="orders", only_if_newer=True,
-        records=[order(2, status="open", updated="2026-02-01T00:00:00Z"),
-                 order(1, status="cancelled", updated="2026-03-01T00:00:01Z")],
+        connection=connection,
+        resource="orders",
+        only_if_newer=True,
+        records=[
+            order(2, status="open", updated="2026-02-01T00:00:00Z"),
+            order(1, status="cancelled", updated="2026-03-01T00:00:01Z"),
+        ],
     )
 
     assert stale == 0
@@ -71,20 +83,39 @@ def test_only_if_newer_never_overwrites_a_newer_row(connection):
 
 
 def test_a_repeated_id_in_one_page_keeps_the_newest_copy(connection):
-    records_upsert(connection=connection, resource="orders", records=[
-        order(1, status="packed", updated="2026-03-02T00:00:00Z"),
-        order(1, status="open", updated="2026-03-01T00:00:00Z"),
-    ])
+    records_upsert(
+        connection=connection,
+        resource="orders",
+        records=[
+            order(1, status="packed", updated="2026-03-02T00:00:00Z"),
+            order(1, status="open", updated="2026-03-01T00:00:00Z"),
+        ],
+    )
 
     assert Order.objects.get().status == "packed"
 
 
 def test_inventory_columns(connection):
-    records_upsert(connection=connection, resource="inventory", records=[{
-        "id": "inv_1", "sku": "SKU-1", "name": "Mug", "active": True, "onhand": 10,
-        "fulfillable": 7, "committed": 2, "unfulfillable": 1, "awaiting": 4,
-        "created_date": "2026-01-01T00:00:00Z", "updated_date": "2026-01-01T00:00:00Z",
-    }, {"id": "", "sku": "no id is skipped"}])
+    records_upsert(
+        connection=connection,
+        resource="inventory",
+        records=[
+            {
+                "id": "inv_1",
+                "sku": "SKU-1",
+                "name": "Mug",
+                "active": True,
+                "onhand": 10,
+                "fulfillable": 7,
+                "committed": 2,
+                "unfulfillable": 1,
+                "awaiting": 4,
+                "created_date": "2026-01-01T00:00:00Z",
+                "updated_date": "2026-01-01T00:00:00Z",
+            },
+            {"id": "", "sku": "no id is skipped"},
+        ],
+    )
 
     item = InventoryItem.objects.get()
     assert (item.sku, item.onhand, item.fulfillable, item.committed) == ("SKU-1", 10, 7, 2)

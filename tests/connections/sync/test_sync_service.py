@@ -28,11 +28,15 @@ def no_enqueue(monkeypatch):
     """Tasks are run by hand here; record what would have been enqueued."""
     enqueued = []
     monkeypatch.setattr(
-        sync_service, "_enqueue",
+        sync_service,
+        "_enqueue",
         lambda connection_id, resource, kind, full=False: enqueued.append((resource, kind)),
     )
-    monkeypatch.setattr(health_service, "health_check_enqueue",
-                        lambda connection_id: enqueued.append(("health", connection_id)))
+    monkeypatch.setattr(
+        health_service,
+        "health_check_enqueue",
+        lambda connection_id: enqueued.append(("health", connection_id)),
+    )
     return enqueued
 
 
@@ -44,8 +48,9 @@ def test_initial_sync_copies_exactly_what_the_sandbox_holds(connect, sandbox, no
     connection = connect(orders=2500, inventory=1200)
 
     scheduled = sync_schedule_initial(connection=connection)
-    outcomes = {r: sync_resource(connection_id=connection.pk, resource=r, kind="initial")
-                for r in scheduled}
+    outcomes = {
+        r: sync_resource(connection_id=connection.pk, resource=r, kind="initial") for r in scheduled
+    }
 
     assert sorted(scheduled) == sorted(RECORD_MODELS)
     assert sorted(no_enqueue[:-1]) == sorted((r, "initial") for r in RECORD_MODELS)
@@ -88,7 +93,8 @@ def test_incremental_sync_fetches_only_what_changed(connect, sandbox):
     # What changed at Trackstar, plus what sits in the overlap just below the old mark (the
     # newest record of the first run at least): nothing else.
     expected = {
-        i for i, r in remote.items()
+        i
+        for i, r in remote.items()
         if parse_datetime(r["trackstar_updated_date"]) >= second.run.since
     }
     assert set(mutated) <= expected
@@ -127,12 +133,15 @@ def test_late_ingested_records_are_read_by_the_next_incremental_run(connect, san
     # Proof that these really are late: by the WMS's clock they are older than the mark,
     # so the updated_date filter misses every one of them.
     by_wms_clock = sandbox.wms(
-        connection.access_token, "/wms/orders",
+        connection.access_token,
+        "/wms/orders",
         params={"updated_date[gte]": second.run.since.isoformat().replace("+00:00", "Z")},
     ).json()["data"]
     assert not set(late) & {r["id"] for r in by_wms_clock}
-    assert all(parse_datetime(o.data["updated_date"]) < first.run.high_water_mark
-               for o in Order.objects.filter(trackstar_id__in=late))
+    assert all(
+        parse_datetime(o.data["updated_date"]) < first.run.high_water_mark
+        for o in Order.objects.filter(trackstar_id__in=late)
+    )
 
 
 def test_a_run_resumes_from_its_last_committed_page(connect, sandbox, monkeypatch):
@@ -189,7 +198,8 @@ def test_a_worker_fenced_out_mid_run_commits_nothing_more(connect, sandbox, monk
         if len(calls) == 2:
             # Another worker takes the lease while this one holds page 2 in memory.
             ResourceSync.objects.filter(connection=connection, resource="orders").update(
-                lease_token=uuid.uuid4())
+                lease_token=uuid.uuid4()
+            )
         return commit(*args, **kwargs)
 
     monkeypatch.setattr(sync_service, "_commit_page", lose_lease_before_page_2)
@@ -199,7 +209,9 @@ def test_a_worker_fenced_out_mid_run_commits_nothing_more(connect, sandbox, monk
     run = SyncRun.objects.get()
     assert (run.pages, run.records, run.status) == (1, 1000, "running")
     assert local_count(connection, "orders") == 1000
-    assert ResourceSync.objects.get(connection=connection, resource="orders").high_water_mark is None
+    assert (
+        ResourceSync.objects.get(connection=connection, resource="orders").high_water_mark is None
+    )
 
 
 def test_a_rejected_token_needs_reconnect_once_the_key_is_known_good(
@@ -255,8 +267,9 @@ def test_a_rejected_api_key_pauses_syncs_and_alerts_staff_not_customers(
 
 def test_a_connection_deleted_at_trackstar_is_marked_disconnected(connect, sandbox, mailoutbox):
     connection = connect()
-    response = sandbox.session.delete(sandbox.url("/connections"),
-                                      headers=sandbox.token_headers(connection.access_token))
+    response = sandbox.session.delete(
+        sandbox.url("/connections"), headers=sandbox.token_headers(connection.access_token)
+    )
     assert response.ok
 
     outcome = sync_resource(connection_id=connection.pk, resource="orders")
@@ -302,8 +315,9 @@ def test_giving_up_ends_the_run_as_failed_and_reschedules(connect, sandbox, monk
         sync_resource(connection_id=connection.pk, resource="orders")
     sandbox.clear_faults()
 
-    run = sync_service.sync_fail(connection_id=connection.pk, resource="orders",
-                                 reason="Trackstar stayed unreachable.")
+    run = sync_service.sync_fail(
+        connection_id=connection.pk, resource="orders", reason="Trackstar stayed unreachable."
+    )
 
     assert run.status == "failed" and run.error == "Trackstar stayed unreachable."
     state = ResourceSync.objects.get(connection=connection, resource="orders")
@@ -314,8 +328,9 @@ def test_giving_up_ends_the_run_as_failed_and_reschedules(connect, sandbox, monk
     assert sync_resource(connection_id=connection.pk, resource="orders").status == "succeeded"
 
 
-def test_a_page_costs_a_constant_handful_of_queries(connect, sandbox,
-                                                     django_assert_max_num_queries):
+def test_a_page_costs_a_constant_handful_of_queries(
+    connect, sandbox, django_assert_max_num_queries
+):
     connection = connect(orders=5000)
 
     # 5 pages of 1000: a few queries to start and finish, about five per page

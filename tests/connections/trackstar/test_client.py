@@ -248,34 +248,46 @@ def test_base_url_must_be_http(base_url):
         TrackstarClient(base_url, API_KEY)
 
 
-JOB = {"id": "job_1", "connection_id": "conn_1", "function_name": "get_orders",
-       "status": "open", "requested_start_time": "2025-12-01T00:00:00Z",
-       "requested_end_time": "2026-01-01T00:00:00Z", "created_at": "2026-11-30T10:00:00Z"}
+JOB = {
+    "id": "job_1",
+    "connection_id": "conn_1",
+    "function_name": "get_orders",
+    "status": "open",
+    "requested_start_time": "2025-12-01T00:00:00Z",
+    "requested_end_time": "2026-01-01T00:00:00Z",
+    "created_at": "2026-11-30T10:00:00Z",
+}
 
 
-@pytest.mark.parametrize("envelope", [lambda job: {"data": job}, lambda job: job],
-                         ids=["data-envelope", "bare"])
+@pytest.mark.parametrize(
+    "envelope", [lambda job: {"data": job}, lambda job: job], ids=["data-envelope", "bare"]
+)
 def test_on_demand_syncs_create_get_and_cancel(httpserver, client, envelope):
     from datetime import UTC, datetime
 
     httpserver.expect_request("/connections/on-demand-syncs", method="POST").respond_with_json(
-        envelope(JOB))
-    httpserver.expect_request("/connections/on-demand-syncs/job_1").respond_with_json(
-        envelope(JOB))
-    httpserver.expect_request("/connections/on-demand-syncs/job_1/cancel",
-                              method="POST").respond_with_json(
-        envelope({**JOB, "status": "cancelled"}))
+        envelope(JOB)
+    )
+    httpserver.expect_request("/connections/on-demand-syncs/job_1").respond_with_json(envelope(JOB))
+    httpserver.expect_request(
+        "/connections/on-demand-syncs/job_1/cancel", method="POST"
+    ).respond_with_json(envelope({**JOB, "status": "cancelled"}))
 
     created = client.create_on_demand_sync(
-        access_token=ACCESS_TOKEN, function_name="get_orders",
-        start_time=datetime(2025, 12, 1, tzinfo=UTC), end_time=datetime(2026, 1, 1, tzinfo=UTC))
+        access_token=ACCESS_TOKEN,
+        function_name="get_orders",
+        start_time=datetime(2025, 12, 1, tzinfo=UTC),
+        end_time=datetime(2026, 1, 1, tzinfo=UTC),
+    )
     fetched = client.get_on_demand_sync("job_1", access_token=ACCESS_TOKEN)
     cancelled = client.cancel_on_demand_sync("job_1", access_token=ACCESS_TOKEN)
 
     assert created == fetched == JOB
     assert cancelled["status"] == "cancelled"
     post = httpserver.log[0][0]
-    assert post.get_json() == {"function_name": "get_orders",
-                               "start_time": "2025-12-01T00:00:00Z",
-                               "end_time": "2026-01-01T00:00:00Z"}
+    assert post.get_json() == {
+        "function_name": "get_orders",
+        "start_time": "2025-12-01T00:00:00Z",
+        "end_time": "2026-01-01T00:00:00Z",
+    }
     assert post.headers["x-trackstar-access-token"] == ACCESS_TOKEN
