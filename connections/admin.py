@@ -570,20 +570,24 @@ class ConnectionAdmin(admin.ModelAdmin):
             messages.success(request, "Backfill cancelled.")
         return redirect("admin:connections_connection_change", pk)
 
-    @admin.action(description="Resync now: refresh from the WMS, then read", permissions=["change"])
-    def resync_now(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+    def _each(self, request: HttpRequest, queryset: QuerySet[Connection], service) -> int:
+        """Call a service for each connection; say which ones it refused and why."""
         done = 0
         for connection in queryset:
             try:
-                services.connection_resync(connection=connection, actor=request.user)
+                service(connection=connection, actor=request.user)
                 done += 1
             except ValidationError as e:
                 messages.warning(request, f"{connection}: {' '.join(e.messages)}")
-        if done:
+        return done
+
+    @admin.action(description="Resync now: refresh from the WMS, then read", permissions=["change"])
+    def resync_now(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        if done := self._each(request, queryset, services.connection_resync):
             messages.success(
                 request,
-                f"Trackstar is refreshing {done} connection(s) from "
-                "the WMS; Dockside reads the changes when it is done.",
+                f"Trackstar is refreshing {done} connection(s) from the "
+                "WMS; Dockside reads the changes when it is done.",
             )
 
     @admin.action(
@@ -591,14 +595,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         permissions=["change"],
     )
     def reread_all(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
-        done = 0
-        for connection in queryset:
-            try:
-                services.connection_reread(connection=connection, actor=request.user)
-                done += 1
-            except ValidationError as e:
-                messages.warning(request, f"{connection}: {' '.join(e.messages)}")
-        if done:
+        if done := self._each(request, queryset, services.connection_reread):
             messages.success(request, f"Re-reading {done} connection(s) from Trackstar.")
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:

@@ -21,6 +21,26 @@ SANDBOX_NAMES = {
 
 
 @pytest.fixture
+def no_enqueue(monkeypatch):
+    """Tasks are run by hand: record what would have been enqueued, as (resource, kind),
+    and ("health", connection id) for a health check."""
+    from connections.services import health, sync
+
+    enqueued = []
+    monkeypatch.setattr(
+        sync,
+        "_enqueue",
+        lambda connection_id, resource, kind, full=False: enqueued.append((resource, kind)),
+    )
+    monkeypatch.setattr(
+        health,
+        "health_check_enqueue",
+        lambda connection_id: enqueued.append(("health", connection_id)),
+    )
+    return enqueued
+
+
+@pytest.fixture
 def trackstar_settings(settings, sandbox):
     """Point the app's Trackstar client at the test sandbox."""
     settings.TRACKSTAR_BASE_URL = sandbox.base_url

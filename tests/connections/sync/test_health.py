@@ -5,24 +5,12 @@ from django.utils import timezone
 
 from connections.models import Connection, MagicLink, ResourceSync
 from connections.services import connection_health_refresh, sync_resource
-from connections.services import health as health_service
 from connections.services import sync as sync_service
 
 
 @pytest.fixture(autouse=True)
-def enqueued(monkeypatch):
-    calls = []
-    monkeypatch.setattr(
-        sync_service,
-        "_enqueue",
-        lambda connection_id, resource, kind, full=False: calls.append((resource, kind)),
-    )
-    monkeypatch.setattr(
-        health_service,
-        "health_check_enqueue",
-        lambda connection_id: calls.append(("health", connection_id)),
-    )
-    return calls
+def enqueued(no_enqueue):
+    return no_enqueue
 
 
 def resource_state(connection, resource):

@@ -24,20 +24,8 @@ from .conftest import sandbox_counts, sandbox_records
 
 
 @pytest.fixture(autouse=True)
-def no_enqueue(monkeypatch):
-    """Tasks are run by hand here; record what would have been enqueued."""
-    enqueued = []
-    monkeypatch.setattr(
-        sync_service,
-        "_enqueue",
-        lambda connection_id, resource, kind, full=False: enqueued.append((resource, kind)),
-    )
-    monkeypatch.setattr(
-        health_service,
-        "health_check_enqueue",
-        lambda connection_id: enqueued.append(("health", connection_id)),
-    )
-    return enqueued
+def no_enqueue(no_enqueue):
+    return no_enqueue
 
 
 def local_count(connection, resource):
