@@ -1,6 +1,7 @@
 from datetime import UTC, datetime, time, timedelta
 
 from django import forms
+from django.utils import timezone
 
 from customers.models import Customer
 
@@ -8,6 +9,7 @@ from .integrations import integration_catalog
 from .models import Connection
 from .models.sync import resource_label
 from .services.backfills import backfill_resources
+from .services.connections import LABEL_MAX_LENGTH
 from .services.magic_links import DEFAULT_EXPIRY_DAYS, MAX_EXPIRY_DAYS
 
 
@@ -93,8 +95,57 @@ class BackfillForm(forms.Form):
         data = super().clean()
         start, end = data.get("start_time"), data.get("end_time")
         if start and end:
+            today = timezone.now().date()
             if start > end:
                 raise forms.ValidationError("The start day must not be after the end day.")
+            if start >= today:
+                raise forms.ValidationError("A backfill covers days in the past.")
             data["start_time"] = datetime.combine(start, time.min, tzinfo=UTC)
-            data["end_time"] = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+            # Up to the end of that day, or now for today and later (never a date past the
+            # calendar's end: 9999-12-31 + 1 day does not exist).
+            data["end_time"] = (
+                datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+                if end < today
+                else timezone.now()
+            )
         return data
+
+
+class ConnectionRenameForm(forms.Form):
+    # Django's CharField already refuses NUL (PostgreSQL cannot store it); other control
+    # characters are refused here. Length and blank names are the service's rule.
+    label = forms.CharField(
+        label="Name",
+        max_length=LABEL_MAX_LENGTH,
+        required=False,
+        error_messages={"max_length": f"Keep the name under {LABEL_MAX_LENGTH} characters."},
+    )
+
+    def clean_label(self) -> str:
+        label = self.cleaned_data["label"]
+        if any(ord(ch) < 32 and ch not in "\t\n\r" or ord(ch) == 127 for ch in label):
+            raise forms.ValidationError("Use letters, digits, spaces and punctuation only.")
+        return label
+
+
+class UnassignedAssignForm(forms.Form):
+    customer = forms.ModelChoiceField(queryset=Customer.objects.filter(is_active=True))
+    access_token = forms.CharField(
+        required=False,
+        strip=True,
+        max_length=2048,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Only if Dockside has none yet (the connection.created webhook was missed): "
+        "from the connection's page in Trackstar's dashboard. Stored encrypted.",
+    )
+
+
+class UnassignedDeleteForm(forms.Form):
+    access_token = forms.CharField(
+        required=False,
+        strip=True,
+        max_length=2048,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Only if Dockside has none yet. Deleting at Trackstar cannot be undone.",
+    )
+    confirm = forms.BooleanField(label="Yes, delete this connection at Trackstar")

@@ -51,3 +51,8 @@ def fallback_display_name(slug: str) -> str:
 def integration_display_name(slug: str) -> str:
     info = integration_catalog().get(slug) or {}
     return info.get("display_name") or fallback_display_name(slug)
+
+
+def connection_label(connection) -> str:
+    """What people call a connection: its label, else its WMS's name."""
+    return connection.label or integration_display_name(connection.integration_name)

@@ -451,12 +451,17 @@ class Sandbox:
             return None
         return entry
 
-    def _connection_created(self, conn: Connection) -> None:
-        self.webhook(
-            conn,
-            "connection.created",
-            {"created_date": _iso(conn.created_at), "access_token": conn.access_token},
-        )
+    def _connection_created(self, conn: Connection, *, notify: bool = True) -> None:
+        if notify:
+            # Connections carry the customer_id they were made with, if any (API.md §10;
+            # the envelope's customer_id is [INF], as the docs' transformation example).
+            extra = {"customer_id": conn.customer_id} if conn.customer_id else {}
+            self.webhook(
+                conn,
+                "connection.created",
+                {"created_date": _iso(conn.created_at), "access_token": conn.access_token},
+                **extra,
+            )
         # Until its initial sync completes a resource reads as empty; its end is signalled
         # per resource (API.md §5, §10).
         delay = self.settings.historical_sync_delay
@@ -1047,6 +1052,25 @@ class Sandbox:
             "created_at": _iso(conn.created_at),
         }
 
+    async def dashboard_connection(self, request: Request) -> Response:
+        """What staff do in Trackstar's dashboard ("Add Connection") or what a Trackstar
+        magic link does: a connection made without Dockside. It sends connection.created
+        (with its access token) unless `"webhook": false` (a missed delivery)."""
+        body = await _body(request, control=True)
+        name = body.get("integration_name") or "sandbox"
+        if name not in INTEGRATIONS:
+            return _json({"error": f"Unknown integration {name!r}."}, 400)
+        customer_id = body.get("customer_id")
+        if customer_id is not None and not isinstance(customer_id, str):
+            return _json({"error": "customer_id must be a string."}, 400)
+        notify = body.get("webhook", True)
+        if not isinstance(notify, bool):
+            return _json({"error": "webhook must be true or false."}, 400)
+        conn = self.state.create_connection(name, customer_id or None, {})
+        self._connection_created(conn, notify=notify)
+        self.state.save()
+        return _json(self.exchange_json(conn))
+
     async def sandbox_connection(self, request: Request) -> Response:
         return _json(self._sandbox_view(self._control_connection(request)))
 
@@ -1331,6 +1355,7 @@ class Sandbox:
                 control(self.mutate),
                 methods=["POST"],
             ),
+            Route("/_sandbox/connections", control(self.dashboard_connection), methods=["POST"]),
             Route("/_sandbox/dataset", control(self.dataset), methods=["POST"]),
             Route("/_sandbox/config", control(self.config), methods=["GET", "POST"]),
             Route("/_sandbox/reset", control(self.reset), methods=["POST"]),

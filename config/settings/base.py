@@ -192,6 +192,9 @@ SYNC_FORCE_TIMEOUT_SECONDS = env.int("SYNC_FORCE_TIMEOUT_SECONDS", default=15 * 
 HEALTH_CHECK_INTERVAL_SECONDS = env.int("HEALTH_CHECK_INTERVAL_SECONDS", default=60 * 60)
 HEALTH_CHECK_ERROR_INTERVAL_SECONDS = env.int("HEALTH_CHECK_ERROR_INTERVAL_SECONDS", default=5 * 60)
 HEALTH_CHECK_BATCH = env.int("HEALTH_CHECK_BATCH", default=200)
+# One reconnect email per incident; a connection whose error flaps gets no second email
+# within this long.
+RECONNECT_EMAIL_QUIET_SECONDS = env.int("RECONNECT_EMAIL_QUIET_SECONDS", default=24 * 60 * 60)
 
 # --- Redis, Celery ------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
@@ -247,6 +250,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "magic-links-expire": {"task": "connections.magic_links_expire", "schedule": 15 * 60.0},
     "sync-dispatch": {"task": "connections.sync_dispatch", "schedule": 60.0},
     "health-poll": {"task": "connections.health_poll", "schedule": 60.0},
+    "reconcile": {"task": "connections.reconcile", "schedule": 60 * 60.0},
 }
 # Fail fast when the broker is down: the outbox row is already committed, and the sweep
 # enqueues it later; a request must not hang on a dead broker.

@@ -14,6 +14,7 @@ from .records import (
     Warehouse,
 )
 from .sync import Backfill, ResourceSync, SyncRun, TrackstarAccount
+from .unassigned import UnassignedConnection
 from .webhook import WebhookEvent
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SyncRun",
     "SyncedRecord",
     "TrackstarAccount",
+    "UnassignedConnection",
     "Warehouse",
     "WebhookEvent",
 ]

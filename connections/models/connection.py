@@ -28,12 +28,18 @@ class Connection(models.Model):
         MAGIC_LINK = "magic_link", "Magic link"
         STAFF = "staff", "Staff"
         IMPORT = "import", "Imported token"
+        # Made outside Dockside and adopted from Trackstar (connection.created, reconcile).
+        TRACKSTAR_DASHBOARD = "trackstar_dashboard", "Trackstar dashboard"
+        TRACKSTAR_MAGIC_LINK = "trackstar_magic_link", "Trackstar magic link"
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="connections")
     trackstar_connection_id = models.CharField(
         "Trackstar connection id", max_length=128, unique=True
     )
     integration_name = models.CharField(max_length=64, db_index=True)
+    # A name people can tell apart ("ShipBob", "ShipBob 2", "ShipBob EU"); empty means the
+    # WMS's name. Staff and the customer's owners can edit it.
+    label = models.CharField(max_length=100, blank=True)
     integration_type = models.CharField(max_length=16, default="wms")
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True

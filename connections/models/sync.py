@@ -28,9 +28,19 @@ class ResourceSync(models.Model):
     # Trackstar finished its initial (historical) sync of this resource: until then its
     # reads return nothing (API.md §10), so we do not read it.
     history_ready = models.BooleanField(default=False)
+
+    class PermissionSource(models.TextChoices):
+        NONE = "", "—"
+        TRACKSTAR = "trackstar", "Trackstar's errors[]"
+        READ = "read", "A 403 on a read"
+
     # A non-blocking missing permission (Trackstar's errors[], or a 403 on a read): this
     # resource waits while every other one keeps syncing. Empty when there is none.
     permission_error = models.TextField(blank=True)
+    permission_source = models.CharField(
+        max_length=16, choices=PermissionSource.choices, blank=True, default=""
+    )
+    permission_error_at = models.DateTimeField(null=True, blank=True)
     # Staff asked Trackstar to refresh from the WMS (POST /connections/sync); we read when
     # connection.force-sync-completed arrives, or after a timeout.
     force_sync_requested_at = models.DateTimeField(null=True, blank=True)
@@ -186,6 +196,10 @@ class TrackstarAccount(models.Model):
     key_rejected_at = models.DateTimeField(null=True, blank=True)
     key_error = models.TextField(blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
+    # The reconcile job (GET /connections against ours): when it last completed, and why it
+    # last failed.
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+    reconcile_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -1,14 +1,24 @@
 """Writes. Views, admin and tasks call these; nothing else changes connection state."""
 
 from .account import account_key_accepted, account_key_rejected, trackstar_account
+from .adoption import (
+    BrokerUnavailable,
+    connection_adopt,
+    connections_reconcile,
+    reconcile_enqueue,
+    unassigned_assign,
+    unassigned_delete,
+)
 from .audit import audit_record
 from .backfills import backfill_cancel, backfill_request, backfill_resources
 from .connections import (
+    connection_default_label,
     connection_disconnect,
     connection_import,
     connection_mark_disconnected,
     connection_mark_needs_reconnect,
     connection_mark_repaired,
+    connection_rename,
     connection_reread,
     connection_resync,
     connection_set_paused,
@@ -51,12 +61,20 @@ from .webhooks import (
 )
 
 __all__ = [
+    "BrokerUnavailable",
+    "connection_adopt",
+    "connections_reconcile",
+    "reconcile_enqueue",
+    "unassigned_assign",
+    "unassigned_delete",
     "account_key_accepted",
     "account_key_rejected",
     "backfill_cancel",
     "backfill_request",
     "backfill_resources",
     "connection_health_refresh",
+    "connection_default_label",
+    "connection_rename",
     "connection_reread",
     "health_poll",
     "trackstar_account",

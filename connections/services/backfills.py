@@ -72,7 +72,7 @@ def backfill_request(
             defaults={
                 "connection": connection,
                 "resource": resource,
-                "status": _status(job.get("status")),
+                "status": _status(job.get("status")) or Backfill.Status.OPEN,
                 "start_time": start_time,
                 "end_time": end_time,
                 "requested_by": user_or_none(actor),
@@ -101,7 +101,10 @@ def backfill_cancel(*, backfill: Backfill, actor: Actor) -> Backfill:
     except TrackstarError as e:
         raise ValidationError(f"Trackstar could not cancel the backfill: {e.message}") from e
     with transaction.atomic():
-        _set_status(backfill, _status(job.get("status")) or Backfill.Status.CANCELLED)
+        # A completion event may have landed while we asked: it wins.
+        backfill = Backfill.objects.select_for_update().get(pk=backfill.pk)
+        if backfill.status == Backfill.Status.OPEN:
+            _set_status(backfill, _status(job.get("status")) or Backfill.Status.CANCELLED)
         audit_record(
             actor=actor,
             action="connection.backfill_cancelled",
@@ -149,30 +152,36 @@ def _backfill_finished(backfill: Backfill, status: str) -> None:
 
 
 def backfills_poll(*, now: datetime) -> int:
-    """The safety net for a missed sync-job event: look at open jobs every few minutes."""
-    stale = list(
-        Backfill.objects.filter(
-            status=Backfill.Status.OPEN,
-            updated_at__lt=now - timedelta(minutes=5),
-            connection__status=Connection.Status.ACTIVE,
-        ).select_related("connection")[:100]
+    """The safety net for a missed sync-job event: look at open jobs every few minutes.
+    Each job is claimed (its updated_at moved on) before Trackstar is asked, so two polls
+    at once never ask twice, nor read its records twice."""
+    stale = Backfill.objects.filter(
+        status=Backfill.Status.OPEN,
+        updated_at__lt=now - timedelta(minutes=5),
+        connection__status=Connection.Status.ACTIVE,
     )
-    for backfill in stale:
+    with transaction.atomic():
+        claimed = list(
+            stale.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[
+                :100
+            ]
+        )
+        Backfill.objects.filter(pk__in=claimed).update(updated_at=now)
+    for backfill in Backfill.objects.filter(pk__in=claimed).select_related("connection"):
         try:
             job = trackstar_client().get_on_demand_sync(
                 backfill.trackstar_job_id, access_token=backfill.connection.access_token
             )
         except TrackstarError:
             logger.warning("Could not check backfill %s", backfill.trackstar_job_id, exc_info=True)
-            Backfill.objects.filter(pk=backfill.pk).update(updated_at=now)
             continue
-        with transaction.atomic():
-            status = _status(job.get("status")) or Backfill.Status.OPEN
-            if status == Backfill.Status.OPEN:
-                Backfill.objects.filter(pk=backfill.pk).update(updated_at=now)
-            else:
-                _backfill_finished(backfill, status)
-    return len(stale)
+        status = _status(job.get("status"))
+        if status and status != Backfill.Status.OPEN:
+            with transaction.atomic():
+                locked = Backfill.objects.select_for_update().get(pk=backfill.pk)
+                if locked.status == Backfill.Status.OPEN:
+                    _backfill_finished(locked, status)
+    return len(claimed)
 
 
 def _status(value: Any) -> str:

@@ -1,5 +1,7 @@
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -7,7 +9,8 @@ from django.utils import timezone
 from customers.models import Customer
 
 from ..clients import trackstar_client
-from ..models import Connection, MagicLink
+from ..integrations import integration_display_name
+from ..models import Connection, MagicLink, ResourceSync
 from ..trackstar import RESOURCE_ACTIONS, TrackstarAuthError, TrackstarError, TrackstarNotFound
 from .audit import Actor, audit_record, user_or_none
 
@@ -22,9 +25,17 @@ def connection_disconnect(*, connection: Connection, actor: Actor = None) -> Con
     if connection.access_token:
         try:
             trackstar_client().delete_connection(access_token=connection.access_token)
-        except (TrackstarAuthError, TrackstarNotFound):
-            # Already gone or its token is dead at Trackstar: nothing left to delete there.
-            pass
+        except TrackstarNotFound:
+            pass  # already gone at Trackstar
+        except TrackstarAuthError:
+            # Its token is dead at Trackstar (nothing left to delete there), unless it is our
+            # API key that Trackstar refuses: then the connection lives on, and so does ours.
+            try:
+                trackstar_client().get_connection(connection.trackstar_connection_id)
+            except TrackstarAuthError as e:
+                raise TrackstarError("Trackstar refuses our API key; nothing was changed.") from e
+            except TrackstarNotFound:
+                pass
     connection_mark_disconnected(connection=connection, actor=actor)
     logger.info(
         "Connection disconnected",
@@ -102,6 +113,10 @@ def connection_import(*, customer: Customer, access_token: str, actor: Actor) ->
                 customer=customer,
                 trackstar_connection_id=connection_id,
                 integration_name=details.get("integration_name") or "unknown",
+                label=connection_default_label(
+                    customer=customer,
+                    integration_name=details.get("integration_name") or "unknown",
+                ),
                 integration_type=details.get("integration_type") or "wms",
                 available_actions=list(details.get("available_actions") or []),
                 access_token=access_token,
@@ -156,7 +171,11 @@ def connection_mark_needs_reconnect(
         connection.last_error = reason
         fields = ["status", "reconnect_cause", "last_error", "updated_at"]
         email = connection.customer.contact_email
-        if connection.reconnect_notified_at is None and email:
+        # One email per incident; an error that flaps (repaired, broken again) within
+        # RECONNECT_EMAIL_QUIET_SECONDS of the last email sends no second one.
+        notified = connection.reconnect_notified_at
+        quiet_since = timezone.now() - timedelta(seconds=settings.RECONNECT_EMAIL_QUIET_SECONDS)
+        if email and (notified is None or (changed and notified < quiet_since)):
             magic_link_issue(
                 customer=connection.customer,
                 created_by=None,
@@ -188,7 +207,8 @@ def connection_mark_needs_reconnect(
 
 def connection_mark_repaired(*, connection_id: int) -> bool:
     """Trackstar no longer reports invalid credentials (connection-error.deleted, or the
-    health poll): active again, and a later incident sends a new email. Only an incident
+    health poll): active again (reconnect_notified_at stays, so a flapping error does not
+    email on every flap; a reconnect by the customer clears it). Only an incident
     that Trackstar's errors[] opened closes this way: a refused token stays until the
     customer reconnects."""
     with transaction.atomic():
@@ -203,7 +223,6 @@ def connection_mark_repaired(*, connection_id: int) -> bool:
                 status=Connection.Status.ACTIVE,
                 last_error="",
                 reconnect_cause="",
-                reconnect_notified_at=None,
                 updated_at=timezone.now(),
             )
         )
@@ -237,21 +256,25 @@ def connection_resync(
     wanted = [r for r in sync_resources_for(connection) if resources is None or r in resources]
     if not wanted:
         raise ValidationError("This connection has none of those resources to sync.")
+    # Recorded before Trackstar is asked: its completion event may come back before the
+    # call returns. Taken back if Trackstar refuses.
+    requested = sync_force_requested(connection=connection, resources=wanted)
     try:
         trackstar_client().force_sync(
             access_token=connection.access_token,
             functions=[RESOURCE_ACTIONS[r] for r in wanted],
         )
     except TrackstarError as e:
-        raise ValidationError(f"Trackstar could not start a refresh: {e.message}") from e
-    with transaction.atomic():
-        requested = sync_force_requested(connection=connection, resources=wanted)
-        audit_record(
-            actor=actor,
-            action="connection.force_sync_requested",
-            connection=connection,
-            resources=requested,
+        ResourceSync.objects.filter(connection=connection, resource__in=wanted).update(
+            force_sync_requested_at=None
         )
+        raise ValidationError(f"Trackstar could not start a refresh: {e.message}") from e
+    audit_record(
+        actor=actor,
+        action="connection.force_sync_requested",
+        connection=connection,
+        resources=requested,
+    )
     return requested
 
 
@@ -265,6 +288,8 @@ def connection_reread(
     _require_active(connection)
     with transaction.atomic():
         requested = sync_request_now(connection=connection, resources=resources, full=True)
+        if not requested:
+            raise ValidationError("This connection has none of those resources to sync.")
         audit_record(
             actor=actor,
             action="connection.reread_requested",
@@ -272,3 +297,36 @@ def connection_reread(
             resources=requested,
         )
     return requested
+
+
+LABEL_MAX_LENGTH = 100
+
+
+def connection_default_label(*, customer: Customer, integration_name: str) -> str:
+    """ "ShipBob" for a customer's first ShipBob connection, then "ShipBob 2", "ShipBob 3"…
+    (never one of the customer's labels already in use)."""
+    name = integration_display_name(integration_name)
+    same = Connection.objects.filter(customer=customer, integration_name=integration_name)
+    taken = {label or name for label in same.values_list("label", flat=True)}
+    n = len(taken) + 1 if taken else 1
+    label = name if n == 1 else f"{name} {n}"
+    while label in taken:
+        n += 1
+        label = f"{name} {n}"
+    return label[:LABEL_MAX_LENGTH]
+
+
+def connection_rename(*, connection: Connection, label: str, actor: Actor) -> Connection:
+    label = " ".join(str(label or "").split())
+    if not label:
+        raise ValidationError("Give the connection a name.")
+    if len(label) > LABEL_MAX_LENGTH:
+        raise ValidationError(f"Keep the name under {LABEL_MAX_LENGTH} characters.")
+    with transaction.atomic():
+        old = connection.label
+        connection.label = label
+        connection.save(update_fields=["label", "updated_at"])
+        audit_record(
+            actor=actor, action="connection.renamed", connection=connection, old=old, new=label
+        )
+    return connection

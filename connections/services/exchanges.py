@@ -23,6 +23,7 @@ from ..trackstar import (
     TrackstarUnavailable,
 )
 from .audit import Actor, audit_record, user_or_none
+from .connections import connection_default_label
 from .magic_links import (
     magic_link_completed,
     magic_link_consume,
@@ -335,6 +336,9 @@ def _connection_store(
             trackstar_connection_id=result.connection_id,
             source=exchange.source,
             created_by=exchange.created_by,
+            label=connection_default_label(
+                customer=exchange.customer, integration_name=result.integration_name
+            ),
         )
     connection.integration_name = result.integration_name
     connection.access_token = result.access_token
@@ -393,6 +397,9 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
             defaults={
                 "customer": exchange.customer,
                 "integration_name": exchange.integration_name,
+                "label": connection_default_label(
+                    customer=exchange.customer, integration_name=exchange.integration_name
+                ),
                 "source": exchange.source,
                 "created_by": exchange.created_by,
                 "status": Connection.Status.NEEDS_RECONNECT,

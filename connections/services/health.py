@@ -43,7 +43,7 @@ from .connections import (
     connection_mark_needs_reconnect,
     connection_mark_repaired,
 )
-from .sync import next_slot, sync_history_completed, sync_resources_for
+from .sync import next_slot, sync_history_completed
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,11 @@ def probe_unauthorized(*, connection: Connection, error: TrackstarError) -> Prob
     except TrackstarAuthError as e:
         account_key_rejected(error=e.message)
         return Probe.KEY_REJECTED
-    except TrackstarNotFound:
+    except TrackstarNotFound as e:
+        # The token was refused, and Trackstar's own 404 names this connection.
+        if e.object_id != connection.trackstar_connection_id:
+            logger.warning("A 404 that does not name the connection; deciding nothing")
+            return Probe.UNREACHABLE
         connection_mark_disconnected(connection=connection, actor=None, reason=DELETED_REASON)
         return Probe.DELETED
     except TrackstarError:
@@ -90,15 +94,19 @@ def connection_health_refresh(*, connection_id: int) -> str:
     connection = Connection.objects.select_related("customer").filter(pk=connection_id).first()
     if connection is None or connection.status == Connection.Status.DISCONNECTED:
         return "skipped"
+    started = timezone.now()
     try:
         details = trackstar_client().get_connection(connection.trackstar_connection_id)
     except TrackstarAuthError as e:
         account_key_rejected(error=e.message)
         _check_again(connection, soon=True)
         return "key_rejected"
-    except TrackstarNotFound:
-        connection_mark_disconnected(connection=connection, actor=None, reason=DELETED_REASON)
-        return "deleted"
+    except TrackstarNotFound as e:
+        if _deleted_at_trackstar(connection, e):
+            connection_mark_disconnected(connection=connection, actor=None, reason=DELETED_REASON)
+            return "deleted"
+        _check_again(connection, soon=True)
+        return "failed"
     except (TrackstarUnavailable, TrackstarRateLimited):
         _check_again(connection, soon=True)
         raise
@@ -111,17 +119,50 @@ def connection_health_refresh(*, connection_id: int) -> str:
         _check_again(connection, soon=True)
         return "failed"
     account_key_accepted()
-    health = parse_health(details, synced=sync_resources_for(connection))
-    connection_health_apply(connection=connection, health=health)
-    return "checked"
+    health = parse_health(details)
+    applied = connection_health_apply(connection=connection, health=health, checked_at=started)
+    return "checked" if applied else "superseded"
 
 
-def connection_health_apply(*, connection: Connection, health: ConnectionHealth) -> None:
+def _deleted_at_trackstar(connection: Connection, error: TrackstarNotFound) -> bool:
+    """Disconnecting erases the token and cannot be undone, so a 404 alone (a proxy, a
+    wrong base URL) is not enough: Trackstar's 404 must name the connection, and its token
+    must be refused too."""
+    return error.object_id == connection.trackstar_connection_id and token_refused(connection)
+
+
+def token_refused(connection: Connection) -> bool:
+    """Does Trackstar refuse this connection's token (401 on the cheapest read)? False when
+    it works or when Trackstar cannot say (an outage decides nothing)."""
+    if not connection.access_token:
+        return True
+    try:
+        pages = trackstar_client().iter_pages(
+            "warehouses", access_token=connection.access_token, limit=1
+        )
+        next(pages, None)
+        pages.close()
+    except TrackstarAuthError:
+        return True
+    except TrackstarError:
+        return False
+    return False
+
+
+def connection_health_apply(
+    *, connection: Connection, health: ConnectionHealth, checked_at: datetime | None = None
+) -> bool:
+    """Set the connection's state from what Trackstar said at `checked_at`. A check that
+    started before the last applied one is dropped (a webhook and the poll crossing), so an
+    older answer never undoes a newer one. Returns whether it was applied."""
     now = timezone.now()
+    checked_at = checked_at or now
     name = integration_display_name(connection.integration_name)
     with transaction.atomic():
-        blocking = health.blocking
-        if blocking is not None:
+        locked = Connection.objects.select_for_update(of=("self",)).get(pk=connection.pk)
+        if locked.health_checked_at is not None and locked.health_checked_at > checked_at:
+            return False
+        if health.blocking is not None:
             connection_mark_needs_reconnect(
                 connection_id=connection.pk,
                 cause=Connection.ReconnectCause.INVALID_CREDENTIALS,
@@ -141,7 +182,7 @@ def connection_health_apply(*, connection: Connection, health: ConnectionHealth)
             {"kind": e.kind, "message": e.message, "resources": sorted(e.resources)}
             for e in health.errors
         ]
-        connection.health_checked_at = now
+        connection.health_checked_at = checked_at
         troubled = bool(health.errors) or connection.status == Connection.Status.NEEDS_RECONNECT
         connection.health_next_check_at = _next_check(connection, now, troubled=troubled)
         connection.save(
@@ -158,18 +199,42 @@ def connection_health_apply(*, connection: Connection, health: ConnectionHealth)
             message,
             extra={"connection_id": connection.trackstar_connection_id},
         )
+    return True
 
 
 def _apply_permissions(connection: Connection, missing: dict[str, str], now: datetime) -> None:
+    """Trackstar's missing permissions onto the resources. A mark that came from a 403 on a
+    read, which errors[] does not list (an endpoint disabled for the org, or Trackstar not
+    caught up yet), is lifted only after HEALTH_CHECK_INTERVAL_SECONDS, so a resource that
+    keeps answering 403 is tried hourly, not every minute."""
+    retry_reads_before = now - timedelta(seconds=settings.HEALTH_CHECK_INTERVAL_SECONDS)
     for resource_sync in ResourceSync.objects.filter(connection=connection):
         wanted = missing.get(resource_sync.resource, "")
-        if wanted == resource_sync.permission_error:
+        if wanted:
+            if (wanted, resource_sync.permission_source) != (
+                resource_sync.permission_error,
+                ResourceSync.PermissionSource.TRACKSTAR,
+            ):
+                ResourceSync.objects.filter(pk=resource_sync.pk).update(
+                    permission_error=wanted,
+                    permission_source=ResourceSync.PermissionSource.TRACKSTAR,
+                    permission_error_at=resource_sync.permission_error_at or now,
+                    updated_at=now,
+                )
             continue
-        fields: dict = {"permission_error": wanted, "updated_at": now}
-        if not wanted:
-            # Access granted (or a 403 that Trackstar does not list): read it again soon.
-            fields["next_sync_at"] = now
-        ResourceSync.objects.filter(pk=resource_sync.pk).update(**fields)
+        if not resource_sync.permission_error:
+            continue
+        from_read = resource_sync.permission_source == ResourceSync.PermissionSource.READ
+        if from_read and (resource_sync.permission_error_at or now) > retry_reads_before:
+            continue
+        # Access granted: read it again at the next tick.
+        ResourceSync.objects.filter(pk=resource_sync.pk).update(
+            permission_error="",
+            permission_source="",
+            permission_error_at=None,
+            next_sync_at=now,
+            updated_at=now,
+        )
 
 
 def _next_check(connection: Connection, now: datetime, *, troubled: bool) -> datetime:

@@ -366,10 +366,26 @@ def sync_schedule_initial(*, connection: Connection) -> list[str]:
     wait for connection.historical-sync-completed, since until then their reads return
     nothing (API.md §10). The health check asked for here reads Trackstar's
     historical_sync_completed map, in case the webhooks came first or never come."""
+    from ..models import WebhookEvent
     from .health import health_check_enqueue
 
+    # connection.historical-sync-completed events that arrived before the connection was
+    # stored (or while it waited for its token) were set aside: they count now.
+    done_before = {
+        str((payload.get("data") or {}).get("resource") or "").replace("-", "_")
+        for payload in WebhookEvent.objects.filter(
+            trackstar_connection_id=connection.trackstar_connection_id,
+            event_type="connection.historical-sync-completed",
+        ).values_list("payload", flat=True)
+        if isinstance(payload, dict) and isinstance(payload.get("data"), dict)
+    }
     scheduled = []
     for resource_sync in _ensure_resource_syncs(connection):
+        if not resource_sync.history_ready and resource_sync.resource in done_before:
+            ResourceSync.objects.filter(pk=resource_sync.pk).update(
+                history_ready=True, updated_at=timezone.now()
+            )
+            resource_sync.history_ready = True
         if not resource_sync.history_ready:
             continue
         kind = SyncRun.Kind.INCREMENTAL if resource_sync.high_water_mark else SyncRun.Kind.INITIAL
@@ -880,6 +896,9 @@ def _finish_succeeded(
             new_mark = max(new_mark, previous)
         resource_sync.high_water_mark = new_mark
         resource_sync.last_success_at = now
+        # A read that succeeded after the wait for Trackstar's initial sync ran out: the
+        # resource is being synced now, whatever Trackstar says later.
+        resource_sync.history_ready = True
         resource_sync.last_error = ""
         resource_sync.lease_token = None
         resource_sync.lease_expires_at = None
@@ -975,7 +994,14 @@ def _finish_forbidden(
     from .health import health_check_enqueue
 
     message = error.message or f"No access to {lease.run.resource}."
-    run = _finish(lease, status=SyncRun.Status.FAILED, error=message, permission_error=message)
+    run = _finish(
+        lease,
+        status=SyncRun.Status.FAILED,
+        error=message,
+        permission_error=message,
+        permission_source=ResourceSync.PermissionSource.READ,
+        permission_error_at=timezone.now(),
+    )
     transaction.on_commit(lambda: health_check_enqueue(connection_id=connection.pk), robust=True)
     return SyncOutcome("forbidden", run)
 

@@ -1,6 +1,7 @@
 """Trackstar webhooks: stored once per svix-id by the view, applied by a task."""
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -10,10 +11,12 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from ..clients import trackstar_client
-from ..models import Connection, WebhookEvent
+from ..models import Connection, UnassignedConnection, WebhookEvent
 from ..models.records import RECORD_MODELS
 from ..models.sync import resource_label
+from ..ratelimit import acquire, trackstar_get_limiter
 from ..trackstar import TrackstarNotFound
+from .adoption import connection_adopt
 from .audit import Actor, audit_record
 from .backfills import backfill_job_event
 from .connections import connection_mark_disconnected
@@ -116,7 +119,18 @@ def webhook_retry(*, event: WebhookEvent, actor: Actor) -> bool:
     return bool(updated)
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    """What applying an event needs from Trackstar, fetched before any transaction opens
+    (no row lock is held across an HTTP call)."""
+
+    details: dict[str, Any] | None = None  # GET /connections/{id}, for an unknown connection
+    record: dict[str, Any] | None = None  # GET of the one record of a truncated event
+    gone: bool = False  # Trackstar answered 404 for it
+
+
 def webhook_apply(*, event_id: int) -> WebhookEvent | None:
+    fetched = _fetch_for(event_id)
     with transaction.atomic():
         event = WebhookEvent.objects.select_for_update().filter(pk=event_id).first()
         if event is None or event.status != WebhookEvent.Status.RECEIVED:
@@ -129,15 +143,80 @@ def webhook_apply(*, event_id: int) -> WebhookEvent | None:
         )
         event.connection = connection
         if connection is None:
-            _finish(event, WebhookEvent.Status.IGNORED, "No such connection in Dockside.")
-            return event
-        ignored_because = _apply(event, connection)
+            ignored_because = _apply_unknown(event, fetched)
+        else:
+            ignored_because = _apply(event, connection, fetched)
         _finish(
             event,
             WebhookEvent.Status.IGNORED if ignored_because else WebhookEvent.Status.PROCESSED,
             ignored_because or "",
         )
     return event
+
+
+def _fetch_for(event_id: int) -> _Fetched:
+    """Trackstar outages raise, for the task to retry; the event stays received."""
+    event = WebhookEvent.objects.filter(pk=event_id, status=WebhookEvent.Status.RECEIVED).first()
+    if event is None:
+        return _Fetched()
+    connection = Connection.objects.filter(
+        trackstar_connection_id=event.trackstar_connection_id
+    ).first()
+    data = event.payload.get("data")
+    client = trackstar_client()
+    if connection is None and event.event_type == "connection.created":
+        try:
+            return _Fetched(details=client.get_connection(event.trackstar_connection_id))
+        except TrackstarNotFound:
+            return _Fetched(gone=True)
+    resource = EVENT_RESOURCES.get(event.event_type.partition(".")[0])
+    if (
+        connection is None
+        or resource is None
+        or not event.payload.get("data_truncated")
+        or not isinstance(data, dict)
+        or not data.get("id")
+        or connection.status != Connection.Status.ACTIVE
+        or not connection.access_token
+    ):
+        return _Fetched()
+    # Too big for a webhook: Trackstar sent only the id (API.md §8, §10). Fetch that one
+    # record, never the whole resource, under the token's shared GET budget.
+    acquire(trackstar_get_limiter(), connection.access_token)
+    try:
+        return _Fetched(
+            record=client.get_record(
+                resource, str(data["id"]), access_token=connection.access_token
+            )
+        )
+    except TrackstarNotFound:
+        return _Fetched(gone=True)
+
+
+def _apply_unknown(event: WebhookEvent, fetched: _Fetched) -> str | None:
+    """An event for a connection Dockside does not have. connection.created may be one made
+    in Trackstar's dashboard or by a Trackstar magic link: adopt it, or keep it for staff."""
+    if event.event_type != "connection.created":
+        return "No such connection in Dockside."
+    if fetched.gone:
+        return "Trackstar no longer has this connection."
+    if fetched.details is None:
+        return "Trackstar's view of the connection was not fetched; the reconcile job finds it."
+    customer_id = event.payload.get("customer_id") or (event.payload.get("data") or {}).get(
+        "customer_id"
+    )
+    adopted = connection_adopt(
+        trackstar_connection_id=event.trackstar_connection_id,
+        access_token=event.access_token,
+        details=fetched.details,
+        customer_id=customer_id if isinstance(customer_id, str) else None,
+        seen_via=UnassignedConnection.SeenVia.WEBHOOK,
+    )
+    if adopted is None:
+        return "One of our own connects is still storing this connection."
+    if isinstance(adopted, Connection):
+        event.connection = adopted
+    return None  # adopted, or waiting in admin's unassigned connections
 
 
 def webhook_fail(*, event_id: int, error: str) -> None:
@@ -153,7 +232,7 @@ def _finish(event: WebhookEvent, status: str, error: str) -> None:
     event.save()
 
 
-def _apply(event: WebhookEvent, connection: Connection) -> str | None:
+def _apply(event: WebhookEvent, connection: Connection, fetched: _Fetched) -> str | None:
     """Apply the event; None when done, else why it was ignored."""
     event_type = event.event_type
     data = event.payload.get("data") or {}
@@ -211,9 +290,11 @@ def _apply(event: WebhookEvent, connection: Connection) -> str | None:
     if not data.get("id"):
         return "The event carries no record."
     if event.payload.get("data_truncated"):
-        # Too big for a webhook: Trackstar sent only the id (API.md §8, §10). Fetch that one
-        # record, never the whole resource.
-        return _fetch_truncated(connection, record_resource, str(data["id"]))
+        if fetched.gone:
+            return "Trackstar no longer has that record."
+        if fetched.record is None:
+            return f"The connection is {connection.get_status_display().lower()}."
+        data = fetched.record
     # order.created / order.updated / order.shipment.created … all carry the full record.
     records_upsert(
         connection=connection, resource=record_resource, records=[data], only_if_newer=True
@@ -227,20 +308,6 @@ def _resource_name(value: Any) -> str | None:
         return None
     name = value.replace("-", "_").removeprefix("get_")
     return name if name in RECORD_MODELS else None
-
-
-def _fetch_truncated(connection: Connection, resource: str, record_id: str) -> str | None:
-    if connection.status != Connection.Status.ACTIVE or not connection.access_token:
-        return f"The connection is {connection.get_status_display().lower()}."
-    try:
-        record = trackstar_client().get_record(
-            resource, record_id, access_token=connection.access_token
-        )
-    except TrackstarNotFound:
-        return "Trackstar no longer has that record."
-    # Other Trackstar errors go to the task, which retries outages.
-    records_upsert(connection=connection, resource=resource, records=[record], only_if_newer=True)
-    return None
 
 
 def _adopt_token(connection: Connection, token: str) -> bool:

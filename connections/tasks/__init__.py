@@ -2,13 +2,14 @@
 every task module is imported here."""
 
 from .exchanges import exchange_process, exchanges_sweep
-from .health import connection_health_refresh, health_poll
+from .health import connection_health_refresh, connections_reconcile, health_poll
 from .magic_links import magic_links_expire
 from .sync import sync_dispatch_due, sync_resource
 from .webhooks import webhook_apply, webhooks_sweep
 
 __all__ = [
     "connection_health_refresh",
+    "connections_reconcile",
     "health_poll",
     "exchange_process",
     "exchanges_sweep",

@@ -23,3 +23,13 @@ def connection_health_refresh(self, connection_id: int) -> str:
 @shared_task(name="connections.health_poll")
 def health_poll() -> int:
     return services.health_poll()
+
+
+@shared_task(name="connections.reconcile", bind=True, max_retries=3)
+def connections_reconcile(self) -> dict:
+    try:
+        return services.connections_reconcile()
+    except (TrackstarRateLimited, TrackstarUnavailable) as e:
+        if self.request.retries >= self.max_retries:
+            return {}  # the next hourly run tries again; the error is on the account row
+        raise self.retry(exc=e, countdown=backoff(self.request.retries, base=30.0)) from e

@@ -306,10 +306,8 @@ class TrackstarClient:
         data = self._request("GET", path).get("data")
         # openapi.json gives this endpoint the list envelope; the object envelope is what
         # a single-object endpoint normally returns (API.md §4, open question 4).
-        if isinstance(data, list) and not data:
-            raise TrackstarNotFound(
-                "Trackstar has no such connection", object_id=connection_id, method="GET", path=path
-            )
+        # An empty list is not Trackstar's 404 (which names the id): it is not taken as
+        # "this connection was deleted", a decision that erases the connection's token.
         candidates = data if isinstance(data, list) else [data]
         # Never hand back some other connection than the one asked for.
         matches = [

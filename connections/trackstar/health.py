@@ -7,13 +7,13 @@ Two kinds of error, documented in two shapes:
   preventing_sync}], first_seen, last_seen}`.
 
 Invalid credentials block every resource until a reinstall; a missing permission affects
-only the named resources. An entry that says neither (no `error_type`, no endpoints we can
-map) is *unclassified*: staff see it, nobody emails the customer on a guess.
+only the named resources. An entry that does not say which (no `error_type`) is never read
+as invalid credentials: nobody emails the customer on a guess.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,36 +88,33 @@ def _endpoint_resources(endpoints: Any) -> set[str]:
     return found
 
 
-def parse_error(entry: Mapping[str, Any], *, synced: Iterable[str]) -> HealthIssue:
-    """One errors[] entry (either shape, or both merged). `synced` is the resources this
-    connection syncs: an OAS-shaped error that affects all of them is read as blocking."""
+def parse_error(entry: Mapping[str, Any]) -> HealthIssue:
+    """One errors[] entry (either shape, or both merged). Only the DOC shape's `error_type`
+    says what kind it is; an entry without one is unclassified."""
     message = entry.get("message") or entry.get("error_message") or ""
     message = message if isinstance(message, str) else ""
     error_type = entry.get("error_type")
-    endpoints = _endpoint_resources(entry.get("affected_endpoints"))
     if error_type == INVALID_CREDENTIALS:
         return HealthIssue(INVALID_CREDENTIALS, message or "The WMS credentials no longer work.")
     if error_type == MISSING_PERMISSION:
         resource = _resource_name(entry.get("resource"))
-        resources = {resource} if resource else endpoints
+        resources = {resource} if resource else _endpoint_resources(entry.get("affected_endpoints"))
         if resources:
             return HealthIssue(MISSING_PERMISSION, message, frozenset(resources))
         return HealthIssue("unclassified", message or "A permission is missing.")
-    # OAS shape only: judge by what it prevents. Every resource we sync → the credentials;
-    # some of them → a permission on those; nothing we know → say so to staff only.
-    synced_set = set(synced)
-    if endpoints and synced_set and synced_set <= endpoints:
-        return HealthIssue(INVALID_CREDENTIALS, message or "The WMS credentials no longer work.")
-    if endpoints:
-        return HealthIssue(MISSING_PERMISSION, message, frozenset(endpoints))
-    return HealthIssue("unclassified", message or "Trackstar reports a connection error.")
+    # OAS shape only: it does not say which kind. Read as neither invalid credentials (no
+    # customer is emailed on a guess) nor a missing permission (no resource stops being
+    # read on a guess): staff see it, with the endpoints it names.
+    names = sorted(_endpoint_resources(entry.get("affected_endpoints")))
+    return HealthIssue(
+        "unclassified", message or "Trackstar reports a connection error.", frozenset(names)
+    )
 
 
-def parse_health(details: Mapping[str, Any], *, synced: Iterable[str]) -> ConnectionHealth:
-    synced = list(synced)
+def parse_health(details: Mapping[str, Any]) -> ConnectionHealth:
     raw_errors = details.get("errors")
     errors = tuple(
-        parse_error(entry, synced=synced)
+        parse_error(entry)
         for entry in (raw_errors if isinstance(raw_errors, list) else [])
         if isinstance(entry, Mapping)
     )

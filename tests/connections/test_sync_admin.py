@@ -191,3 +191,28 @@ def test_inventory_cannot_be_backfilled(staff, synced):
 
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        ("2026-02-01", "2026-01-01", "must not be after the end day"),
+        ("9999-12-31", "9999-12-31", "covers days in the past"),
+        ("2026-01-01", "9999-12-31", None),  # up to now: Trackstar is asked (none here)
+        ("garbage", "2026-01-01", "Enter a valid date"),
+    ],
+)
+def test_a_backfill_window_that_makes_no_sense_is_refused_clearly(
+    staff, synced, start, end, message
+):
+    from connections.models import Backfill
+
+    response = staff.post(
+        f"/admin/connections/connection/{synced.pk}/backfill/",
+        {"resource": "orders", "start_time": start, "end_time": end},
+    )
+
+    assert response.status_code == 200
+    if message:
+        assert message in response.content.decode()
+    assert not Backfill.objects.exists()

@@ -147,6 +147,18 @@ class SandboxServer:
         webhook_retry_delays."""
         return self._ok(self.post("/_sandbox/config", settings))
 
+    def dashboard_connect(
+        self,
+        integration: str = "sandbox",
+        *,
+        customer_id: str | None = None,
+        webhook: bool = True,
+    ) -> dict:
+        """A connection made in Trackstar's dashboard (not through Dockside); returns it with
+        its access token. webhook=False: its connection.created is never delivered."""
+        body = {"integration_name": integration, "customer_id": customer_id, "webhook": webhook}
+        return self._ok(self.post("/_sandbox/connections", body))
+
     def connection(self, connection_id: str) -> dict:
         return self._ok(self.get(f"/_sandbox/connections/{connection_id}"))
 

@@ -112,11 +112,14 @@ def test_get_connection_accepts_both_envelopes(httpserver, client, envelope):
     assert "x-trackstar-access-token" not in only_request(httpserver).headers
 
 
-def test_get_connection_empty_list_is_not_found(httpserver, client):
+def test_get_connection_empty_list_is_malformed_not_a_deletion(httpserver, client):
+    """Only Trackstar's 404 (which names the id) may say a connection is gone: deciding so
+    erases its token."""
     httpserver.expect_request("/connections/conn_1").respond_with_json({"data": []})
 
-    with pytest.raises(TrackstarNotFound):
+    with pytest.raises(TrackstarError) as excinfo:
         client.get_connection("conn_1")
+    assert not isinstance(excinfo.value, TrackstarNotFound)
 
 
 def test_get_connection_refuses_a_different_connection(httpserver, client):
