@@ -1,6 +1,8 @@
 """Staff screens. Every action calls a service, so admin cannot skip validation, enqueueing
 or the audit log."""
 
+from datetime import timedelta
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -383,7 +385,8 @@ class BackfillInline(admin.TabularInline):
 
     @admin.display(description="Window")
     def window(self, obj: Backfill) -> str:
-        return f"{obj.start_time:%Y-%m-%d} → {obj.end_time:%Y-%m-%d}"
+        last_day = obj.end_time - timedelta(microseconds=1)  # the end is exclusive
+        return f"{obj.start_time:%Y-%m-%d} → {last_day:%Y-%m-%d}"
 
     @admin.display(description="")
     def cancel(self, obj: Backfill) -> str:
@@ -411,7 +414,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     list_display = [
         "trackstar_connection_id",
         "customer",
-        "integration_name",
+        "name",
         "status",
         "source",
         "sync_paused",
@@ -425,8 +428,9 @@ class ConnectionAdmin(admin.ModelAdmin):
     search_fields = ["trackstar_connection_id", "customer__name", "integration_name"]
     list_select_related = ["customer", "created_by"]
     autocomplete_fields = ["customer"]
-    # The token itself is never rendered: not in the form, not in the list.
-    exclude = ["access_token"]
+    # The token itself is never rendered: not in the form, not in the list. The label is
+    # the one thing staff edit here (saved through services.connection_rename).
+    exclude = ["access_token", "trackstar_errors", "health_next_check_at"]
     readonly_fields = [
         "customer",
         "trackstar_connection_id",
@@ -457,6 +461,17 @@ class ConnectionAdmin(admin.ModelAdmin):
         "resume_syncing",
     ]
     change_form_template = "admin/connections/connection/change_form.html"
+
+    @admin.display(description="Name", ordering="label")
+    def name(self, obj: Connection) -> str:
+        return connection_label(obj)
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Only the label is editable; it goes through the service (validated, audited).
+        if change and "label" in form.changed_data:
+            label = obj.label
+            obj.refresh_from_db()
+            services.connection_rename(connection=obj, label=label, actor=request.user)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Connection]:
         return (

@@ -243,6 +243,14 @@ def _require_active(connection: Connection) -> None:
         )
 
 
+PROBE_WORDS = {
+    "key_rejected": "Trackstar refuses our API key: every sync is paused until it works.",
+    "deleted": "Trackstar no longer has this connection; it is now disconnected.",
+    "token_rejected": "Trackstar refuses this connection's token; the customer was asked to "
+    "reconnect.",
+}
+
+
 def connection_resync(
     *, connection: Connection, actor: Actor, resources: list[str] | None = None
 ) -> list[str]:
@@ -268,6 +276,13 @@ def connection_resync(
         ResourceSync.objects.filter(connection=connection, resource__in=wanted).update(
             force_sync_requested_at=None
         )
+        if isinstance(e, TrackstarAuthError):
+            # Our API key, this token, or a connection deleted at Trackstar: find out which,
+            # as a read's 401 would (the banner, the reconnect email or the disconnect).
+            from .health import probe_unauthorized
+
+            probe = probe_unauthorized(connection=connection, error=e)
+            raise ValidationError(PROBE_WORDS.get(probe.value, e.message)) from e
         raise ValidationError(f"Trackstar could not start a refresh: {e.message}") from e
     audit_record(
         actor=actor,

@@ -18,10 +18,12 @@ from ..models import AuthCodeExchange, Connection, MagicLink, WebhookEvent
 from ..models.records import parse_datetime
 from ..trackstar import (
     ExchangeResult,
+    TrackstarAuthError,
     TrackstarError,
     TrackstarRateLimited,
     TrackstarUnavailable,
 )
+from .account import account_key_rejected
 from .audit import Actor, audit_record, user_or_none
 from .connections import connection_default_label
 from .magic_links import (
@@ -49,10 +51,14 @@ def link_token_create(*, customer: Customer, reinstall: Connection | None = None
     connection and Trackstar keeps its id, token and history (API.md §3)."""
     if reinstall is not None and reinstall.customer_id != customer.pk:
         raise ValidationError("That connection belongs to another customer.")
-    return trackstar_client().create_link_token(
-        customer_id=customer.public_id,
-        connection_id=reinstall.trackstar_connection_id if reinstall else None,
-    )
+    try:
+        return trackstar_client().create_link_token(
+            customer_id=customer.public_id,
+            connection_id=reinstall.trackstar_connection_id if reinstall else None,
+        )
+    except TrackstarAuthError as e:
+        account_key_rejected(error=e.message)  # /link/token takes our API key alone
+        raise
 
 
 # --- Auth code exchange --------------------------------------------------------------------
@@ -214,6 +220,12 @@ def exchange_process(*, exchange_id: int) -> AuthCodeExchange | None:
     except (TrackstarUnavailable, TrackstarRateLimited) as e:
         _release(exchange, error=f"Trackstar is busy or unreachable; retrying ({e}).")
         raise
+    except TrackstarAuthError as e:
+        # /link/exchange takes our API key alone: Trackstar refuses the key, not the code.
+        # Staff are alerted, and the code is tried again (retries), not thrown away.
+        account_key_rejected(error=e.message)
+        _release(exchange, error="Trackstar refuses our API key; retrying.")
+        raise TrackstarUnavailable("Trackstar refuses our API key", path="/link/exchange") from e
     except TrackstarError as e:
         if exchange.attempts > 1 and _recover_from_trackstar(exchange):
             return exchange
@@ -350,6 +362,11 @@ def _connection_store(
     connection.connected_at = now
     connection.disconnected_at = None
     connection.save()
+    # A reconnect is done: other reconnect links for it (the one emailed when it broke) have
+    # nothing left to do.
+    MagicLink.objects.filter(reinstall_connection=connection, revoked_at__isnull=True).exclude(
+        pk=exchange.magic_link_id
+    ).update(revoked_at=now)
     # Sync its data once the connection is committed (a reconnect continues from its mark).
     transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
     return connection

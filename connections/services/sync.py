@@ -409,7 +409,8 @@ def sync_history_completed(*, connection: Connection, resources: Iterable[str]) 
             pk=rs.pk, history_ready=False
         ).update(history_ready=True, updated_at=timezone.now()):
             newly.append(rs.resource)
-            sync_enqueue_on_commit(connection.pk, rs.resource, SyncRun.Kind.WEBHOOK)
+            kind = SyncRun.Kind.WEBHOOK if rs.high_water_mark else SyncRun.Kind.INITIAL
+            sync_enqueue_on_commit(connection.pk, rs.resource, kind)
     return newly
 
 

@@ -67,6 +67,10 @@ def test_reinstall_keeps_the_connection_id_and_row(trackstar, customer):
         status=Connection.Status.NEEDS_RECONNECT, last_error="Credentials expired"
     )
 
+    emailed = services.magic_link_issue(
+        customer=customer, created_by=None, reinstall_connection=connection
+    ).link
+
     again = submit(trackstar, customer, reinstall=connection)
     services.exchange_process(exchange_id=again.pk)
 
@@ -76,6 +80,9 @@ def test_reinstall_keeps_the_connection_id_and_row(trackstar, customer):
     assert Connection.objects.count() == 1
     assert connection.status == Connection.Status.ACTIVE
     assert connection.last_error == ""
+    # The reconnect link emailed when it broke has nothing left to do.
+    emailed.refresh_from_db()
+    assert emailed.revoked_at is not None
 
 
 def test_a_reinstall_that_lands_on_another_connection_fails_with_a_reason(trackstar, customer):

@@ -216,3 +216,60 @@ def test_a_backfill_window_that_makes_no_sense_is_refused_clearly(
     if message:
         assert message in response.content.decode()
     assert not Backfill.objects.exists()
+
+
+def test_staff_rename_a_connection_and_it_is_audited(staff, synced, staff_user):
+    url = f"/admin/connections/connection/{synced.pk}/change/"
+    page = staff.get(url)
+    data = {"label": "ShipBob EU"}
+    for inline in page.context["inline_admin_formsets"]:  # the panel's own hidden fields
+        formset = inline.formset
+        data.update(
+            {f"{formset.prefix}-{k}": v for k, v in formset.management_form.initial.items()}
+        )
+        for form in formset.forms:
+            data[form.add_prefix("id")] = form.instance.pk
+            data[form.add_prefix("connection")] = synced.pk
+
+    response = staff.post(url, data)
+
+    assert response.status_code == 302
+    synced.refresh_from_db()
+    assert synced.label == "ShipBob EU"
+    entry = AuditEntry.objects.get(action="connection.renamed")
+    assert (entry.actor, entry.detail["new"]) == (staff_user, "ShipBob EU")
+    assert "ShipBob EU" in staff.get("/admin/connections/connection/").content.decode()
+
+
+def test_resync_now_with_a_refused_api_key_raises_the_alarm(staff, customer, trackstar):
+    from connections.models import TrackstarAccount
+
+    made = trackstar.connect("sandbox", {"api_key": "k"})
+    connection = make_connection(
+        customer=customer,
+        trackstar_connection_id=made["connection_id"],
+        access_token=made["access_token"],
+    )
+    trackstar.configure(api_key="a-key-we-do-not-have")
+
+    response = staff.post(f"/admin/connections/connection/{connection.pk}/resync/", follow=True)
+
+    page = response.content.decode()
+    assert "Trackstar refuses our API key" in page  # the message and the banner
+    assert TrackstarAccount.objects.get().key_rejected_at is not None
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.ACTIVE  # the customer's WMS is fine
+    assert not ResourceSync.objects.filter(force_sync_requested_at__isnull=False).exists()
+
+
+def test_a_link_token_refused_for_our_api_key_alerts_staff(customer, trackstar):
+    from connections import services
+    from connections.models import TrackstarAccount
+    from connections.trackstar import TrackstarAuthError
+
+    trackstar.configure(api_key="a-key-we-do-not-have")
+
+    with pytest.raises(TrackstarAuthError):
+        services.link_token_create(customer=customer)
+
+    assert TrackstarAccount.objects.get().key_rejected_at is not None

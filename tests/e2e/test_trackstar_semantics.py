@@ -87,7 +87,7 @@ def test_a_new_connection_is_read_once_after_trackstars_historical_sync(connect)
     orders_runs = SyncRun.objects.filter(connection=connection, resource="orders")
     # One read, started by connection.historical-sync-completed; no empty read before it
     # and no second full read after it.
-    assert list(orders_runs.values_list("kind", "records")) == [("webhook", 120)]
+    assert list(orders_runs.values_list("kind", "records")) == [("initial", 120)]
 
 
 def test_a_missing_permission_stops_one_resource_and_emails_nobody(connect, live_trackstar, client):

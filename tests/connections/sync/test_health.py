@@ -137,11 +137,11 @@ def test_reads_wait_for_trackstars_initial_sync(
     with django_capture_on_commit_callbacks(execute=True):
         connection_health_refresh(connection_id=connection.pk)
 
-    assert sorted(r for r, kind in enqueued if kind == "webhook") == sorted(
+    assert sorted(r for r, kind in enqueued if kind == "initial") == sorted(
         sync_service.sync_resources_for(connection)
     )
     assert resource_state(connection, "orders").history_ready
-    outcome = sync_resource(connection_id=connection.pk, resource="orders", kind="webhook")
+    outcome = sync_resource(connection_id=connection.pk, resource="orders", kind="initial")
     assert outcome.status == "succeeded" and outcome.run.records == 50
 
 
