@@ -59,7 +59,7 @@ class ConnectionInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     fields = readonly_fields = (
-        "integration_name",
+        "name",
         "status",
         "source",
         "trackstar_connection_id",
@@ -68,6 +68,10 @@ class ConnectionInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="Name")
+    def name(self, obj: Connection) -> str:
+        return connection_label(obj)
 
 
 def _staff_actor(request: HttpRequest, customer_pk: int, allow_spent: bool = False) -> LinkActor:

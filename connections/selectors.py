@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Max, Min, Prefetch, Q, QuerySet
+from django.db.models import Max, Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -28,6 +28,15 @@ def connection_list(*, customer: Customer) -> QuerySet[Connection]:
             )
         )
         .order_by("-created_at")
+    )
+
+
+def connection_list_live(*, customer: Customer) -> QuerySet[Connection]:
+    """The customer's connections that still exist at Trackstar (can be reconnected)."""
+    return (
+        Connection.objects.filter(customer=customer)
+        .exclude(status=Connection.Status.DISCONNECTED)
+        .order_by("created_at", "pk")
     )
 
 
@@ -108,6 +117,9 @@ class Freshness:
     resource: str
     last_success_at: datetime | None
     interval_seconds: int
+    # Why this data is not being kept up to date whatever its age ("" when it is): a broken,
+    # disconnected or paused connection's data is stale the moment it stops syncing.
+    halted: str = ""
 
     @property
     def label(self) -> str:
@@ -115,32 +127,62 @@ class Freshness:
 
     @property
     def stale(self) -> bool:
-        if self.last_success_at is None:
+        if self.halted or self.last_success_at is None:
             return True
         return timezone.now() - self.last_success_at > timedelta(seconds=2 * self.interval_seconds)
 
 
-def freshness_list(*, customer: Customer, resources: list[str] | None = None) -> list[Freshness]:
-    """Per resource, how fresh the customer's data is: the oldest last success among their
-    live connections (one stale WMS makes the resource stale)."""
+# Words for the portal: why a connection's data stopped being updated.
+HALTED_WORDS: dict[str, str] = {
+    Connection.Status.NEEDS_RECONNECT: "needs reconnect, not updating",
+    Connection.Status.ERROR: "not syncing",
+    Connection.Status.DISCONNECTED: "disconnected, no longer updated",
+}
+PAUSED_WORDS = "syncing paused"
+
+
+@dataclass(frozen=True)
+class ConnectionFreshness:
+    """One connection's line in the portal: how fresh each of its resources is."""
+
+    connection: Connection
+    items: list[Freshness]
+    halted: str = ""
+
+    @property
+    def stale(self) -> bool:
+        return any(item.stale for item in self.items)
+
+
+def _halted(connection: Connection) -> str:
+    if connection.status in HALTED_WORDS:
+        return HALTED_WORDS[connection.status]
+    return PAUSED_WORDS if connection.sync_paused else ""
+
+
+def freshness_list(
+    *, customer: Customer, resources: list[str] | None = None
+) -> list[ConnectionFreshness]:
+    """Per connection and resource, how fresh the customer's data is, in one query. A
+    disconnected connection is listed while data it synced is still shown."""
     syncs = ResourceSync.objects.filter(
-        Q(connection__customer=customer),
-        ~Q(connection__status=Connection.Status.DISCONNECTED),
-        unsupported=False,
-        enabled=True,
+        connection__customer=customer, unsupported=False, enabled=True
     )
     if resources is not None:
         syncs = syncs.filter(resource__in=resources)
-    rows = (
-        syncs.values("resource")
-        .annotate(
-            oldest=Min("last_success_at"),
-            interval=Max("interval_seconds"),
-            never=Min("connection_id", filter=Q(last_success_at__isnull=True)),
+    syncs = syncs.select_related("connection").order_by("connection__created_at", "resource")
+    lines: dict[int, ConnectionFreshness] = {}
+    for sync in syncs:
+        connection = sync.connection
+        if connection.status == Connection.Status.DISCONNECTED and sync.last_success_at is None:
+            continue
+        line = lines.get(connection.pk)
+        if line is None:
+            line = lines[connection.pk] = ConnectionFreshness(
+                connection=connection, items=[], halted=_halted(connection)
+            )
+        halted = line.halted or (PAUSED_WORDS if sync.paused else "")
+        line.items.append(
+            Freshness(sync.resource, sync.last_success_at, sync.interval_seconds, halted)
         )
-        .order_by("resource")
-    )
-    return [
-        Freshness(row["resource"], None if row["never"] else row["oldest"], row["interval"])
-        for row in rows
-    ]
+    return list(lines.values())

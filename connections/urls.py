@@ -30,6 +30,7 @@ urlpatterns = [
     path("orders/", views.portal_orders, name="orders"),
     path("connections/table", views.portal_connections_table, name="connections_table"),
     path("connections/<int:pk>/disconnect", views.connection_disconnect, name="disconnect"),
+    path("connections/<int:pk>/rename", views.connection_rename, name="rename"),
     path("get-link-token", views.portal_link.get_link_token, name="get_link_token"),
     path("store-token", views.portal_link.store_token, name="store_token"),
     path("exchanges/<uuid:public_id>", views.portal_link.exchange_status, name="exchange_status"),

@@ -8,16 +8,17 @@ from datetime import date
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.http import require_GET, require_http_methods
 
-from customers.models import Customer
-from customers.selectors import customer_list_for_user
+from customers.models import Customer, Membership
+from customers.selectors import customer_list_for_user, membership_role
 from customers.tenancy import (
     CustomerRequest,
     customer_choose,
@@ -27,7 +28,13 @@ from customers.tenancy import (
 
 from . import selectors, services
 from .api import BadRequest, error, json_body, required_string
-from .integrations import integration_catalog, integration_display_name, integration_is_known
+from .forms import ConnectionRenameForm
+from .integrations import (
+    connection_label,
+    fallback_display_name,
+    integration_catalog,
+    integration_is_known,
+)
 from .middleware import mark_link_page
 from .models import AuthCodeExchange, Connection, MagicLink
 from .services.audit import Actor
@@ -103,11 +110,47 @@ def _check_customer_id(actor: LinkActor, data: dict) -> None:
         raise BadRequest("You cannot connect a WMS for another customer.", status=403)
 
 
+# A magic-link page names the customer's connections it offers to reconnect by a reference
+# bound to the link, not by our ids: the visitor learns their names and nothing else.
+RECONNECT_REF_PREFIX = "r_"
+
+
+def magic_link_reconnect_ref(link: MagicLink, connection: Connection) -> str:
+    digest = salted_hmac(
+        "dockside.magic-link.reconnect", f"{link.pk}:{connection.pk}", algorithm="sha256"
+    ).hexdigest()
+    return RECONNECT_REF_PREFIX + digest[:32]
+
+
+def magic_link_reconnectable(link: MagicLink) -> list[Connection]:
+    """What a plain magic link may reconnect: the customer's live connections of the
+    integrations it offers. A reinstall link reconnects its own connection only."""
+    if link.reinstall_connection_id is not None:
+        return []
+    connections = selectors.connection_list_live(customer=link.customer)
+    if link.allowed_integrations:
+        connections = connections.filter(integration_name__in=link.allowed_integrations)
+    return list(connections)
+
+
+def _magic_link_reinstall_target(
+    actor: LinkActor, link: MagicLink, data: dict
+) -> Connection | None:
+    if actor.reinstall_connection is not None:
+        # A reinstall link reconnects its own connection, whatever the page sends.
+        return actor.reinstall_connection
+    raw = data.get("connection_id")
+    if not isinstance(raw, str) or not raw.startswith(RECONNECT_REF_PREFIX):
+        return None  # our ids mean nothing here: the visitor never reaches them
+    for connection in magic_link_reconnectable(link):
+        if constant_time_compare(raw, magic_link_reconnect_ref(link, connection)):
+            return connection
+    raise BadRequest("This connection cannot be reconnected from this link.", status=404)
+
+
 def _reinstall_target(actor: LinkActor, data: dict) -> Connection | None:
     if actor.magic_link is not None:
-        # A magic link reconnects its own connection, or none: whatever the page sends, a
-        # link visitor never reaches the customer's other connections.
-        return actor.reinstall_connection
+        return _magic_link_reinstall_target(actor, actor.magic_link, data)
     raw = data.get("connection_id")
     if raw in (None, ""):
         return None
@@ -240,6 +283,7 @@ class LinkEndpoints:
                 "id": connection.pk,
                 "connection_id": connection.trackstar_connection_id,
                 "integration_name": connection.integration_name,
+                "label": connection_label(connection),
                 "status": connection.status,
             },
         }
@@ -251,6 +295,51 @@ portal_link = LinkEndpoints(
 )
 
 
+def _picker_integrations(*, allow_list: list[str], sandbox: bool) -> list[dict]:
+    """The WMSes our own picker offers before Link opens (the same ones Link would)."""
+    offered = []
+    for slug, info in integration_catalog().items():
+        if allow_list and slug not in allow_list:
+            continue
+        if not allow_list and slug == "sandbox" and not sandbox:
+            continue
+        name = info.get("display_name") or fallback_display_name(slug)
+        offered.append({"slug": slug, "name": name, "logo": info.get("logo_url") or ""})
+    # Alphabetical, Trackstar's test WMS last.
+    return sorted(offered, key=lambda item: (item["slug"] == "sandbox", item["name"].lower()))
+
+
+def _existing_connections(
+    *, customer: Customer, reinstall: Connection | None, magic_link: MagicLink | None
+) -> list[dict]:
+    """The customer's live connections, so the page can offer "Reconnect it" before a
+    second connection of the same WMS is made. A magic-link page learns only their names."""
+    if reinstall is not None:
+        return []  # the page reconnects that one and offers nothing else
+    if magic_link is not None:
+        return [
+            {
+                "ref": magic_link_reconnect_ref(magic_link, connection),
+                "buttonId": f"reconnect-link-{n}",
+                "integration": connection.integration_name,
+                "label": connection_label(connection),
+                "status": "",
+            }
+            for n, connection in enumerate(magic_link_reconnectable(magic_link), start=1)
+        ]
+    return [
+        {
+            "ref": str(connection.pk),
+            # The same Link instance as the connection's own Reconnect button.
+            "buttonId": f"reconnect-{connection.pk}",
+            "integration": connection.integration_name,
+            "label": connection_label(connection),
+            "status": connection.status,
+        }
+        for connection in selectors.connection_list_live(customer=customer)
+    ]
+
+
 def link_config(
     request: HttpRequest,
     *,
@@ -260,10 +349,12 @@ def link_config(
     get_link_token_url: str = "",
     store_token_url: str = "",
     headers: dict | None = None,
+    magic_link: MagicLink | None = None,
 ) -> dict:
     """What static/portal/connect.js needs to drive Trackstar Link on a page. The page's
     response then allows Link's OAuth popups (connections.middleware)."""
     mark_link_page(request)
+    sandbox = settings.DEBUG or "trackstarhq.com" not in settings.TRACKSTAR_BASE_URL
     return {
         "scriptUrl": settings.TRACKSTAR_LINK_SCRIPT_URL,
         "getLinkTokenUrl": get_link_token_url or reverse("portal:get_link_token"),
@@ -279,11 +370,20 @@ def link_config(
         "customerId": customer.public_id,
         "reinstallConnectionId": reinstall.pk if reinstall else None,
         # Offer Trackstar's "Sandbox" integration outside production (DEBUG or a sandbox URL).
-        "sandbox": settings.DEBUG or "trackstarhq.com" not in settings.TRACKSTAR_BASE_URL,
+        "sandbox": sandbox,
+        # Our own picker, shown before Link opens (empty: let Link show its own).
+        "integrations": _picker_integrations(allow_list=allow_list or [], sandbox=sandbox),
+        "existing": _existing_connections(
+            customer=customer, reinstall=reinstall, magic_link=magic_link
+        ),
     }
 
 
 # --- Portal pages -------------------------------------------------------------------------
+
+
+def _is_owner(request: CustomerRequest) -> bool:
+    return membership_role(user=request.user, customer=request.customer) == Membership.Role.OWNER
 
 
 def _portal_context(request: CustomerRequest) -> dict:
@@ -295,6 +395,7 @@ def _portal_context(request: CustomerRequest) -> dict:
         "connections": selectors.connection_list(customer=customer),
         "integrations": integration_catalog(),
         "other_customers": customer_list_for_user(user=request.user).exclude(pk=customer.pk),
+        "can_rename": _is_owner(request),
     }
 
 
@@ -317,10 +418,7 @@ def portal_connections_table(request: CustomerRequest) -> HttpResponse:
 def connection_disconnect(request: CustomerRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get(customer=request.customer, pk=pk)
     if connection.status == Connection.Status.DISCONNECTED:
-        messages.info(
-            request,
-            f"{integration_display_name(connection.integration_name)} is already disconnected.",
-        )
+        messages.info(request, f"{connection_label(connection)} is already disconnected.")
         return redirect("portal:index")
     if request.method == "POST":
         try:
@@ -332,9 +430,7 @@ def connection_disconnect(request: CustomerRequest, pk: int) -> HttpResponse:
                 "changed. Please try again in a minute.",
             )
         else:
-            messages.success(
-                request, f"{integration_display_name(connection.integration_name)} is disconnected."
-            )
+            messages.success(request, f"{connection_label(connection)} is disconnected.")
         return redirect("portal:index")
     return render(
         request,
@@ -342,8 +438,44 @@ def connection_disconnect(request: CustomerRequest, pk: int) -> HttpResponse:
         {
             "connection": connection,
             "customer": request.customer,
-            "name": integration_display_name(connection.integration_name),
+            "name": connection_label(connection),
         },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@customer_required
+def connection_rename(request: CustomerRequest, pk: int) -> HttpResponse:
+    """An owner names a connection ("ShipBob EU"). Another customer's connection is a 404;
+    a member of this customer gets a 403."""
+    connection = selectors.connection_get(customer=request.customer, pk=pk)
+    if not _is_owner(request):
+        raise PermissionDenied("Only an owner of this account can rename its connections.")
+    form = ConnectionRenameForm(
+        request.POST if request.method == "POST" else None,
+        initial={"label": connection_label(connection)},
+    )
+    if request.method == "POST" and form.is_valid():
+        old = connection_label(connection)
+        try:
+            services.connection_rename(
+                connection=connection, label=form.cleaned_data["label"], actor=request.user
+            )
+        except ValidationError as e:
+            form.add_error("label", e)
+        else:
+            messages.success(request, f"{old} is now called {connection_label(connection)}.")
+            return redirect("portal:index")
+    return render(
+        request,
+        "portal/rename.html",
+        {
+            "connection": connection,
+            "customer": request.customer,
+            "name": connection_label(connection),
+            "form": form,
+        },
+        status=400 if form.errors else 200,
     )
 
 
@@ -395,6 +527,7 @@ def connect_page(request: HttpRequest, token: str) -> HttpResponse:
         allow_list=link.allowed_integrations,
         reinstall=link.reinstall_connection,
         headers={"X-Dockside-Actor": "magic-link"},
+        magic_link=link,
     )
     return render(
         request,

@@ -337,6 +337,9 @@ def connection_rename(*, connection: Connection, label: str, actor: Actor) -> Co
         raise ValidationError("Give the connection a name.")
     if len(label) > LABEL_MAX_LENGTH:
         raise ValidationError(f"Keep the name under {LABEL_MAX_LENGTH} characters.")
+    same = Connection.objects.filter(customer_id=connection.customer_id, label__iexact=label)
+    if same.exclude(pk=connection.pk).exclude(status=Connection.Status.DISCONNECTED).exists():
+        raise ValidationError(f"Another connection is already called “{label}”.")
     with transaction.atomic():
         old = connection.label
         connection.label = label

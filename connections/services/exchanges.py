@@ -364,9 +364,10 @@ def _connection_store(
     connection.save()
     # A reconnect is done: other reconnect links for it (the one emailed when it broke) have
     # nothing left to do.
-    MagicLink.objects.filter(reinstall_connection=connection, revoked_at__isnull=True).exclude(
-        pk=exchange.magic_link_id
-    ).update(revoked_at=now)
+    others = MagicLink.objects.filter(reinstall_connection=connection, revoked_at__isnull=True)
+    if exchange.magic_link_id is not None:
+        others = others.exclude(pk=exchange.magic_link_id)
+    others.update(revoked_at=now)
     # Sync its data once the connection is committed (a reconnect continues from its mark).
     transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
     return connection

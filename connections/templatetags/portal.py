@@ -4,7 +4,7 @@ from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from ..integrations import fallback_display_name
+from ..integrations import connection_label, fallback_display_name
 
 register = template.Library()
 
@@ -23,6 +23,15 @@ def integration(integrations: dict, slug: str) -> dict:
     info = dict(integrations.get(slug) or {})
     info.setdefault("display_name", fallback_display_name(slug))
     return info
+
+
+@register.filter
+def connection_name(connection, integrations: dict | None = None) -> str:
+    """connection_label(), using the page's integration catalog when it has one (a row
+    of a long list then costs no cache lookup)."""
+    if connection.label or not isinstance(integrations, dict):
+        return connection_label(connection)
+    return integration(integrations, connection.integration_name)["display_name"]
 
 
 @register.filter

@@ -9,6 +9,11 @@
 // every open() or only on the first (API.md §10), so one shared instance could reinstall
 // the connection clicked before. After a modal closes, its instance is init-ed again, so
 // the next open() starts with a fresh link token.
+//
+// Before Link opens, our own picker asks which WMS (config.integrations): a WMS the customer
+// already has (config.existing, or the portal's table) is offered "Reconnect it" first, as
+// Link's modal cannot be stopped once credentials are typed. The WMS picked opens an
+// instance of its own with integrationAllowList [slug], which skips Link's picker.
 (function () {
   "use strict";
   var config = JSON.parse(document.getElementById("link-config").textContent);
@@ -60,7 +65,8 @@
       .then(function (r) { return r.json(); })
       .then(function (exchange) {
         if (exchange.status === "succeeded") {
-          setStatus("Connected: " + name + ".", "ok");
+          var label = (exchange.connection && exchange.connection.label) || name;
+          setStatus("Connected: " + label + ".", "ok");
           document.dispatchEvent(new CustomEvent("dockside:connected", {detail: exchange}));
           return refreshTable();
         }
@@ -120,6 +126,7 @@
 
   function linkOptions(target) {
     var generation = target.generation;
+    var allowList = target.allowList || config.integrationAllowList;
     var options = {
       buttonId: target.buttonId,
       getLinkToken: function () { return getLinkToken(target); },
@@ -137,8 +144,8 @@
       sandbox: !!config.sandbox,
     };
     // Empty lists are left out: the meaning of an empty allow list is not documented.
-    if (nonEmpty(config.integrationAllowList)) {
-      options.integrationAllowList = config.integrationAllowList.slice();
+    if (nonEmpty(allowList)) {
+      options.integrationAllowList = allowList.slice();
     }
     if (nonEmpty(config.integrationBlockList)) {
       options.integrationBlockList = config.integrationBlockList.slice();
@@ -165,10 +172,11 @@
     updateButtons();
   }
 
-  function targetFor(buttonId, connectionId) {
+  function targetFor(buttonId, connectionId, allowList) {
     var target = targets[buttonId];
     if (!target) {
-      target = targets[buttonId] = {buttonId: buttonId, connectionId: connectionId || null};
+      target = targets[buttonId] = {buttonId: buttonId, connectionId: connectionId || null,
+                                    allowList: allowList || null};
       initTarget(target);
     }
     return target;
@@ -181,9 +189,210 @@
     link.open();
   }
 
+  // For an instance made on demand (a WMS picked in our picker): open it once it has loaded.
+  function openWhenLoaded(target) {
+    var deadline = Date.now() + 30000;
+    if (!isLoaded(target)) setStatus("Opening Trackstar Link…", "busy");
+    (function check() {
+      if (isLoaded(target) && linkOf(target)) return open(target);
+      if (Date.now() > deadline) {
+        setStatus("Trackstar Link did not start. Please reload the page.", "error");
+        return;
+      }
+      setTimeout(check, 100);
+    })();
+  }
+
+  // --- Our picker: which WMS, and "Reconnect it" for one the customer already has -------
+
+  var dialog = null;
+  var dialogTitle = null;
+  var dialogBody = null;
+
+  function usePicker() {
+    return !config.reinstallConnectionId && nonEmpty(config.integrations);
+  }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (key) {
+      if (key === "text") node.textContent = attrs[key];
+      else if (key === "onclick" || key === "oninput") node[key] = attrs[key];
+      else node.setAttribute(key, attrs[key]);
+    });
+    (children || []).forEach(function (child) { if (child) node.appendChild(child); });
+    return node;
+  }
+
+  // The customer's connections that still exist: the portal's table when the page has one
+  // (it is refreshed after each connect), else what the page was given.
+  function existingConnections() {
+    var rows = table ? table.querySelectorAll("tr[data-connection-id][data-integration]") : null;
+    if (!rows) return config.existing || [];
+    var found = [];
+    rows.forEach(function (row) {
+      if (row.dataset.status === "disconnected") return;
+      found.push({
+        ref: row.dataset.connectionId,
+        buttonId: "reconnect-" + row.dataset.connectionId,
+        integration: row.dataset.integration,
+        label: row.dataset.label || displayName(row.dataset.integration),
+        status: row.dataset.status,
+      });
+    });
+    // Oldest first, as the page was given them (the table shows the newest first).
+    return found.sort(function (a, b) { return Number(a.ref) - Number(b.ref); });
+  }
+
+  var STATUS_NOTES = {
+    needs_reconnect: ", and needs reconnecting",
+    error: ", and has an error",
+    pending: ", and is still connecting",
+  };
+
+  function existingOf(slug) {
+    return existingConnections().filter(function (c) { return c.integration === slug; });
+  }
+
+  function buildDialog() {
+    if (dialog) return;
+    dialogTitle = el("h2", {id: "wms-picker-title", class: "wms-picker-title", tabindex: "-1"});
+    dialogBody = el("div", {class: "wms-picker-body"});
+    dialog = el("dialog", {id: "wms-picker", class: "wms-picker",
+                           "aria-labelledby": "wms-picker-title"}, [
+      el("div", {class: "wms-picker-head"}, [
+        dialogTitle,
+        el("button", {type: "button", class: "wms-picker-close", "aria-label": "Close",
+                      text: "×", onclick: function () { closeDialog(true); }}),
+      ]),
+      dialogBody,
+    ]);
+    // Escape closes it (the browser's "cancel"); so does a click on the backdrop.
+    dialog.addEventListener("cancel", function (event) {
+      event.preventDefault();
+      closeDialog(true);
+    });
+    dialog.addEventListener("click", function (event) {
+      if (event.target === dialog) closeDialog(true);
+    });
+    document.body.appendChild(dialog);
+  }
+
+  function showDialog(title, nodes, focus) {
+    buildDialog();
+    dialogTitle.textContent = title;
+    while (dialogBody.firstChild) dialogBody.removeChild(dialogBody.firstChild);
+    nodes.forEach(function (node) { if (node) dialogBody.appendChild(node); });
+    if (!dialog.open) dialog.showModal();
+    (focus || dialogTitle).focus();
+  }
+
+  function closeDialog(returnFocus) {
+    if (dialog && dialog.open) dialog.close();
+    if (returnFocus && connectButton) connectButton.focus();
+  }
+
+  function showPicker() {
+    var offered = config.integrations;
+    var search = null;
+    var items = offered.map(function (integration) {
+      var have = existingOf(integration.slug).length;
+      var button = el("button", {type: "button", class: "wms-option",
+                                 "data-integration": integration.slug,
+                                 onclick: function () { choose(integration.slug, true); }}, [
+        integration.logo ? el("img", {src: integration.logo, alt: "", width: "28", height: "28"})
+          : el("span", {class: "wms-logo-blank", "aria-hidden": "true"}),
+        el("span", {class: "wms-option-name", text: integration.name}),
+        have ? el("span", {class: "wms-have", text: have > 1 ? have + " connected" : "connected"})
+          : null,
+      ]);
+      return el("li", {"data-name": integration.name.toLowerCase()}, [button]);
+    });
+    var list = el("ul", {class: "wms-options"}, items);
+    var nodes = [el("p", {class: "wms-picker-sub",
+                          text: "Pick the warehouse system you use. You enter its credentials " +
+                                "next, in Trackstar's window."})];
+    if (offered.length > 8) {
+      var empty = el("p", {class: "wms-picker-sub", text: "No WMS by that name.", hidden: ""});
+      search = el("input", {type: "search", id: "wms-picker-search", autocomplete: "off",
+                            oninput: function () {
+                              var q = search.value.trim().toLowerCase();
+                              var shown = 0;
+                              items.forEach(function (li) {
+                                li.hidden = q && li.dataset.name.indexOf(q) === -1;
+                                if (!li.hidden) shown += 1;
+                              });
+                              empty.hidden = shown > 0;
+                            }});
+      nodes.push(el("label", {for: "wms-picker-search", class: "wms-picker-label",
+                              text: "Find your WMS"}));
+      nodes.push(search);
+      nodes.push(empty);
+    }
+    nodes.push(list);
+    showDialog("Which WMS do you use?", nodes, search || items[0].firstChild);
+  }
+
+  function choose(slug, fromPicker) {
+    var existing = existingOf(slug);
+    if (!existing.length) return connectNew(slug);
+    var name = displayName(slug);
+    var names = existing.map(function (c) { return "“" + c.label + "”"; }).join(", ");
+    var actions = existing.map(function (connection) {
+      var words = existing.length === 1 ? "Reconnect it" : "Reconnect " + connection.label;
+      return el("button", {type: "button", class: "btn primary wms-choice",
+                           onclick: function () { reconnect(connection); }}, [
+        el("span", {text: words}),
+      ]);
+    });
+    actions.push(el("button", {type: "button", class: "btn wms-choice",
+                               onclick: function () { connectNew(slug); },
+                               text: "It is a different " + name + " account"}));
+    actions.push(el("button", {type: "button", class: "btn link wms-choice",
+                               onclick: fromPicker ? showPicker : function () { closeDialog(true); },
+                               text: fromPicker ? "Back" : "Cancel"}));
+    var one = existing.length === 1;
+    var status = one ? (STATUS_NOTES[existing[0].status] || "") : "";
+    showDialog(
+      one ? "You already have " + name + " connected"
+        : "You already have " + existing.length + " " + name + " connections",
+      [
+        el("p", {text: one
+          ? names + " is already connected" + status + ". If its credentials changed or it " +
+            "stopped working, reconnect it: it keeps its history, and nothing is duplicated."
+          : "Already connected: " + names + ". If one of them stopped working or its " +
+            "credentials changed, reconnect that one: it keeps its history, and nothing is " +
+            "duplicated."}),
+        el("p", {class: "wms-picker-sub", text: "Connect again only for another " + name +
+                                                " account, such as a second warehouse."}),
+        el("div", {class: "wms-choices"}, actions),
+      ],
+      actions[0]
+    );
+  }
+
+  function connectNew(slug) {
+    closeDialog(false);
+    openWhenLoaded(targetFor("connect-" + slug, null, [slug]));
+  }
+
+  function reconnect(connection) {
+    closeDialog(false);
+    openWhenLoaded(targetFor(connection.buttonId, connection.ref));
+  }
+
+  function startConnect() {
+    var offered = config.integrations;
+    setStatus("", "");
+    if (offered.length === 1) return choose(offered[0].slug, false);
+    showPicker();
+  }
+
   function updateButtons() {
     var waiting = false;
-    if (connectButton) {
+    if (connectButton && usePicker()) {
+      connectButton.disabled = !scriptReady; // each WMS's instance is made when picked
+    } else if (connectButton) {
       var connectTarget = targets[connectButton.dataset.linkButton];
       connectButton.disabled = !isLoaded(connectTarget);
       waiting = waiting || connectButton.disabled;
@@ -204,6 +413,13 @@
 
   function bindConnectButton() {
     if (!connectButton) return;
+    if (usePicker()) {
+      connectButton.setAttribute("aria-haspopup", "dialog");
+      connectButton.onclick = startConnect;
+      updateButtons();
+      return;
+    }
+    // A reinstall link, or no catalog (Trackstar unreachable): Link's own picker.
     var target = targetFor("connect", config.reinstallConnectionId);
     connectButton.dataset.linkButton = target.buttonId;
     connectButton.onclick = function () { open(target); };

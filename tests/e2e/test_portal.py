@@ -194,7 +194,10 @@ def test_reconnecting_two_connections_reinstalls_each_its_own(
         row.get_by_role("button", name="Reconnect").click()
         # A reinstall link token goes straight to that connection's form.
         connect_in_modal(page, api_key=f"sk_rotated_{connection.pk}", pick=False)
-        expect(page.locator("#connect-status")).to_have_text("Connected: ShipBob.", timeout=30_000)
+        # Each says which of the two it was: "ShipBob", then "ShipBob 2".
+        expect(page.locator("#connect-status")).to_have_text(
+            f"Connected: {connection.label}.", timeout=30_000
+        )
         expect(row).to_contain_text("Connected")
 
         exchange = AuthCodeExchange.objects.get(reinstall_connection=connection)
@@ -202,5 +205,5 @@ def test_reconnecting_two_connections_reinstalls_each_its_own(
         assert exchange.connection_id == connection.pk
         assert live_trackstar.connection(connection.trackstar_connection_id)["broken"] is False
 
-    assert Connection.objects.count() == 2
+    assert sorted(Connection.objects.values_list("label", flat=True)) == ["ShipBob", "ShipBob 2"]
     assert not AuthCodeExchange.objects.filter(status=AuthCodeExchange.Status.FAILED).exists()
