@@ -57,6 +57,8 @@ def connection_mark_disconnected(*, connection: Connection, actor: Actor, reason
             .update(
                 status=Connection.Status.DISCONNECTED,
                 access_token="",
+                # Said on the connection when Trackstar (not a person) ended it.
+                last_error=reason if reason and actor is None else "",
                 disconnected_at=timezone.now(),
                 updated_at=timezone.now(),
             )

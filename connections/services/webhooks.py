@@ -247,7 +247,7 @@ def _apply(event: WebhookEvent, connection: Connection, fetched: _Fetched) -> st
         return None
     if event_type == "connection.deleted":
         connection_mark_disconnected(
-            connection=connection, actor=None, reason="connection.deleted webhook"
+            connection=connection, actor=None, reason="The connection was deleted at Trackstar."
         )
         return None
     if event_type == "connection.created":

@@ -191,3 +191,4 @@ def test_a_connection_deleted_at_trackstar_is_disconnected_by_the_health_check(c
 
     connection.refresh_from_db()
     assert connection.status == Connection.Status.DISCONNECTED
+    assert "deleted" in connection.last_error  # and it says so
