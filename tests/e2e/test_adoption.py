@@ -45,16 +45,24 @@ def test_one_naming_no_customer_waits_in_the_unassigned_list(live_trackstar):
 def test_staff_assign_an_unassigned_connection_and_it_syncs(live_trackstar, admin_client):
     customer = make_customer(name="Bright Botanicals")
     made = live_trackstar.dashboard_connect("shiphero")
-    unassigned = wait_for(lambda: UnassignedConnection.objects.filter(
-        trackstar_connection_id=made["connection_id"]).first(), message="the webhook")
+    unassigned = wait_for(
+        lambda: UnassignedConnection.objects.filter(
+            trackstar_connection_id=made["connection_id"]
+        ).first(),
+        message="the webhook",
+    )
 
     response = admin_client.post(
         f"/admin/connections/unassignedconnection/{unassigned.pk}/assign/",
-        {"customer": customer.pk})
+        {"customer": customer.pk},
+    )
 
     assert response.status_code == 302
     connection = Connection.objects.get(trackstar_connection_id=made["connection_id"])
     assert connection.customer == customer and connection.status == "active"
     assert live_trackstar.connection(made["connection_id"])["customer_id"] == customer.public_id
-    wait_for(lambda: Order.objects.filter(connection=connection).count() == 50, timeout=40,
-             message="its orders to sync")
+    wait_for(
+        lambda: Order.objects.filter(connection=connection).count() == 50,
+        timeout=40,
+        message="its orders to sync",
+    )
