@@ -39,7 +39,12 @@ from .middleware import mark_link_page
 from .models import AuthCodeExchange, Connection, MagicLink
 from .services.audit import Actor
 from .throttle import connect_is_throttled, connect_record_miss
-from .trackstar import TrackstarError, TrackstarRateLimited, TrackstarUnavailable
+from .trackstar import (
+    TrackstarAuthError,
+    TrackstarError,
+    TrackstarRateLimited,
+    TrackstarUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -227,10 +232,18 @@ class LinkEndpoints:
             logger.warning(
                 "Link token refused: %s", e, extra={"customer_id": actor.customer.public_id}
             )
+            if isinstance(e, TrackstarAuthError):
+                # Our API key (staff are alerted already): nothing the customer can fix.
+                message = (
+                    "Connecting is not possible right now; we are on it. Please try again "
+                    f"later, or write to {settings.DOCKSIDE_SUPPORT_EMAIL}."
+                )
+                return error(message, status=503)
             message = (
                 "This connection can no longer be reconnected; connect your WMS anew."
                 if reinstall
-                else "Trackstar refused to start a connection."
+                else "Connecting could not start. Please try again, or write to "
+                f"{settings.DOCKSIDE_SUPPORT_EMAIL}."
             )
             return error(message, status=409)
         return JsonResponse({"linkToken": link_token, "link_token": link_token})

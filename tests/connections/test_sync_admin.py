@@ -273,3 +273,16 @@ def test_a_link_token_refused_for_our_api_key_alerts_staff(customer, trackstar):
         services.link_token_create(customer=customer)
 
     assert TrackstarAccount.objects.get().key_rejected_at is not None
+
+
+def test_a_customer_is_told_plainly_when_our_api_key_is_refused(client, customer, trackstar):
+    from tests.builders import make_user
+
+    client.force_login(make_user(customer=customer))
+    trackstar.configure(api_key="a-key-we-do-not-have")
+
+    response = client.post("/portal/get-link-token", {}, content_type="application/json")
+
+    assert response.status_code == 503
+    message = response.json()["error"]
+    assert "try again later" in message and "401" not in message and "key" not in message
