@@ -142,8 +142,13 @@ def _create(
 
 
 def _token_for(unassigned: UnassignedConnection, access_token: str) -> str:
-    """The pasted token, checked against Trackstar: PATCH /connections answers with the
-    token's own connection id, which must be this one."""
+    """The token to act with, for a connection still waiting: the pasted one, else the one
+    its webhook brought. (Trackstar checks it: PATCH /connections answers with the token's
+    own connection id, which must be this one.)"""
+    if unassigned.resolution:
+        raise ValidationError(
+            f"This connection was already {unassigned.get_resolution_display().lower()}."
+        )
     token = (access_token or "").strip() or unassigned.access_token
     if not token:
         raise ValidationError("Paste the connection's access token (from Trackstar's dashboard).")
@@ -158,10 +163,6 @@ def unassigned_assign(
     actor: Actor,
 ) -> Connection:
     """Give the connection to a customer: write our customer_id at Trackstar, then adopt it."""
-    if unassigned.resolution:
-        raise ValidationError(
-            f"This connection was already {unassigned.get_resolution_display().lower()}."
-        )
     token = _token_for(unassigned, access_token)
     client = trackstar_client()
     try:
@@ -192,10 +193,6 @@ def unassigned_delete(
     *, unassigned: UnassignedConnection, access_token: str = "", actor: Actor
 ) -> UnassignedConnection:
     """Delete it at Trackstar (DELETE /connections needs its token)."""
-    if unassigned.resolution:
-        raise ValidationError(
-            f"This connection was already {unassigned.get_resolution_display().lower()}."
-        )
     token = _token_for(unassigned, access_token)
     client = trackstar_client()
     try:
