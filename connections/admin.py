@@ -15,7 +15,6 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
-from django.utils.timesince import timesince
 from django.views.decorators.debug import sensitive_post_parameters
 
 from customers.admin import CustomerAdmin
@@ -47,6 +46,8 @@ from .models import (
 )
 from .models.sync import resource_label
 from .selectors import Freshness
+from .services.connections import connection_label_clean
+from .templatetags.portal import ago
 from .trackstar import TrackstarError
 from .views import LinkActor, LinkEndpoints, link_config
 
@@ -313,7 +314,7 @@ class ResourceSyncInline(admin.TabularInline):
         if obj.force_sync_requested_at is not None:
             words = (
                 f"Trackstar is refreshing from the WMS (asked "
-                f"{timesince(obj.force_sync_requested_at)} ago); we read when it is done. " + words
+                f"{ago(obj.force_sync_requested_at)}); we read when it is done. " + words
             )
         return words or "OK"
 
@@ -469,6 +470,18 @@ class ConnectionAdmin(admin.ModelAdmin):
     @admin.display(description="Name", ordering="label")
     def name(self, obj: Connection) -> str:
         return connection_label(obj)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+
+        class ConnectionForm(form):  # type: ignore[misc, valid-type]
+            def clean_label(self):
+                # The service's rules, as a form error (not a 500 from save_model).
+                return connection_label_clean(
+                    connection=self.instance, label=self.cleaned_data["label"]
+                )
+
+        return ConnectionForm
 
     def save_model(self, request, obj, form, change) -> None:
         # Only the label is editable; it goes through the service (validated, audited).
@@ -992,18 +1005,33 @@ class WebhookEventAdmin(ReadOnlyAdmin):
 
 
 class OpenFilter(admin.SimpleListFilter):
+    """By default the list shows what needs a person; "Handled" and "All" show the rest."""
+
     title = "state"
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        return [("open", "Waiting"), ("resolved", "Handled")]
+        return [("resolved", "Handled"), ("all", "All")]
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "display": "Waiting",
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+        }
+        for value, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "display": title,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+            }
 
     def queryset(self, request, queryset):
         if self.value() == "resolved":
             return queryset.exclude(resolution="")
         if self.value() == "all":
             return queryset
-        return queryset.filter(resolution="")  # by default, what needs a person
+        return queryset.filter(resolution="")
 
 
 @admin.register(UnassignedConnection)

@@ -78,7 +78,7 @@ class Connection(models.Model):
         indexes = [models.Index(fields=["customer", "status"])]
 
     def __str__(self) -> str:
-        return f"{self.integration_name} ({self.trackstar_connection_id})"
+        return f"{self.label or self.integration_name} ({self.trackstar_connection_id})"
 
     @property
     def access_token_masked(self) -> str:

@@ -333,7 +333,8 @@ def connection_default_label(*, customer: Customer, integration_name: str) -> st
     return label[:LABEL_MAX_LENGTH]
 
 
-def connection_rename(*, connection: Connection, label: str, actor: Actor) -> Connection:
+def connection_label_clean(*, connection: Connection, label: str) -> str:
+    """The name as it will be stored, or a ValidationError saying what is wrong with it."""
     label = " ".join(str(label or "").split())
     if not label:
         raise ValidationError("Give the connection a name.")
@@ -342,6 +343,11 @@ def connection_rename(*, connection: Connection, label: str, actor: Actor) -> Co
     same = Connection.objects.filter(customer_id=connection.customer_id, label__iexact=label)
     if same.exclude(pk=connection.pk).exclude(status=Connection.Status.DISCONNECTED).exists():
         raise ValidationError(f"Another connection is already called “{label}”.")
+    return label
+
+
+def connection_rename(*, connection: Connection, label: str, actor: Actor) -> Connection:
+    label = connection_label_clean(connection=connection, label=label)
     with transaction.atomic():
         old = connection.label
         connection.label = label

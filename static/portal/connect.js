@@ -60,6 +60,17 @@
       .catch(function () { /* the next page load shows it */ });
   }
 
+  // After a connect, Trackstar imports the history and a worker reads it: refresh the
+  // table every few seconds until no live row is still waiting for its first sync.
+  function refreshUntilSynced(deadline) {
+    return refreshTable().then(function () {
+      var waiting = table && table.querySelector("[data-first-sync=waiting]");
+      if (!waiting || Date.now() > deadline) return;
+      return new Promise(function (resolve) { setTimeout(resolve, 3000); })
+        .then(function () { return refreshUntilSynced(deadline); });
+    });
+  }
+
   function poll(statusUrl, name, deadline) {
     return fetch(statusUrl, {credentials: "same-origin", headers: headers()})
       .then(function (r) { return r.json(); })
@@ -68,7 +79,7 @@
           var label = (exchange.connection && exchange.connection.label) || name;
           setStatus("Connected: " + label + ".", "ok");
           document.dispatchEvent(new CustomEvent("dockside:connected", {detail: exchange}));
-          return refreshTable();
+          return refreshUntilSynced(Date.now() + 90000);
         }
         if (exchange.status === "failed") {
           setStatus(exchange.error || "Connecting failed. Please try again.", "error");

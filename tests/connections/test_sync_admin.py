@@ -220,16 +220,7 @@ def test_a_backfill_window_that_makes_no_sense_is_refused_clearly(
 
 def test_staff_rename_a_connection_and_it_is_audited(staff, synced, staff_user):
     url = f"/admin/connections/connection/{synced.pk}/change/"
-    page = staff.get(url)
-    data = {"label": "ShipBob EU"}
-    for inline in page.context["inline_admin_formsets"]:  # the panel's own hidden fields
-        formset = inline.formset
-        data.update(
-            {f"{formset.prefix}-{k}": v for k, v in formset.management_form.initial.items()}
-        )
-        for form in formset.forms:
-            data[form.add_prefix("id")] = form.instance.pk
-            data[form.add_prefix("connection")] = synced.pk
+    data = change_form_data(staff, url, synced, label="ShipBob EU")
 
     response = staff.post(url, data)
 
@@ -286,3 +277,34 @@ def test_a_customer_is_told_plainly_when_our_api_key_is_refused(client, customer
     assert response.status_code == 503
     message = response.json()["error"]
     assert "try again later" in message and "401" not in message and "key" not in message
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [("   ", "Give the connection a name."), ("shipbob main", "already called")],
+)
+def test_a_bad_name_in_admin_is_a_form_error_not_a_500(staff, synced, label, message):
+    make_connection(customer=synced.customer, label="ShipBob Main")
+    url = f"/admin/connections/connection/{synced.pk}/change/"
+    data = change_form_data(staff, url, synced, label=label)
+
+    response = staff.post(url, data)
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not AuditEntry.objects.filter(action="connection.renamed").exists()
+
+
+def change_form_data(staff, url, connection, **fields):
+    """What the connection's change form posts: the fields, plus the inlines' own ids."""
+    page = staff.get(url)
+    data = dict(fields)
+    for inline in page.context["inline_admin_formsets"]:
+        formset = inline.formset
+        data.update(
+            {f"{formset.prefix}-{k}": v for k, v in formset.management_form.initial.items()}
+        )
+        for form in formset.forms:
+            data[form.add_prefix("id")] = form.instance.pk
+            data[form.add_prefix("connection")] = connection.pk
+    return data
