@@ -73,3 +73,16 @@ def health_notes(connection, wms: str) -> list[str]:
     elif waiting:
         notes.append("Waiting for Trackstar to finish importing your history.")
     return [note for note in notes if note]
+
+
+@register.filter
+def first_sync_pending(connection) -> bool:
+    """A live connection with a resource that has not been read yet (waiting for Trackstar's
+    first import, or being read now): the page keeps refreshing it. Uses the prefetched
+    resource_syncs of selectors.connection_list."""
+    if connection.status != "active":
+        return False
+    return any(
+        rs.last_success_at is None and not rs.permission_error and not rs.unsupported
+        for rs in connection.resource_syncs.all()
+    )

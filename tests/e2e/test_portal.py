@@ -35,7 +35,7 @@ def test_customer_connects_a_wms_and_sees_it_connected(page, live_server, live_t
     expect(row).to_contain_text("Connected")
     # Trackstar imports the history, the worker reads it, and the row says so by itself.
     expect(row.locator(".last-sync")).not_to_have_text("Not yet", timeout=40_000)
-    expect(row).not_to_contain_text("Waiting for Trackstar")
+    expect(row).not_to_contain_text("Waiting for Trackstar", timeout=40_000)
     connection = Connection.objects.get()
     assert connection.customer == acme
     assert connection.source == Connection.Source.PORTAL
