@@ -24,12 +24,17 @@ from .sync import sync_enqueue_on_commit
 logger = logging.getLogger(__name__)
 
 # Inventory is a full snapshot at every sync: Trackstar does not backfill it (DOC).
-NOT_BACKFILLABLE = frozenset({"inventory"})
+# The WMS functions Trackstar's on-demand syncs exist for (DOC:on-demand-syncs.mdx):
+# inventory is a full snapshot at every sync, and warehouses or shipping methods have no
+# history to backfill. Whether one WMS supports one of these, Trackstar's 400 says.
+BACKFILL_FUNCTIONS = frozenset(
+    {"get_products", "get_orders", "get_inbound_shipments", "get_returns", "get_bills"}
+)
 _FUNCTION_RESOURCES = {action: resource for resource, action in RESOURCE_ACTIONS.items()}
 
 
 def backfill_resources() -> list[str]:
-    return [r for r in RECORD_MODELS if r not in NOT_BACKFILLABLE]
+    return [r for r in RECORD_MODELS if RESOURCE_ACTIONS[r] in BACKFILL_FUNCTIONS]
 
 
 def backfill_request(
@@ -43,10 +48,7 @@ def backfill_request(
     """Ask Trackstar to backfill one resource over [start_time, end_time]. Trackstar's own
     refusal (400 "On-demand sync is not enabled for …") is shown as it is."""
     if resource not in backfill_resources():
-        raise ValidationError(
-            f"{resource_label(resource)} cannot be backfilled: Trackstar "
-            "reads it in full at every sync."
-        )
+        raise ValidationError(f"Trackstar has no backfill for {resource_label(resource).lower()}.")
     if connection.status != Connection.Status.ACTIVE:
         raise ValidationError(
             f"{connection} is {connection.get_status_display().lower()}; "

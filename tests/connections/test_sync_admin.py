@@ -308,3 +308,12 @@ def change_form_data(staff, url, connection, **fields):
             data[form.add_prefix("id")] = form.instance.pk
             data[form.add_prefix("connection")] = connection.pk
     return data
+
+
+def test_the_backfill_form_offers_only_what_trackstar_can_backfill(staff, synced):
+    page = staff.get(f"/admin/connections/connection/{synced.pk}/backfill/").content.decode()
+
+    for offered in ("Orders", "Products", "Returns", "Inbound shipments"):
+        assert f">{offered}<" in page
+    for not_offered in ("Inventory", "Warehouses", "Shipping methods"):
+        assert f">{not_offered}<" not in page
