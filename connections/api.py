@@ -38,7 +38,7 @@ def json_body(request: HttpRequest, *, required: bool = True) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # 5,000 nested arrays…
         raise BadRequest("The request body is not valid JSON.") from e
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
@@ -57,7 +57,18 @@ def string_field(
         raise BadRequest(f"'{name}' must be a string.")
     if len(value) > max_length:
         raise BadRequest(f"'{name}' is too long.")
+    if "\x00" in value or not _encodable(value):
+        # PostgreSQL stores no NUL in text, and a lone surrogate is not UTF-8 at all.
+        raise BadRequest(f"'{name}' contains characters that are not allowed.")
     return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def required_string(data: dict[str, Any], name: str, *, max_length: int = 512) -> str:

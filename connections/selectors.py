@@ -85,7 +85,7 @@ def order_list(
     # Ranges on the column itself (not on a function of it), so the index serves them.
     if created_from:
         orders = orders.filter(created_date__gte=_day_start(created_from))
-    if created_to:
+    if created_to and created_to < date.max:  # 9999-12-31 has no next day: no upper bound
         orders = orders.filter(created_date__lt=_day_start(created_to + timedelta(days=1)))
     return orders.select_related("connection").order_by("-created_date", "-pk")
 

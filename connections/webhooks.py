@@ -34,15 +34,32 @@ def trackstar_webhook(request: HttpRequest) -> HttpResponse:
     try:
         # Checks the HMAC over "id.timestamp.body" and that the timestamp is within 5 min.
         Webhook(settings.TRACKSTAR_WEBHOOK_SECRET).verify(body, headers)
-    except (WebhookVerificationError, ValueError, TypeError) as e:
+    except (WebhookVerificationError, ValueError, TypeError, RecursionError) as e:
         # A malformed header is a client error too, never a 500.
         logger.warning("Webhook signature refused: %s", e)
         return error("Invalid webhook signature.", status=400)
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return error("The body is not valid JSON.", status=400)
     if not isinstance(payload, dict):
         return error("The body must be a JSON object.", status=400)
-    event, created = services.webhook_receive(svix_id=headers["svix-id"][:128], payload=payload)
+    # Signed by Trackstar, so stored whatever its text holds: a NUL (PostgreSQL's jsonb has
+    # none) or a lone surrogate (not UTF-8) would otherwise make every retry a 500.
+    try:
+        payload = _storable(payload)
+    except RecursionError:
+        return error("The body is nested too deeply.", status=400)
+    svix_id = _storable(headers["svix-id"][:128])
+    event, created = services.webhook_receive(svix_id=svix_id, payload=payload)
     return JsonResponse({"received": True, "duplicate": not created})
+
+
+def _storable(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
