@@ -1364,6 +1364,11 @@ class Sandbox:
         return routes
 
 
+LINK_CORS_PATHS = frozenset(
+    {"/main.js", "/link/main.js", "/_sandbox/link/integrations", "/_sandbox/link/authorize"}
+)
+
+
 class Envelope:
     """ASGI middleware: X-Request-Id on every response; CORS for what the Link page calls;
     JSON 404/405 instead of Starlette's plain text."""
@@ -1376,7 +1381,11 @@ class Envelope:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        cors = path.startswith(("/_sandbox/", "/link/main.js")) or path == "/main.js"
+        # CORS only for what the Link modal calls from the embedding page (the script, its
+        # integrations list, authorize, the logos). The other /_sandbox/ controls (faults,
+        # break, config, reset, …) answer no cross-origin caller: a page on another origin
+        # must not be able to drive them from a developer's browser.
+        cors = path in LINK_CORS_PATHS or path.startswith("/_sandbox/logos/")
         if cors and scope["method"] == "OPTIONS":
             await Response(
                 status_code=204,

@@ -365,3 +365,24 @@ def test_config_refuses_unknown_settings_and_bad_delays(sandbox):
         assert sandbox.post("/_sandbox/config", {key: -1}).status_code == 400
         assert sandbox.post("/_sandbox/config", {key: "1"}).status_code == 400
         assert sandbox.configure(**{key: 0.5})[key] == 0.5
+
+
+@pytest.mark.parametrize("path", ["/_sandbox/config", "/_sandbox/faults", "/_sandbox/reset"])
+def test_the_controls_answer_no_cross_origin_caller(sandbox, path):
+    """A page on another origin cannot drive the sandbox's controls from a browser; the
+    Link modal's own endpoints keep CORS."""
+    preflight = sandbox.session.options(
+        sandbox.url(path),
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        timeout=5,
+    )
+    answer = sandbox.get("/_sandbox/config", headers={"Origin": "https://evil.example"})
+
+    assert "access-control-allow-origin" not in preflight.headers
+    assert "access-control-allow-origin" not in answer.headers
+    link = sandbox.session.options(
+        sandbox.url("/_sandbox/link/authorize"),
+        headers={"Origin": "http://127.0.0.1:8000", "Access-Control-Request-Method": "POST"},
+        timeout=5,
+    )
+    assert link.headers["access-control-allow-origin"] == "*"
