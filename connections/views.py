@@ -519,7 +519,12 @@ def connect_page(request: HttpRequest, token: str) -> HttpResponse:
     link = services.magic_link_find(token=token)
     if link is None:
         connect_record_miss(request)
-        return render(request, "connect/unavailable.html", {"reason": "unknown"}, status=404)
+        return render(
+            request,
+            "connect/unavailable.html",
+            {"reason": "unknown", "contact": settings.DOCKSIDE_SUPPORT_EMAIL},
+            status=404,
+        )
     if not link.is_usable or not link.customer.is_active:
         return render(
             request,
@@ -527,8 +532,8 @@ def connect_page(request: HttpRequest, token: str) -> HttpResponse:
             {
                 "reason": link.state,
                 "link": link,
-                "contact": (link.created_by.email if link.created_by else "")
-                or settings.DOCKSIDE_SUPPORT_EMAIL,
+                # Our support address, never the issuing staff member's own email.
+                "contact": settings.DOCKSIDE_SUPPORT_EMAIL,
             },
             status=410,
         )

@@ -268,3 +268,22 @@ def test_the_allow_list_holds_even_if_the_browser_lies(
     assert "does not allow" in exchange.last_error
     assert Connection.objects.count() == 0
     assert MagicLink.objects.get().use_count == 0
+
+
+def test_a_spent_link_names_our_support_address_not_the_staff_member(client, customer):
+    from tests.builders import make_user
+
+    staff = make_user(username="jane", email="jane.personal@dockside.example", is_staff=True)
+    issued = services.magic_link_issue(customer=customer, created_by=staff)
+    MagicLink.objects.filter(pk=issued.link.pk).update(revoked_at=timezone.now())
+
+    page = client.get(f"/connect/{token_of(issued)}/").content.decode()
+
+    assert "jane.personal@" not in page
+    assert "support@dockside.local" in page
+
+
+def test_the_invalid_link_page_says_whom_to_contact(client, db):
+    page = client.get("/connect/not-a-real-token-at-all-0123456789/").content.decode()
+
+    assert "support@dockside.local" in page
