@@ -55,3 +55,30 @@ def test_mask_never_shows_the_whole_secret():
     assert mask("trackstar_eyABCDEFGHIJKLMNOP") == "trac••••••••MNOP"
     assert "short" not in mask("short")
     assert mask("") == ""
+
+
+def test_rotation_never_undoes_a_change_made_while_it_runs(
+    customer, settings, old_key, monkeypatch
+):
+    """A disconnect (token erased) that lands between rotation's read and its write must
+    stay: rotation writes only where the old ciphertext is still there."""
+    from connections import crypto
+
+    conn = make_connection(customer=customer, access_token="trackstar_still_mine")
+    settings.FIELD_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    real_encrypt = crypto.encrypt
+
+    def encrypt_while_disconnected(plaintext):
+        Connection.objects.filter(pk=conn.pk).update(access_token="")  # the concurrent change
+        return real_encrypt(plaintext)
+
+    monkeypatch.setattr(crypto, "encrypt", encrypt_while_disconnected)
+    from connections.management.commands import rotate_encryption_keys
+
+    monkeypatch.setattr(
+        rotate_encryption_keys, "encrypt", encrypt_while_disconnected, raising=False
+    )
+
+    call_command("rotate_encryption_keys", stdout=open("/dev/null", "w"))  # noqa: SIM115
+
+    assert _raw_token(conn) == ""
