@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +17,7 @@ PRODUCTION_ENV = {
     "TRACKSTAR_WEBHOOK_SECRET": "whsec_bGl2ZS13ZWJob29rLXNlY3JldA==",
     "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     "ALLOWED_HOSTS": "dockside.example.com",
+    "DOCKSIDE_BASE_URL": "https://dockside.example.com",
 }
 
 
@@ -58,3 +60,26 @@ def test_production_refuses_development_defaults():
 
     assert result.returncode != 0
     assert "TRACKSTAR_API_KEY" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TRACKSTAR_WEBHOOK_SECRET", "not-a-svix-secret"),
+        ("TRACKSTAR_WEBHOOK_SECRET", "whsec_***not base64***"),
+        ("FIELD_ENCRYPTION_KEYS", "too-short-to-be-a-fernet-key"),
+        ("DOCKSIDE_BASE_URL", "http://dockside.example.com"),
+        ("DOCKSIDE_BASE_URL", None),
+    ],
+)
+def test_production_refuses_values_that_would_fail_later(name, value):
+    """A webhook secret svix cannot use (every delivery a 500), a key Fernet cannot load,
+    or no https base URL for emailed links: refused at start, by name."""
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != name}
+    if value is not None:
+        env[name] = value
+
+    result = _manage("check", env=env)
+
+    assert result.returncode != 0
+    assert name in result.stderr

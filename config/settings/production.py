@@ -1,6 +1,10 @@
 """Production: every secret comes from the environment, and the development defaults
 are refused, so a misconfigured deploy fails at start instead of running insecurely."""
 
+import base64
+import binascii
+
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
@@ -36,12 +40,37 @@ CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
 }
 
+DOCKSIDE_BASE_URL = env("DOCKSIDE_BASE_URL")  # emailed links point here: no guessing
+
+
+def _is_svix_secret(value: str) -> bool:
+    """whsec_ + base64, as Trackstar's dashboard gives it; anything else makes svix raise on
+    every delivery (a 500 for each webhook)."""
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        return bool(base64.b64decode(value.removeprefix("whsec_"), validate=True))
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _is_fernet_key(value: str) -> bool:
+    try:
+        Fernet(value.encode())
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 _refused = {
     "SECRET_KEY": SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50,
     "TRACKSTAR_API_KEY": TRACKSTAR_API_KEY == DEV_TRACKSTAR_API_KEY,
-    "TRACKSTAR_WEBHOOK_SECRET": TRACKSTAR_WEBHOOK_SECRET == DEV_TRACKSTAR_WEBHOOK_SECRET,
+    "TRACKSTAR_WEBHOOK_SECRET": TRACKSTAR_WEBHOOK_SECRET == DEV_TRACKSTAR_WEBHOOK_SECRET
+    or not _is_svix_secret(TRACKSTAR_WEBHOOK_SECRET),
     "FIELD_ENCRYPTION_KEYS": not FIELD_ENCRYPTION_KEYS
-    or DEV_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEYS,
+    or DEV_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEYS
+    or not all(_is_fernet_key(key) for key in FIELD_ENCRYPTION_KEYS),
+    "DOCKSIDE_BASE_URL": not DOCKSIDE_BASE_URL.startswith("https://"),
 }
 _bad = sorted(name for name, refused in _refused.items() if refused)
 if _bad:
