@@ -17,7 +17,7 @@ from ..clients import trackstar_client
 from ..models import RECORD_MODELS, Backfill, Connection, SyncRun
 from ..models.records import parse_datetime
 from ..models.sync import resource_label
-from ..trackstar import RESOURCE_ACTIONS, TrackstarBadRequest, TrackstarError
+from ..trackstar import RESOURCE_ACTIONS, TrackstarBadRequest, TrackstarError, resource_named
 from .audit import Actor, audit_record, user_or_none
 from .sync import sync_enqueue_on_commit
 
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 BACKFILL_FUNCTIONS = frozenset(
     {"get_products", "get_orders", "get_inbound_shipments", "get_returns", "get_bills"}
 )
-_FUNCTION_RESOURCES = {action: resource for resource, action in RESOURCE_ACTIONS.items()}
 
 
 def backfill_resources() -> list[str]:
@@ -120,7 +119,8 @@ def backfill_job_event(*, connection: Connection, job: dict[str, Any], stuck: bo
     """connection.sync-job-completed / -stuck. A job made in Trackstar's dashboard is
     recorded too, so staff see it. Returns why the event was ignored, or None."""
     job_id = job.get("id") or job.get("sync_job_id")
-    resource = _FUNCTION_RESOURCES.get(str(job.get("function_name") or ""))
+    resource = resource_named(job.get("function_name"))
+    resource = resource if resource in RECORD_MODELS else None
     if not isinstance(job_id, str) or not job_id:
         return "The event names no sync job."
     with transaction.atomic():

@@ -46,6 +46,7 @@ from ..trackstar import (
     TrackstarRateLimited,
     TrackstarUnavailable,
     TrackstarValidationError,
+    resource_named,
 )
 from .account import trackstar_key_rejected
 
@@ -372,7 +373,7 @@ def sync_schedule_initial(*, connection: Connection) -> list[str]:
     # connection.historical-sync-completed events that arrived before the connection was
     # stored (or while it waited for its token) were set aside: they count now.
     done_before = {
-        str((payload.get("data") or {}).get("resource") or "").replace("-", "_")
+        resource_named(payload["data"].get("resource"))
         for payload in WebhookEvent.objects.filter(
             trackstar_connection_id=connection.trackstar_connection_id,
             event_type="connection.historical-sync-completed",

@@ -15,7 +15,7 @@ from ..models import Connection, UnassignedConnection, WebhookEvent
 from ..models.records import RECORD_MODELS
 from ..models.sync import resource_label
 from ..ratelimit import acquire, trackstar_get_limiter
-from ..trackstar import TrackstarNotFound
+from ..trackstar import TrackstarNotFound, resource_named
 from .adoption import connection_adopt
 from .audit import Actor, audit_record
 from .backfills import backfill_job_event
@@ -257,8 +257,8 @@ def _apply(event: WebhookEvent, connection: Connection, fetched: _Fetched) -> st
     if connection.status != Connection.Status.ACTIVE and event_type.startswith("connection."):
         return f"The connection is {connection.get_status_display().lower()}."
     if event_type == "connection.historical-sync-completed":
-        resource = _resource_name(data.get("resource"))
-        if resource is None:
+        resource = resource_named(data.get("resource"))
+        if resource not in RECORD_MODELS:
             return f"Dockside does not sync {data.get('resource') or 'this resource'}."
         if not sync_history_completed(connection=connection, resources=[resource]):
             return f"{resource_label(resource)} was already being synced."
@@ -267,7 +267,7 @@ def _apply(event: WebhookEvent, connection: Connection, fetched: _Fetched) -> st
         functions = data.get("functions_to_sync")
         resources = None
         if isinstance(functions, list):
-            resources = [r for r in map(_resource_name, functions) if r is not None]
+            resources = [r for r in map(resource_named, functions) if r in RECORD_MODELS]
         sync_force_completed(connection=connection, resources=resources)
         return None
     if event_type in ("connection.sync-job-completed", "connection.sync-job-stuck"):
@@ -300,14 +300,6 @@ def _apply(event: WebhookEvent, connection: Connection, fetched: _Fetched) -> st
         connection=connection, resource=record_resource, records=[data], only_if_newer=True
     )
     return None
-
-
-def _resource_name(value: Any) -> str | None:
-    """ "orders", "inbound-shipments" or "get_orders" → our resource name."""
-    if not isinstance(value, str):
-        return None
-    name = value.replace("-", "_").removeprefix("get_")
-    return name if name in RECORD_MODELS else None
 
 
 def _adopt_token(connection: Connection, token: str) -> bool:

@@ -12,6 +12,7 @@ from .client import (
     TrackstarClient,
     encode_filters,
     parse_retry_after,
+    resource_named,
 )
 from .errors import (
     TrackstarAuthError,
@@ -48,4 +49,5 @@ __all__ = [
     "TrackstarValidationError",
     "encode_filters",
     "parse_retry_after",
+    "resource_named",
 ]

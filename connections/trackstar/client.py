@@ -79,6 +79,20 @@ SYNC_FUNCTIONS: frozenset[str] = frozenset(
     }
 )
 
+_ACTION_RESOURCES: Mapping[str, str] = MappingProxyType(
+    {action: resource for resource, action in RESOURCE_ACTIONS.items()}
+)
+
+
+def resource_named(value: Any) -> str | None:
+    """Our resource name for the ways Trackstar's payloads name one: "orders",
+    "inbound-shipments", "inbound_shipments" or "get_inbound_shipments"; None otherwise."""
+    if not isinstance(value, str) or not value:
+        return None
+    name = value.strip().replace("-", "_")
+    return name if name in RESOURCES else _ACTION_RESOURCES.get(name)
+
+
 INTEGRATION_TYPES: frozenset[str] = frozenset({"wms", "freight", "cart"})
 
 # Filter operators (API.md §5). The `-insensitive` variants appear in openapi.json for

@@ -17,14 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import RESOURCE_ACTIONS, RESOURCES
+from .client import RESOURCES, resource_named
 
 INVALID_CREDENTIALS = "invalid_credentials"
 MISSING_PERMISSION = "missing_permission"
 
 # "GET /wms/returns" -> "returns"; the list endpoint of each resource we know.
 _ENDPOINT_RESOURCES = {f"GET {path}": resource for resource, path in RESOURCES.items()}
-_ACTION_RESOURCES = {action: resource for resource, action in RESOURCE_ACTIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -66,15 +65,6 @@ class ConnectionHealth:
         return [e.message for e in self.errors if e.kind == "unclassified"]
 
 
-def _resource_name(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    name = value.strip().replace("-", "_")
-    if name in RESOURCES:
-        return name
-    return _ACTION_RESOURCES.get(name)
-
-
 def _endpoint_resources(endpoints: Any) -> set[str]:
     found: set[str] = set()
     if not isinstance(endpoints, list):
@@ -97,7 +87,7 @@ def parse_error(entry: Mapping[str, Any]) -> HealthIssue:
     if error_type == INVALID_CREDENTIALS:
         return HealthIssue(INVALID_CREDENTIALS, message or "The WMS credentials no longer work.")
     if error_type == MISSING_PERMISSION:
-        resource = _resource_name(entry.get("resource"))
+        resource = resource_named(entry.get("resource"))
         resources = {resource} if resource else _endpoint_resources(entry.get("affected_endpoints"))
         if resources:
             return HealthIssue(MISSING_PERMISSION, message, frozenset(resources))
@@ -123,7 +113,7 @@ def parse_health(details: Mapping[str, Any]) -> ConnectionHealth:
     if isinstance(raw_history, Mapping):
         history = {}
         for key, done in raw_history.items():
-            resource = _resource_name(key)
+            resource = resource_named(key)
             if resource is not None and isinstance(done, bool):
                 history[resource] = done
     return ConnectionHealth(errors=errors, history_completed=history, details=details)

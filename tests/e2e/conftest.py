@@ -5,7 +5,8 @@ import pytest
 import requests
 
 from config.celery_app import app as celery_app
-from connections.models import Connection
+from connections import services
+from connections.models import AuthCodeExchange, Connection
 from tests.builders import PASSWORD
 
 
@@ -71,3 +72,16 @@ def wait_for(predicate, *, timeout: float = 20.0, message: str = "condition"):
             return value
         time.sleep(0.1)
     raise AssertionError(f"Timed out waiting for {message}")
+
+
+def connected_through_exchange(sandbox, customer, api_key: str = "sk_first") -> Connection:
+    """A ShipBob connection made through the exchange service, as the worker makes it."""
+    link_token = sandbox.link_token(customer_id=customer.public_id)
+    exchange = services.exchange_submit(
+        customer=customer,
+        auth_code=sandbox.authorize(link_token, "shipbob", {"api_key": api_key}),
+        integration_name="shipbob",
+        source=Connection.Source.PORTAL,
+    ).exchange
+    services.exchange_process(exchange_id=exchange.pk)
+    return AuthCodeExchange.objects.get(pk=exchange.pk).connection

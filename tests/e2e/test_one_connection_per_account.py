@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from connections import services
 from connections.models import AuthCodeExchange, Connection, ResourceSync
 from tests.builders import make_connection, make_customer, make_user
-from tests.e2e.conftest import login, wait_for
+from tests.e2e.conftest import connected_through_exchange, login, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -23,19 +23,6 @@ def acme():
     customer = make_customer(name="Acme Outdoor")
     make_user(username="acme", customer=customer)
     return customer
-
-
-def _connected(sandbox, customer, api_key: str = "sk_first") -> Connection:
-    """A ShipBob connection made through the exchange service, as the worker makes it."""
-    link_token = sandbox.link_token(customer_id=customer.public_id)
-    exchange = services.exchange_submit(
-        customer=customer,
-        auth_code=sandbox.authorize(link_token, "shipbob", {"api_key": api_key}),
-        integration_name="shipbob",
-        source=Connection.Source.PORTAL,
-    ).exchange
-    services.exchange_process(exchange_id=exchange.pk)
-    return AuthCodeExchange.objects.get(pk=exchange.pk).connection
 
 
 def _pick(page, integration: str = "ShipBob"):
@@ -66,7 +53,7 @@ def _fill_link_form(page, api_key: str):
 def test_a_second_shipbob_is_offered_reconnect_first_and_can_be_another_account(
     page, live_server, live_trackstar, acme
 ):
-    existing = _connected(live_trackstar, acme)
+    existing = connected_through_exchange(live_trackstar, acme)
     login(page, live_server, "acme")
     expect(page.locator("#connections-table tbody tr")).to_have_count(1)
 
@@ -102,7 +89,7 @@ def test_a_second_shipbob_is_offered_reconnect_first_and_can_be_another_account(
 def test_reconnect_it_reinstalls_the_connection_the_customer_has(
     page, live_server, live_trackstar, acme
 ):
-    existing = _connected(live_trackstar, acme)
+    existing = connected_through_exchange(live_trackstar, acme)
     login(page, live_server, "acme")
 
     page.get_by_role("button", name="Connect your WMS").click()
@@ -121,7 +108,7 @@ def test_reconnect_it_reinstalls_the_connection_the_customer_has(
 def test_a_magic_link_offers_to_reconnect_what_the_customer_has(
     page, live_server, live_trackstar, acme
 ):
-    existing = _connected(live_trackstar, acme)
+    existing = connected_through_exchange(live_trackstar, acme)
     issued = services.magic_link_issue(customer=acme, created_by=None)
 
     page.goto(live_server.url + issued.url[issued.url.index("/connect/") :])
@@ -146,7 +133,7 @@ def test_a_magic_link_offers_to_reconnect_what_the_customer_has(
 
 
 def test_staff_are_offered_reconnect_too(page, live_server, live_trackstar, acme):
-    existing = _connected(live_trackstar, acme)
+    existing = connected_through_exchange(live_trackstar, acme)
     make_user(username="ops", is_staff=True, is_superuser=True)
     login(page, live_server, "ops", url="/admin/login/")
     page.goto(f"{live_server.url}/admin/customers/customer/{acme.pk}/connect/")

@@ -9,7 +9,7 @@ from config.celery_app import app as celery_app
 from connections import services
 from connections.models import AuthCodeExchange, Connection
 from tests.builders import make_customer, make_user
-from tests.e2e.conftest import connect_in_modal, login, wait_for
+from tests.e2e.conftest import connect_in_modal, connected_through_exchange, login, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -21,7 +21,9 @@ def acme():
     return customer
 
 
-def test_customer_connects_a_wms_and_sees_it_connected(page, live_server, live_trackstar, acme):
+def test_customer_connects_a_wms_and_sees_itconnected_through_exchange(
+    page, live_server, live_trackstar, acme
+):
     login(page, live_server, "acme")
     expect(page.get_by_role("heading", name="Warehouse connections")).to_be_visible()
 
@@ -162,26 +164,15 @@ def test_a_failed_exchange_shows_its_reason(client, live_trackstar, acme):
     assert Connection.objects.count() == 0
 
 
-def _connected(sandbox, customer, api_key: str) -> Connection:
-    """A ShipBob connection made through the exchange service, as the worker makes it."""
-    link_token = sandbox.link_token(customer_id=customer.public_id)
-    exchange = services.exchange_submit(
-        customer=customer,
-        auth_code=sandbox.authorize(link_token, "shipbob", {"api_key": api_key}),
-        integration_name="shipbob",
-        source=Connection.Source.PORTAL,
-    ).exchange
-    services.exchange_process(exchange_id=exchange.pk)
-    return AuthCodeExchange.objects.get(pk=exchange.pk).connection
-
-
 def test_reconnecting_two_connections_reinstalls_each_its_own(
     page, live_server, live_trackstar, acme
 ):
     """The sandbox's Link reuses an instance's first link token on every later open (the
     real script may too): with one instance for the whole page, the second reconnect would
     reinstall the first connection again."""
-    connections = [_connected(live_trackstar, acme, key) for key in ("sk_first", "sk_second")]
+    connections = [
+        connected_through_exchange(live_trackstar, acme, key) for key in ("sk_first", "sk_second")
+    ]
     for connection in connections:
         live_trackstar.break_connection(connection.trackstar_connection_id)
     Connection.objects.update(
