@@ -1,8 +1,9 @@
-import os
-
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+from config.settings import settings_module_select
+
+# Before the app is built: Celery's Django fixup reads DJANGO_SETTINGS_MODULE then.
+settings_module_select()
 
 app = Celery("dockside")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -20,5 +20,7 @@ urlpatterns = [
     path("favicon.ico", lambda request: HttpResponse(status=204)),
     path("portal/", include("connections.urls")),
     path("connect/<str:token>/", connection_views.connect_page, name="connect"),
+    # Where the token URL sends the browser once the session holds the link's grant.
+    path("connect/", connection_views.connect_granted_page, name="connect_granted"),
     path("webhooks/trackstar/", connection_webhooks.trackstar_webhook, name="trackstar_webhook"),
 ]

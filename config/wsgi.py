@@ -1,6 +1,8 @@
-import os
-
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
+from config.settings import settings_module_select
+
+# The same rule as manage.py and Celery (config/__init__.py has applied it already): a
+# deployment must name config.settings.production; it never falls back to local settings.
+settings_module_select()
 application = get_wsgi_application()

@@ -3,8 +3,12 @@ or the audit log."""
 
 from datetime import timedelta
 
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Max, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -47,6 +51,7 @@ from .models import (
 from .models.sync import resource_label
 from .selectors import Freshness
 from .services.connections import connection_label_clean
+from .services.logins import login_unlock
 from .templatetags.portal import ago
 from .trackstar import TrackstarError
 from .views import LinkActor, LinkEndpoints, link_config
@@ -230,7 +235,10 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
         )
 
     def invite_view(self, request: HttpRequest, customer_pk: int) -> HttpResponse:
-        customer = self._customer_or_deny(request, customer_pk, "auth.add_user")
+        # Inviting gives access to the customer's data: it is adding a membership. The
+        # service also wants "add user" for a new account, and refuses a staff account to
+        # anyone but a superuser.
+        customer = self._customer_or_deny(request, customer_pk, "customers.add_membership")
         form = PortalUserInviteForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -238,9 +246,20 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
                     customer=customer,
                     email=form.cleaned_data["email"],
                     username=form.cleaned_data["username"],
+                    role=form.cleaned_data["role"],
+                    invited_by=request.user,
                 )
             except ValidationError as e:
                 form.add_error(None, e)
+                # Kept too: a refused invite may be someone trying to reach a customer.
+                services.audit_record(
+                    actor=request.user,
+                    action="customer.user_invite_refused",
+                    customer=customer,
+                    email=form.cleaned_data["email"],
+                    role=form.cleaned_data["role"],
+                    reason=" ".join(e.messages),
+                )
             else:
                 services.audit_record(
                     actor=request.user,
@@ -248,6 +267,7 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
                     customer=customer,
                     user_id=user.pk,
                     email=user.email,
+                    role=form.cleaned_data["role"],
                 )
                 messages.success(
                     request, f"Invited {user.email}: they got an email to set their password."
@@ -905,10 +925,23 @@ class AuthCodeExchangeAdmin(ReadOnlyAdmin):
         "connection",
         "last_error",
     ]
-    list_filter = ["status", "source", "integration_name"]
-    search_fields = ["customer__name", "public_id"]
+    # "Refused delete: owed" lists the refused connections Trackstar still has to delete.
+    list_filter = ["status", "source", "integration_name", "refused_delete"]
+    search_fields = ["customer__name", "public_id", "refused_connection_id"]
     list_select_related = ["customer", "created_by", "connection"]
-    exclude = ["auth_code", "auth_code_hash"]
+    exclude = ["auth_code", "auth_code_hash", "refused_access_token"]
+
+
+class CalendarSafeChangeList(ChangeList):
+    """Django's date hierarchy adds a year, a month or a day to the one chosen: past 9999,
+    or for a year too big for an int, that raised (a 500). It is an invalid filter here, as
+    Django treats any other: the list redirects to ?e=1."""
+
+    def get_filters(self, request):
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as e:
+            raise IncorrectLookupParameters(e) from e
 
 
 @admin.register(AuditEntry)
@@ -918,6 +951,9 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     search_fields = ["action", "customer__name", "actor__username"]
     list_select_related = ["actor", "customer", "connection"]
     date_hierarchy = "created_at"
+
+    def get_changelist(self, request, **kwargs):
+        return CalendarSafeChangeList
 
     @admin.display(description="Detail")
     def detail_short(self, obj: AuditEntry) -> str:
@@ -1175,3 +1211,25 @@ class UnassignedConnectionAdmin(ReadOnlyAdmin):
             return f"Deleted {unassigned} at Trackstar."
 
         return self._act(request, pk, UnassignedDeleteForm, "Delete at Trackstar", "Delete", delete)
+
+
+# --- Failed logins ---------------------------------------------------------------------------
+
+
+class LoginAttemptAdmin(AccessAttemptAdmin):
+    """django-axes' failed-login records, with an audited Unlock for staff who may delete
+    them."""
+
+    actions = [*AccessAttemptAdmin.actions, "unlock"]
+
+    @admin.action(description="Unlock these usernames (from every address)", permissions=["delete"])
+    def unlock(self, request: HttpRequest, queryset: QuerySet[AccessAttempt]) -> None:
+        usernames = sorted({a.username for a in queryset if a.username})
+        for username in usernames:
+            login_unlock(username=username, actor=request.user)
+        self.message_user(request, f"Unlocked {', '.join(usernames) or 'nobody'}.")
+
+
+if admin.site.is_registered(AccessAttempt):  # axes registers its own (AXES_ENABLE_ADMIN)
+    admin.site.unregister(AccessAttempt)
+admin.site.register(AccessAttempt, LoginAttemptAdmin)

@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, RawPostDataException
 
 MAX_JSON_BODY = 16 * 1024  # an auth code and a slug; anything bigger is not ours
 
@@ -30,6 +30,9 @@ def json_body(request: HttpRequest, *, required: bool = True) -> dict[str, Any]:
         raw = request.body
     except RequestDataTooBig as e:
         raise BadRequest("The request body is too large.", status=413) from e
+    except RawPostDataException as e:
+        # A multipart body: the CSRF check has already read it as a form upload.
+        raise BadRequest("The request body must be JSON, not a form upload.", status=415) from e
     if len(raw) > MAX_JSON_BODY:
         raise BadRequest("The request body is too large.", status=413)
     if not raw.strip():

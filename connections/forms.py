@@ -3,7 +3,7 @@ from datetime import UTC, datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
-from customers.models import Customer
+from customers.models import Customer, Membership
 
 from .integrations import integration_catalog
 from .models import Connection
@@ -49,7 +49,8 @@ class MagicLinkIssueForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["allowed_integrations"].choices = _integration_choices()
         customer_id = self.data.get("customer") or self.initial.get("customer")
-        if customer_id and str(customer_id).isdigit():
+        # isascii too: "²".isdigit() is true, and an id lookup of it fails (a 500).
+        if customer_id and str(customer_id).isascii() and str(customer_id).isdigit():
             self.fields["reinstall_connection"].queryset = Connection.objects.filter(
                 customer_id=customer_id
             ).exclude(status=Connection.Status.DISCONNECTED)
@@ -76,6 +77,16 @@ class PortalUserInviteForm(forms.Form):
     username = forms.CharField(
         required=False, max_length=150, help_text="Defaults to the email address."
     )
+    role = forms.ChoiceField(
+        choices=Membership.Role.choices,
+        initial=Membership.Role.MEMBER,
+        required=False,
+        help_text="Owners connect, reconnect and disconnect WMSes; members see the data "
+        "(and connect, if the customer allows members to).",
+    )
+
+    def clean_role(self) -> str:
+        return self.cleaned_data["role"] or Membership.Role.MEMBER
 
 
 class BackfillForm(forms.Form):

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.cache import cache
 
 from .clients import trackstar_client
+from .degrade import cache_or
 from .trackstar import TrackstarError
 
 logger = logging.getLogger(__name__)
@@ -18,8 +19,14 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 def integration_catalog() -> dict[str, dict[str, Any]]:
-    """slug → IntegrationInfo. Empty when Trackstar cannot be reached and nothing is cached."""
-    catalog = cache.get(CACHE_KEY)
+    """slug → IntegrationInfo. Empty when Trackstar cannot be reached and nothing is cached,
+    and while the cache's Redis is down: asking Trackstar on every request instead would
+    spend its one call a minute at once, and an empty list is already handled (slugs are
+    accepted by their form, names are made from them)."""
+    unavailable: dict[str, dict[str, Any]] = {}
+    catalog = cache_or(unavailable, lambda: cache.get(CACHE_KEY))
+    if catalog is unavailable:
+        return {}
     if catalog is None:
         try:
             integrations = trackstar_client().list_integrations("wms")
@@ -27,10 +34,10 @@ def integration_catalog() -> dict[str, dict[str, Any]]:
             logger.warning("Trackstar integrations list unavailable", exc_info=True)
             # Remember the failure briefly, so an outage does not add a timeout to every
             # request that needs the list.
-            cache.set(CACHE_KEY, {}, 60)
+            cache_or(None, lambda: cache.set(CACHE_KEY, {}, 60))
             return {}
         catalog = {i["integration_name"]: i for i in integrations if i.get("integration_name")}
-        cache.set(CACHE_KEY, catalog, CACHE_SECONDS)
+        cache_or(None, lambda: cache.set(CACHE_KEY, catalog, CACHE_SECONDS))
     return catalog
 
 

@@ -60,6 +60,15 @@ def exchanges_stale_dangerously(*, older_than_seconds: int) -> QuerySet[AuthCode
     )
 
 
+def exchanges_owing_deletes_dangerously(*, older_than_seconds: int) -> QuerySet[AuthCodeExchange]:
+    """Refused exchanges of every customer whose connection at Trackstar is still to be
+    deleted, untouched for a while (the task retrying it died, or the broker was down)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return AuthCodeExchange.objects.filter(
+        refused_delete=AuthCodeExchange.RefusedDelete.OWED, updated_at__lt=cutoff
+    )
+
+
 # --- Synced data ------------------------------------------------------------------------------
 
 

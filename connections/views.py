@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date
+from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
@@ -14,11 +15,14 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.crypto import constant_time_compare, salted_hmac
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from customers.models import Customer, Membership
-from customers.selectors import customer_list_for_user, membership_role
+from customers.models import Customer
+from customers.permissions import PortalAction, membership_can, membership_permissions
+from customers.selectors import customer_list_for_user
 from customers.tenancy import (
     CustomerRequest,
     customer_choose,
@@ -38,7 +42,7 @@ from .integrations import (
 from .middleware import mark_link_page
 from .models import AuthCodeExchange, Connection, MagicLink
 from .services.audit import Actor
-from .throttle import connect_is_throttled, connect_record_miss
+from .throttle import connect_record_miss, link_endpoint_wait
 from .trackstar import (
     TrackstarAuthError,
     TrackstarError,
@@ -64,22 +68,57 @@ class LinkActor:
     magic_link: MagicLink | None = None
 
 
-MAGIC_LINK_SESSION_KEY = "dockside_magic_link"
+# The ids of the magic links this session opened, newest last. Several: a customer may open
+# two emailed links (one reconnect each) in two tabs, and each tab acts for its own.
+MAGIC_LINK_SESSION_KEY = "dockside_magic_links"
+MAGIC_LINK_SESSION_MAX = 10
 # The magic-link page says so on each call; the portal never uses a link grant by accident.
 MAGIC_LINK_HEADER = "HTTP_X_DOCKSIDE_ACTOR"
+# And names which of the session's links it is (magic_link_page_ref; without it, the newest).
+MAGIC_LINK_REF_HEADER = "HTTP_X_DOCKSIDE_LINK"
+
+
+def magic_link_page_ref(link_id: int) -> str:
+    """Names a link in the token-free page's URL and calls. Not the token: it means nothing
+    outside a session that opened the link."""
+    return salted_hmac("dockside.magic-link.page", str(link_id), algorithm="sha256").hexdigest()[
+        :32
+    ]
+
+
+def _session_grants(request: HttpRequest) -> list[int]:
+    ids = request.session.get(MAGIC_LINK_SESSION_KEY)
+    if not isinstance(ids, list):
+        return []
+    return [i for i in ids if type(i) is int]
+
+
+def _session_grant_add(request: HttpRequest, link: MagicLink) -> None:
+    ids = [i for i in _session_grants(request) if i != link.pk] + [link.pk]
+    request.session[MAGIC_LINK_SESSION_KEY] = ids[-MAGIC_LINK_SESSION_MAX:]
+
+
+def _session_magic_link(request: HttpRequest, ref: str | None) -> MagicLink | None:
+    """A magic link this session opened (connect_page granted it): the one `ref` names, or
+    the newest without one."""
+    ids = _session_grants(request)
+    if not ids:
+        return None
+    named = (i for i in ids if constant_time_compare(ref or "", magic_link_page_ref(i)))
+    link_id = ids[-1] if ref is None else next(named, None)
+    if link_id is None:
+        return None
+    return (
+        MagicLink.objects.select_related("customer", "reinstall_connection")
+        .filter(pk=link_id)
+        .first()
+    )
 
 
 def magic_link_actor(request: HttpRequest, *, allow_spent: bool = False) -> LinkActor | None:
     """The grant of the magic link opened in this session. A spent link still lets the
     visitor read how their own exchange ended (allow_spent), and nothing more."""
-    link_id = request.session.get(MAGIC_LINK_SESSION_KEY)
-    if link_id is None:
-        return None
-    link = (
-        MagicLink.objects.select_related("customer", "reinstall_connection")
-        .filter(pk=link_id)
-        .first()
-    )
+    link = _session_magic_link(request, request.META.get(MAGIC_LINK_REF_HEADER) or None)
     if link is None:
         return None
     if not allow_spent and (not link.is_usable or not link.customer.is_active):
@@ -170,6 +209,42 @@ def _reinstall_target(actor: LinkActor, data: dict) -> Connection | None:
     return connection
 
 
+def _check_portal_role(actor: LinkActor, reinstall: Connection | None) -> None:
+    """A portal user connects or reconnects as their role allows. Staff (admin URLs) and
+    magic-link visitors act by their own grant, not by a membership."""
+    if actor.source != Connection.Source.PORTAL:
+        return
+    action = PortalAction.RECONNECT if reinstall is not None else PortalAction.CONNECT
+    user = actor.user
+    if user is None or not membership_can(user=user, customer=actor.customer, action=action):
+        message = (
+            "Only an owner of this account can reconnect a WMS."
+            if reinstall is not None
+            else "Only an owner of this account can connect a WMS."
+        )
+        raise BadRequest(message, status=403)
+
+
+def _link_limit_wait(request: HttpRequest, actor: LinkActor, endpoint: str) -> int:
+    # The caller: a user (portal or staff), else the magic link, which a visitor cannot
+    # shed as they could a session.
+    if actor.user is not None and actor.user.is_authenticated:
+        caller = f"user:{actor.user.pk}"
+    elif actor.magic_link is not None:
+        caller = f"magic-link:{actor.magic_link.pk}"
+    else:
+        caller = f"session:{request.session.session_key}"
+    wait = link_endpoint_wait(endpoint=endpoint, caller=caller, customer_pk=actor.customer.pk)
+    if wait:
+        logger.warning(
+            "Link endpoint %s limited for %s",
+            endpoint,
+            caller,
+            extra={"customer_id": actor.customer.public_id},
+        )
+    return wait
+
+
 class LinkEndpoints:
     """get-link-token, store-token and exchange status, for one way of deciding who acts:
     the portal session or a magic-link grant (portal URLs), or staff for a customer
@@ -181,7 +256,13 @@ class LinkEndpoints:
         self.status_url = status_url  # (exchange, **url_kwargs) -> str
 
     def _run(
-        self, request: HttpRequest, handler, url_kwargs: dict, *, allow_spent: bool = False
+        self,
+        request: HttpRequest,
+        handler,
+        url_kwargs: dict,
+        *,
+        allow_spent: bool = False,
+        limit: str | None = None,
     ) -> HttpResponse:
         try:
             actor = self.resolve_actor(request, allow_spent=allow_spent, **url_kwargs)
@@ -189,6 +270,12 @@ class LinkEndpoints:
             return error(str(e), status=410)
         if actor is None:
             return error("Log in, or open your connect link again.", status=403)
+        if limit is not None and (wait := _link_limit_wait(request, actor, limit)):
+            response = error(
+                f"Too many attempts to connect. Please try again in {wait} seconds.", status=429
+            )
+            response["Retry-After"] = str(wait)
+            return response
         try:
             return handler(request, actor, url_kwargs)
         except BadRequest as e:
@@ -197,12 +284,12 @@ class LinkEndpoints:
     def get_link_token(self, request: HttpRequest, **url_kwargs) -> HttpResponse:
         if request.method != "POST":
             return error("Use POST.", status=405)
-        return self._run(request, self._get_link_token, url_kwargs)
+        return self._run(request, self._get_link_token, url_kwargs, limit="get_link_token")
 
     def store_token(self, request: HttpRequest, **url_kwargs) -> HttpResponse:
         if request.method != "POST":
             return error("Use POST.", status=405)
-        return self._run(request, self._store_token, url_kwargs)
+        return self._run(request, self._store_token, url_kwargs, limit="store_token")
 
     def exchange_status(self, request: HttpRequest, public_id, **url_kwargs) -> HttpResponse:
         if request.method != "GET":
@@ -218,6 +305,7 @@ class LinkEndpoints:
         data = json_body(request, required=False)
         _check_customer_id(actor, data)
         reinstall = _reinstall_target(actor, data)
+        _check_portal_role(actor, reinstall)
         try:
             link_token = services.link_token_create(customer=actor.customer, reinstall=reinstall)
         except (TrackstarUnavailable, TrackstarRateLimited) as e:
@@ -253,15 +341,20 @@ class LinkEndpoints:
         _check_customer_id(actor, data)
         auth_code = required_string(data, "auth_code", max_length=2048)
         integration_name = required_string(data, "integration_name", max_length=64)
+        # The link token Link was opened with (from our get-link-token): it must be one we
+        # minted for this customer, or the code is not taken.
+        link_token = required_string(data, "link_token", max_length=2048)
         if not integration_is_known(integration_name):
             raise BadRequest(f"Unknown integration '{integration_name}'.")
         if actor.allowed_integrations and integration_name not in actor.allowed_integrations:
             raise BadRequest("This link does not allow that integration.", status=403)
         reinstall = _reinstall_target(actor, data)
+        _check_portal_role(actor, reinstall)
         try:
             submitted = services.exchange_submit(
                 customer=actor.customer,
                 auth_code=auth_code,
+                link_token=link_token,
                 integration_name=integration_name,
                 source=actor.source,
                 user=actor.user,
@@ -270,6 +363,8 @@ class LinkEndpoints:
             )
         except ValidationError as e:
             return error(e.messages[0], status=409)
+        except services.LinkTokenRefused as e:
+            return error(e.message, status=e.status)
         except services.LinkUnavailable as e:
             return error(str(e), status=410)
         return JsonResponse(self._exchange_json(submitted.exchange, url_kwargs), status=202)
@@ -363,6 +458,7 @@ def link_config(
     store_token_url: str = "",
     headers: dict | None = None,
     magic_link: MagicLink | None = None,
+    can_reconnect: bool = True,
 ) -> dict:
     """What static/portal/connect.js needs to drive Trackstar Link on a page. The page's
     response then allows Link's OAuth popups (connections.middleware)."""
@@ -389,14 +485,17 @@ def link_config(
         "existing": _existing_connections(
             customer=customer, reinstall=reinstall, magic_link=magic_link
         ),
+        # A portal member who may connect but not reconnect: the picker names the WMSes
+        # already connected, and offers no "Reconnect it" (the server would refuse it).
+        "canReconnect": can_reconnect,
     }
 
 
 # --- Portal pages -------------------------------------------------------------------------
 
 
-def _is_owner(request: CustomerRequest) -> bool:
-    return membership_role(user=request.user, customer=request.customer) == Membership.Role.OWNER
+def _may(request: CustomerRequest, action: PortalAction) -> bool:
+    return membership_can(user=request.user, customer=request.customer, action=action)
 
 
 def _portal_context(request: CustomerRequest) -> dict:
@@ -408,7 +507,9 @@ def _portal_context(request: CustomerRequest) -> dict:
         "connections": selectors.connection_list(customer=customer),
         "integrations": integration_catalog(),
         "other_customers": customer_list_for_user(user=request.user).exclude(pk=customer.pk),
-        "can_rename": _is_owner(request),
+        # can_connect, can_reconnect, can_disconnect, can_rename: the page shows only what
+        # the user's role may do (the views refuse the rest).
+        **membership_permissions(user=request.user, customer=customer),
     }
 
 
@@ -416,7 +517,11 @@ def _portal_context(request: CustomerRequest) -> dict:
 @customer_required
 def portal_index(request: CustomerRequest) -> HttpResponse:
     context = _portal_context(request)
-    context["link_config"] = link_config(request, customer=request.customer)
+    if context["can_connect"] or context["can_reconnect"]:
+        # A member who may do neither gets no Link at all: nothing to open, no script.
+        context["link_config"] = link_config(
+            request, customer=request.customer, can_reconnect=context["can_reconnect"]
+        )
     return render(request, "portal/index.html", context)
 
 
@@ -429,7 +534,11 @@ def portal_connections_table(request: CustomerRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @customer_required
 def connection_disconnect(request: CustomerRequest, pk: int) -> HttpResponse:
+    """An owner disconnects. Another customer's connection is a 404; a member of this
+    customer gets a 403."""
     connection = selectors.connection_get(customer=request.customer, pk=pk)
+    if not _may(request, PortalAction.DISCONNECT):
+        raise PermissionDenied("Only an owner of this account can disconnect a WMS.")
     if connection.status == Connection.Status.DISCONNECTED:
         messages.info(request, f"{connection_label(connection)} is already disconnected.")
         return redirect("portal:index")
@@ -462,7 +571,7 @@ def connection_rename(request: CustomerRequest, pk: int) -> HttpResponse:
     """An owner names a connection ("ShipBob EU"). Another customer's connection is a 404;
     a member of this customer gets a 403."""
     connection = selectors.connection_get(customer=request.customer, pk=pk)
-    if not _is_owner(request):
+    if not _may(request, PortalAction.RENAME):
         raise PermissionDenied("Only an owner of this account can rename its connections.")
     form = ConnectionRenameForm(
         request.POST if request.method == "POST" else None,
@@ -510,15 +619,44 @@ def choose_customer(request: HttpRequest) -> HttpResponse:
 # --- Magic links -------------------------------------------------------------------------
 
 
+def _link_unavailable(request: HttpRequest, link: MagicLink) -> HttpResponse:
+    return render(
+        request,
+        "connect/unavailable.html",
+        {
+            "reason": link.state,
+            "link": link,
+            # Our support address, never the issuing staff member's own email.
+            "contact": settings.DOCKSIDE_SUPPORT_EMAIL,
+        },
+        status=410,
+    )
+
+
+def _token_in_url(view):
+    """For the one URL that holds a magic-link token: no Referer takes it to another
+    site, and no cache keeps the answer."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response.headers["Referrer-Policy"] = "no-referrer"
+        add_never_cache_headers(response)
+        return response
+
+    return wrapped
+
+
+@_token_in_url
 @require_GET
 def connect_page(request: HttpRequest, token: str) -> HttpResponse:
     """A magic link. The GET records the visit and grants this browser session the right to
     connect for the link's customer; it consumes nothing (mail scanners prefetch links)."""
-    if connect_is_throttled(request):
-        return render(request, "connect/unavailable.html", {"reason": "throttled"}, status=429)
     link = services.magic_link_find(token=token)
     if link is None:
-        connect_record_miss(request)
+        # Only misses are throttled: guesses from this address never block a real link.
+        if connect_record_miss(request):
+            return render(request, "connect/unavailable.html", {"reason": "throttled"}, status=429)
         return render(
             request,
             "connect/unavailable.html",
@@ -526,25 +664,38 @@ def connect_page(request: HttpRequest, token: str) -> HttpResponse:
             status=404,
         )
     if not link.is_usable or not link.customer.is_active:
+        return _link_unavailable(request, link)
+    services.magic_link_open(link=link)
+    _session_grant_add(request, link)
+    # The grant is in the session now: the token leaves the address bar, and with it the
+    # history, a reload's access-log line and a shared screen. The page's URL names the
+    # link by a reference, so a reload of this tab stays on this link.
+    return redirect(f"{reverse('connect_granted')}?link={magic_link_page_ref(link.pk)}")
+
+
+@never_cache
+@require_GET
+def connect_granted_page(request: HttpRequest) -> HttpResponse:
+    """The magic-link page, at a URL without the token: the link this session opened.
+    Without a grant (another browser, a session that ended) it asks to open the link from
+    the email again; a link spent or expired since says so."""
+    ref = request.GET.get("link") or None
+    link = _session_magic_link(request, ref)
+    if link is None:
         return render(
             request,
             "connect/unavailable.html",
-            {
-                "reason": link.state,
-                "link": link,
-                # Our support address, never the issuing staff member's own email.
-                "contact": settings.DOCKSIDE_SUPPORT_EMAIL,
-            },
-            status=410,
+            {"reason": "no_grant", "contact": settings.DOCKSIDE_SUPPORT_EMAIL},
+            status=403,
         )
-    services.magic_link_open(link=link)
-    request.session[MAGIC_LINK_SESSION_KEY] = link.pk
+    if not link.is_usable or not link.customer.is_active:
+        return _link_unavailable(request, link)
     config = link_config(
         request,
         customer=link.customer,
         allow_list=link.allowed_integrations,
         reinstall=link.reinstall_connection,
-        headers={"X-Dockside-Actor": "magic-link"},
+        headers={"X-Dockside-Actor": "magic-link", "X-Dockside-Link": magic_link_page_ref(link.pk)},
         magic_link=link,
     )
     return render(

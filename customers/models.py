@@ -17,6 +17,12 @@ class Customer(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=_new_public_id, editable=False)
     contact_email = models.EmailField(blank=True)
     is_active = models.BooleanField(default=True)
+    # Owners connect, reconnect and disconnect; members read, and connect too if this is on.
+    members_can_connect = models.BooleanField(
+        default=False,
+        help_text="Let portal users with the member role connect a new WMS. Only owners "
+        "reconnect and disconnect.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -44,3 +44,13 @@ def make_connection(*, customer: Customer, **fields) -> Connection:
     fields.setdefault("source", Connection.Source.PORTAL)
     fields.setdefault("access_token", f"trackstar_token_{n:06d}_secret")
     return Connection.objects.create(customer=customer, **fields)
+
+
+def make_link_token(*, customer: Customer, reinstall: Connection | None = None) -> str:
+    """A link token as our get-link-token hands out, recorded for this customer, without
+    asking Trackstar: for tests that post store-token with a made-up auth code."""
+    from connections import services
+
+    token = f"lt_test_{uuid.uuid4().hex}"
+    services.link_token_record(customer=customer, link_token=token, reinstall=reinstall)
+    return token

@@ -2,9 +2,12 @@
 environment variable of DESIGN.md §8. Defaults here are for a developer's machine:
 production.py refuses to start on them."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp import constants as csp
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -12,12 +15,14 @@ env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
 
 VAR_DIR = Path(env("DOCKSIDE_VAR_DIR", default=str(BASE_DIR / "var")))
 
-# Well-known development values. production.py refuses every one of them.
-DEV_SECRET_KEY = "django-insecure-dockside-development-only"
-DEV_FIELD_ENCRYPTION_KEY = "ZG9ja3NpZGUtZGV2LW9ubHktZmllbGQta2V5LTAwMDA="
-DEV_TRACKSTAR_API_KEY = "sandbox-key"
-# The sandbox signs its webhooks with this secret unless told otherwise.
-DEV_TRACKSTAR_WEBHOOK_SECRET = "whsec_ZG9ja3NpZGUtc2FuZGJveC13ZWJob29rLXNlY3JldA=="
+# Well-known development values (in the package, for the entry points' check too).
+# production.py refuses every one of them.
+from . import (  # noqa: E402
+    DEV_FIELD_ENCRYPTION_KEY,
+    DEV_SECRET_KEY,
+    DEV_TRACKSTAR_API_KEY,
+    DEV_TRACKSTAR_WEBHOOK_SECRET,
+)
 
 SECRET_KEY = env("SECRET_KEY", default=DEV_SECRET_KEY)
 DEBUG = env.bool("DEBUG", default=False)
@@ -39,15 +44,23 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response: our origin and Trackstar Link's only.
+    "connections.middleware.ContentSecurityPolicyMiddleware",
     # Pages that embed Trackstar Link allow its OAuth popups (Cross-Origin-Opener-Policy).
     "connections.middleware.link_page_opener_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # A NUL in the query string, or a form Django cannot read, is a 400 before the CSRF
+    # check reads the form (and Django's error pages read it again).
+    "connections.middleware.RefuseUnreadableRequestsMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Slows a username attacked from many addresses; outside axes, so a refused try is
+    # not an axes failure.
+    "connections.login_throttle.LoginSlowdownMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -56,12 +69,24 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Failed logins (portal and admin): lock the username from that address after 5 tries
-# for 15 minutes. Counted in the database, so every web process sees the same count.
+# Failed logins (portal and admin): lock the username from that address (never the
+# username for everyone) after 5 tries, for 15 minutes from the last counted failure.
+# Attempts during a lockout, the right password included, are refused and not counted, so
+# they cannot stretch it. Counted in the database, so every web process sees the same count.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
-AXES_COOLOFF_TIME = 0.25  # hours
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCK_OUT_AT_FAILURE = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
+# Failures for a username from any address (connections/login_throttle.py): past
+# LOGIN_SLOWDOWN_AFTER within the window, a browser that has not logged in as that user
+# before may try it once every LOGIN_SLOWDOWN_SECONDS (else a 429). A slowdown, never a
+# lockout: browsers the user has logged in from are not slowed at all.
+LOGIN_SLOWDOWN_AFTER = env.int("LOGIN_SLOWDOWN_AFTER", default=20)
+LOGIN_SLOWDOWN_WINDOW_SECONDS = env.int("LOGIN_SLOWDOWN_WINDOW_SECONDS", default=60 * 60)
+LOGIN_SLOWDOWN_SECONDS = env.int("LOGIN_SLOWDOWN_SECONDS", default=5)
+LOGIN_DEVICE_COOKIE_AGE = env.int("LOGIN_DEVICE_COOKIE_AGE", default=180 * 24 * 60 * 60)
 AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
 # One notion of "the client's address" for every throttle (TRUSTED_PROXY_COUNT).
 AXES_CLIENT_IP_CALLABLE = "connections.throttle.client_ip"
@@ -141,10 +166,29 @@ ADMINS = [
 ]
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-# Guessing limits: unknown /connect/ tokens per client IP in 15 minutes.
+# Guessing limits: unknown /connect/ tokens per client IP in 15 minutes. Past it, unknown
+# tokens get a 429; a real link always opens.
 CONNECT_TOKEN_MISS_LIMIT = env.int("CONNECT_TOKEN_MISS_LIMIT", default=20)
 # How many proxies in front of Dockside append to X-Forwarded-For (0: use REMOTE_ADDR).
+# Every limit by address relies on it; production refuses to start without it.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# get-link-token and store-token calls per minute (each at least 1), per caller (a user, or
+# a magic link's visitors) and per customer: each costs a Trackstar write, and Trackstar's
+# write budget (50/s) is shared by all customers. Past them: 429 with Retry-After.
+
+
+def _per_minute(name: str, default: int) -> int:
+    # A bucket of 0 would refuse (in fact fail) every call: refused here, at start.
+    value = env.int(name, default=default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be at least 1 (calls per minute), not {value}.")
+    return value
+
+
+LINK_TOKEN_LIMIT_PER_USER = _per_minute("LINK_TOKEN_LIMIT_PER_USER", 10)
+LINK_TOKEN_LIMIT_PER_CUSTOMER = _per_minute("LINK_TOKEN_LIMIT_PER_CUSTOMER", 30)
+STORE_TOKEN_LIMIT_PER_USER = _per_minute("STORE_TOKEN_LIMIT_PER_USER", 10)
+STORE_TOKEN_LIMIT_PER_CUSTOMER = _per_minute("STORE_TOKEN_LIMIT_PER_CUSTOMER", 30)
 
 # --- Secrets at rest ------------------------------------------------------------------
 # Comma list of Fernet keys: the first encrypts, all decrypt (rotate_encryption_keys).
@@ -158,6 +202,9 @@ TRACKSTAR_LINK_SCRIPT_URL = env(
     "TRACKSTAR_LINK_SCRIPT_URL", default=f"{TRACKSTAR_BASE_URL}/link/main.js"
 )
 TRACKSTAR_WEBHOOK_SECRET = env("TRACKSTAR_WEBHOOK_SECRET", default=DEV_TRACKSTAR_WEBHOOK_SECRET)
+# Origins Trackstar Link turns out to need besides its script's own (main.js is not public):
+# added to the Content-Security-Policy with the script's origin, e.g. https://x.trackstarhq.com.
+TRACKSTAR_LINK_EXTRA_ORIGINS = env.list("TRACKSTAR_LINK_EXTRA_ORIGINS", default=[])
 # (connect, read) seconds for every call to Trackstar.
 TRACKSTAR_TIMEOUT = (
     env.float("TRACKSTAR_CONNECT_TIMEOUT", default=3.05),
@@ -262,9 +309,40 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 CELERY_TIMEZONE = "UTC"
 
+# --- Content-Security-Policy (django-csp), enforced ------------------------------------------
+# connections.middleware adds Trackstar Link's origins (TRACKSTAR_LINK_SCRIPT_URL's, and
+# TRACKSTAR_LINK_EXTRA_ORIGINS) to script, style, img, font, connect and frame sources.
+# No inline script anywhere: page scripts are static files, config is a JSON data block.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF],
+        # Link styles its modal with a <style> it adds to the page; a style runs no code.
+        "style-src": [csp.SELF, csp.UNSAFE_INLINE],
+        # Integration logos are URLs from Trackstar's integration list, on hosts it does not
+        # document.
+        "img-src": [csp.SELF, "data:", "https:"],
+        "font-src": [csp.SELF, "data:"],
+        "connect-src": [csp.SELF],
+        "frame-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+    }
+}
+
+# Short timeouts: the cache only holds limits and the integrations list, which give way
+# when Redis is down (connections/degrade.py); without them a hung Redis would hold every
+# login for as long as the OS lets a connection try.
+REDIS_CACHE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": REDIS_CACHE_OPTIONS,
+        }
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

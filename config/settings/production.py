@@ -13,6 +13,7 @@ from .base import (
     DEV_SECRET_KEY,
     DEV_TRACKSTAR_API_KEY,
     DEV_TRACKSTAR_WEBHOOK_SECRET,
+    REDIS_CACHE_OPTIONS,
     env,
 )
 
@@ -37,10 +38,20 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
 }
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": REDIS_CACHE_OPTIONS,
+    }
 }
 
 DOCKSIDE_BASE_URL = env("DOCKSIDE_BASE_URL")  # emailed links point here: no guessing
+
+# Every limit by client address (logins, /connect/ guesses) needs the real address. Behind a
+# load balancer REMOTE_ADDR is the balancer's, so one attacker would lock everyone out; no
+# default, then: 0 only when said explicitly, for a server facing the internet directly.
+_proxy_count = env.str("TRUSTED_PROXY_COUNT", default="").strip()
+TRUSTED_PROXY_COUNT = int(_proxy_count) if _proxy_count.isascii() and _proxy_count.isdigit() else -1
 
 
 def _is_svix_secret(value: str) -> bool:
@@ -71,6 +82,7 @@ _refused = {
     or DEV_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEYS
     or not all(_is_fernet_key(key) for key in FIELD_ENCRYPTION_KEYS),
     "DOCKSIDE_BASE_URL": not DOCKSIDE_BASE_URL.startswith("https://"),
+    "TRUSTED_PROXY_COUNT": TRUSTED_PROXY_COUNT < 0,
 }
 _bad = sorted(name for name, refused in _refused.items() if refused)
 if _bad:
@@ -78,8 +90,9 @@ if _bad:
         "Production settings refuse development or missing values for: " + ", ".join(_bad)
     )
 
-# Behind a TLS-terminating load balancer.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind a TLS-terminating load balancer; with no proxy, the header is the client's own.
+if TRUSTED_PROXY_COUNT:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_SECURE = True

@@ -1,6 +1,6 @@
 from .audit import AuditEntry
 from .connection import Connection
-from .exchange import AuthCodeExchange
+from .exchange import AuthCodeExchange, LinkTokenGrant
 from .magic_link import MagicLink
 from .records import (
     RECORD_MODELS,
@@ -25,6 +25,7 @@ __all__ = [
     "Connection",
     "InboundShipment",
     "InventoryItem",
+    "LinkTokenGrant",
     "MagicLink",
     "Order",
     "Product",

@@ -9,6 +9,30 @@ from ..crypto import EncryptedTextField
 from .connection import Connection
 
 
+class LinkTokenGrant(models.Model):
+    """A link token Dockside got from Trackstar for one customer (POST /link/token), kept as
+    its SHA-256. store-token takes only a token this customer received, and not after it
+    expired; the code's own binding is checked at exchange time (Trackstar answers with the
+    customer_id of the link token that made the code, API.md §3)."""
+
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="link_token_grants"
+    )
+    # The connection the token reinstalls (Link reconnects it), if any.
+    reinstall_connection = models.ForeignKey(
+        Connection, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="link_token_grant_expiry")]
+
+    def __str__(self) -> str:
+        return f"Link token for {self.customer_id} (expires {self.expires_at:%Y-%m-%d %H:%M})"
+
+
 class AuthCodeExchange(models.Model):
     """The outbox for one auth code from Trackstar Link.
 
@@ -44,6 +68,13 @@ class AuthCodeExchange(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+
+    class RefusedDelete(models.TextChoices):
+        NONE = "", "—"
+        OWED = "owed", "Owed: delete it at Trackstar"
+        DELETED = "deleted", "Deleted at Trackstar"
+        KEPT = "kept", "Kept: not ours to delete"
+
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     # A worker holds the exchange until then; a worker that died lets it lapse.
@@ -55,13 +86,39 @@ class AuthCodeExchange(models.Model):
     connection = models.ForeignKey(
         Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="exchanges"
     )
+    # The link token the browser said it opened Link with (store-token checks it was ours).
+    link_token = models.ForeignKey(
+        LinkTokenGrant,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="exchanges",
+    )
+    # A refused exchange whose code made a connection at Trackstar that no row of ours
+    # owns: it is deleted there (with its token), and this row remembers that it is owed
+    # until Trackstar confirms, however long Trackstar is down.
+    refused_connection_id = models.CharField(max_length=128, blank=True)
+    refused_access_token = EncryptedTextField(blank=True)
+    refused_delete = models.CharField(
+        max_length=16, choices=RefusedDelete.choices, blank=True, default=""
+    )
+    refused_delete_attempts = models.PositiveIntegerField(default=0)
+    refused_delete_error = models.TextField(blank=True)
+    refused_deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(
+                fields=["refused_connection_id"],
+                name="exchange_refused_conn",
+                condition=~models.Q(refused_connection_id=""),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.integration_name} exchange {self.public_id} ({self.status})"

@@ -24,15 +24,18 @@ from .connections import (
     connection_set_paused,
 )
 from .exchanges import (
+    LinkTokenRefused,
     LinkUnavailable,
     SubmittedExchange,
     exchange_enqueue,
     exchange_fail,
     exchange_process,
+    exchange_refused_delete,
     exchange_retry_scheduled,
     exchange_submit,
     exchanges_sweep,
     link_token_create,
+    link_token_record,
 )
 from .health import connection_health_refresh, health_poll
 from .magic_links import (
@@ -79,6 +82,7 @@ __all__ = [
     "health_poll",
     "trackstar_account",
     "IssuedLink",
+    "LinkTokenRefused",
     "LinkUnavailable",
     "SubmittedExchange",
     "audit_record",
@@ -92,10 +96,12 @@ __all__ = [
     "exchange_enqueue",
     "exchange_fail",
     "exchange_process",
+    "exchange_refused_delete",
     "exchange_retry_scheduled",
     "exchange_submit",
     "exchanges_sweep",
     "link_token_create",
+    "link_token_record",
     "magic_link_find",
     "magic_link_issue",
     "magic_link_open",

@@ -27,16 +27,18 @@ from .health import token_refused
 
 logger = logging.getLogger(__name__)
 
-# A connection.created this soon after one of our own exchanges of the same customer and
-# integration is that exchange's: the exchange stores it (and its recovery reads the event).
+# A connection.created while one of this customer's own exchanges is pending may be that
+# exchange's: the exchange stores it, or refuses it (and deletes it at Trackstar), and its
+# recovery reads the event. Whatever the integration: the name on the exchange is the one
+# the browser sent, and Link may have connected another WMS (outside a link's allow list).
+# What the exchange does not take, the reconcile job adopts afterwards.
 OWN_EXCHANGE_WINDOW = timedelta(minutes=15)
 GONE_REASON = "Trackstar no longer has this connection (found by the reconcile job)."
 
 
-def _our_exchange_is_pending(customer: Customer, integration_name: str) -> bool:
+def _our_exchange_is_pending(customer: Customer) -> bool:
     return AuthCodeExchange.objects.filter(
         customer=customer,
-        integration_name=integration_name,
         status=AuthCodeExchange.Status.PENDING,
         created_at__gte=timezone.now() - OWN_EXCHANGE_WINDOW,
     ).exists()
@@ -56,6 +58,14 @@ def connection_adopt(
     existing = Connection.objects.filter(trackstar_connection_id=trackstar_connection_id).first()
     if existing is not None:
         return existing
+    if (
+        AuthCodeExchange.objects.filter(refused_connection_id=trackstar_connection_id)
+        .exclude(refused_delete=AuthCodeExchange.RefusedDelete.KEPT)
+        .exists()
+    ):
+        # One of our exchanges refused it (another customer's code, outside a link's allow
+        # list…) and deletes it at Trackstar: nobody adopts it meanwhile.
+        return None
     integration_name = str(details.get("integration_name") or "unknown")[:64]
     customer_id = customer_id or details.get("customer_id") or None
     customer = (
@@ -63,7 +73,7 @@ def connection_adopt(
         if isinstance(customer_id, str)
         else None
     )
-    if customer is not None and _our_exchange_is_pending(customer, integration_name):
+    if customer is not None and _our_exchange_is_pending(customer):
         return None
     with transaction.atomic():
         unassigned, _ = UnassignedConnection.objects.select_for_update().get_or_create(

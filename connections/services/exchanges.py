@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from customers.models import Customer
 
 from ..clients import trackstar_client
-from ..models import AuthCodeExchange, Connection, MagicLink, WebhookEvent
+from ..models import (
+    AuthCodeExchange,
+    Connection,
+    LinkTokenGrant,
+    MagicLink,
+    UnassignedConnection,
+    WebhookEvent,
+)
 from ..models.records import parse_datetime
 from ..trackstar import (
     ExchangeResult,
     TrackstarAuthError,
     TrackstarError,
+    TrackstarNotFound,
     TrackstarRateLimited,
     TrackstarUnavailable,
 )
+from ..trackstar.health import parse_health
 from .account import account_key_rejected
 from .audit import Actor, audit_record, user_or_none
 from .connections import connection_default_label
@@ -41,6 +51,16 @@ EXCHANGE_LEASE = timedelta(seconds=90)
 EXCHANGE_STALE_SECONDS = 60
 # Attempts after which the sweep gives up (each task already retries with backoff).
 EXCHANGE_MAX_ATTEMPTS = 12
+# How long store-token accepts a link token we minted. Trackstar calls link tokens
+# "temporary" and documents no lifetime (API.md §3): one Link session (pick a WMS, type
+# credentials, maybe an OAuth popup) takes minutes; an hour covers a slow one, and a token
+# left in an old tab or a log is useless after it.
+LINK_TOKEN_TTL = timedelta(hours=1)
+# Recovery takes a connection Trackstar made at most this long before the code reached us:
+# Trackstar may make it when Link finishes, a few seconds before the browser's store-token
+# arrives, and the two clocks differ by well under a second (NTP). Anything older was made
+# for something else.
+RECOVERY_CLOCK_GRACE = timedelta(seconds=30)
 
 
 # --- Link tokens -------------------------------------------------------------------------
@@ -48,17 +68,73 @@ EXCHANGE_MAX_ATTEMPTS = 12
 
 def link_token_create(*, customer: Customer, reinstall: Connection | None = None) -> str:
     """A Trackstar link token for this customer; with `reinstall`, Link reconnects that
-    connection and Trackstar keeps its id, token and history (API.md §3)."""
+    connection and Trackstar keeps its id, token and history (API.md §3). Remembered, so
+    store-token can tell it was minted for this customer."""
     if reinstall is not None and reinstall.customer_id != customer.pk:
         raise ValidationError("That connection belongs to another customer.")
     try:
-        return trackstar_client().create_link_token(
+        link_token = trackstar_client().create_link_token(
             customer_id=customer.public_id,
             connection_id=reinstall.trackstar_connection_id if reinstall else None,
         )
     except TrackstarAuthError as e:
         account_key_rejected(error=e.message)  # /link/token takes our API key alone
         raise
+    link_token_record(customer=customer, link_token=link_token, reinstall=reinstall)
+    return link_token
+
+
+def link_token_record(
+    *, customer: Customer, link_token: str, reinstall: Connection | None = None
+) -> LinkTokenGrant:
+    grant, _ = LinkTokenGrant.objects.get_or_create(
+        token_hash=token_hash(link_token),
+        defaults={
+            "customer": customer,
+            "reinstall_connection": reinstall,
+            "expires_at": timezone.now() + LINK_TOKEN_TTL,
+        },
+    )
+    return grant
+
+
+def link_tokens_prune() -> int:
+    """Forget link tokens a day after they expired (exchanges keep their outcome)."""
+    cutoff = timezone.now() - timedelta(days=1)
+    deleted, _ = LinkTokenGrant.objects.filter(expires_at__lt=cutoff).delete()
+    return deleted
+
+
+class LinkTokenRefused(Exception):
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _link_token_grant(
+    *, customer: Customer, link_token: str, reinstall: Connection | None
+) -> LinkTokenGrant:
+    grant = (
+        LinkTokenGrant.objects.filter(token_hash=token_hash(link_token)).first()
+        if link_token
+        else None
+    )
+    if grant is None or grant.customer_id != customer.pk:
+        # Another customer's token reads as an unknown one: nothing says it exists.
+        raise LinkTokenRefused(
+            "Connecting must start on this page. Please reload it and connect again.",
+            status=403,
+        )
+    if grant.expires_at <= timezone.now():
+        raise LinkTokenRefused(
+            "This connection attempt took too long. Please connect again.", status=410
+        )
+    if grant.reinstall_connection_id != (reinstall.pk if reinstall else None):
+        raise LinkTokenRefused(
+            "Trackstar Link was opened for another connection. Please try again.", status=409
+        )
+    return grant
 
 
 # --- Auth code exchange --------------------------------------------------------------------
@@ -86,6 +162,7 @@ def exchange_submit(
     *,
     customer: Customer,
     auth_code: str,
+    link_token: str,
     integration_name: str,
     source: str,
     user: Actor = None,
@@ -94,12 +171,19 @@ def exchange_submit(
 ) -> SubmittedExchange:
     """Write the exchange outbox row and enqueue it after commit. Never calls Trackstar.
 
-    Through a magic link, the row takes one of the link's uses in the same transaction;
-    LinkUnavailable when none is left."""
+    `link_token` is the one Link was opened with: it must be one we minted for this
+    customer (and this reinstall), not expired; LinkTokenRefused otherwise. Through a magic
+    link, the row takes one of the link's uses in the same transaction; LinkUnavailable
+    when none is left."""
     code_hash = token_hash(auth_code)
     existing = _existing_exchange(customer=customer, code_hash=code_hash)
     if existing is not None:
+        # A retry of a code we hold already answers with its exchange, whatever became of
+        # its link token since (expired, or a page from before link tokens were sent).
         return SubmittedExchange(existing, created=False)
+    grant = _link_token_grant(
+        customer=customer, link_token=link_token, reinstall=reinstall_connection
+    )
     try:
         with transaction.atomic():
             if magic_link is not None and not magic_link_consume(link_id=magic_link.pk):
@@ -113,6 +197,7 @@ def exchange_submit(
                 created_by=user_or_none(user),
                 reinstall_connection=reinstall_connection,
                 magic_link=magic_link,
+                link_token=grant,
             )
             if source == Connection.Source.STAFF:
                 audit_record(
@@ -173,6 +258,8 @@ def exchanges_sweep() -> int:
         if exchange_enqueue(exchange_id=exchange_id):
             AuthCodeExchange.objects.filter(pk=exchange_id).update(updated_at=now)
             count += 1
+    count += _refused_deletes_sweep(now)
+    link_tokens_prune()
     return count
 
 
@@ -214,9 +301,10 @@ def exchange_process(*, exchange_id: int) -> AuthCodeExchange | None:
         return None
     log_extra = {"customer_id": exchange.customer.public_id, "exchange_id": exchange.pk}
     try:
-        result = trackstar_client().exchange_auth_code(
-            auth_code=exchange.auth_code, customer_id=exchange.customer.public_id
-        )
+        # No customer_id in the body: Trackstar then answers with the one of the link token
+        # that made the code (API.md §3), which _complete checks is this customer's. Sent,
+        # it might only be echoed back and prove nothing.
+        result = trackstar_client().exchange_auth_code(auth_code=exchange.auth_code)
     except (TrackstarUnavailable, TrackstarRateLimited) as e:
         _release(exchange, error=f"Trackstar is busy or unreachable; retrying ({e}).")
         raise
@@ -227,9 +315,20 @@ def exchange_process(*, exchange_id: int) -> AuthCodeExchange | None:
         _release(exchange, error="Trackstar refuses our API key; retrying.")
         raise TrackstarUnavailable("Trackstar refuses our API key", path="/link/exchange") from e
     except TrackstarError as e:
-        if exchange.attempts > 1 and _recover_from_trackstar(exchange):
-            return exchange
+        if exchange.attempts > 1:
+            # An earlier attempt may have spent the code and died before saving.
+            try:
+                if _recover_from_trackstar(exchange):
+                    return exchange
+            except RecoveryAmbiguous as ambiguous:
+                logger.warning("Exchange not recovered: %s", ambiguous, extra=log_extra)
+                return exchange_fail(exchange_id=exchange.pk, reason=str(ambiguous))
+            except (TrackstarUnavailable, TrackstarRateLimited) as unavailable:
+                _release(exchange, error=f"Trackstar is busy or unreachable ({unavailable}).")
+                raise
         logger.info("Auth code exchange refused: %s", e, extra=log_extra)
+        # Nothing was made for a code Trackstar refuses (a made-up one, or one that expired
+        # while we were slow): a magic link gets its use back.
         return exchange_fail(
             exchange_id=exchange.pk,
             reason=f"Trackstar refused the connection: {e.message}. Please connect again.",
@@ -251,9 +350,12 @@ def _end(
     status: str,
     error: str = "",
     connection: Connection | None = None,
+    give_use_back: bool = True,
 ) -> None:
     """Close a locked exchange: the spent code is forgotten, the magic link it came through
-    is completed, or given its use back when it failed."""
+    is completed, or given its use back when it failed on our side or Trackstar's. A
+    refusal the visitor caused (give_use_back=False) keeps the use: otherwise a one-use
+    link could make any number of refused connections."""
     exchange.status = status
     exchange.last_error = error
     exchange.connection = connection
@@ -264,11 +366,13 @@ def _end(
     if exchange.magic_link_id:
         if status == AuthCodeExchange.Status.SUCCEEDED:
             magic_link_completed(link_id=exchange.magic_link_id)
-        else:
+        elif give_use_back:
             magic_link_release(link_id=exchange.magic_link_id)
 
 
 def exchange_fail(*, exchange_id: int, reason: str) -> AuthCodeExchange:
+    """End a pending exchange that failed on our side or Trackstar's (the magic link gets
+    its use back)."""
     with transaction.atomic():
         exchange = AuthCodeExchange.objects.select_for_update().get(pk=exchange_id)
         if exchange.status == AuthCodeExchange.Status.PENDING:
@@ -290,52 +394,197 @@ def _complete(exchange: AuthCodeExchange, result: ExchangeResult) -> None:
             .filter(trackstar_connection_id=result.connection_id)
             .first()
         )
-        if connection is not None and connection.customer_id != exchange.customer_id:
-            logger.error(
-                "Trackstar connection belongs to another customer",
-                extra={"connection_id": result.connection_id},
-            )
-            _end(
-                locked,
-                status=AuthCodeExchange.Status.FAILED,
-                error="This connection belongs to another account.",
-            )
-            return
-        target = exchange.reinstall_connection
-        if target is not None and result.connection_id != target.trackstar_connection_id:
-            # A reconnect must land on the connection the user chose; anything else (another
-            # of their connections, a new one) would be stored under the wrong row.
-            logger.error(
-                "Reinstall exchange returned another connection",
-                extra={
-                    "exchange_id": locked.pk,
-                    "connection_id": result.connection_id,
-                    "expected_connection_id": target.trackstar_connection_id,
-                },
-            )
-            _end(
-                locked,
-                status=AuthCodeExchange.Status.FAILED,
-                error="Trackstar reconnected a different connection than the one you chose. "
-                "Please click Reconnect on it again.",
-            )
-            return
-        allowed = locked.magic_link.allowed_integrations if locked.magic_link else []
-        if allowed and result.integration_name not in allowed:
-            # The allow list is only a filter in Link's page: enforce it on what Trackstar
-            # says was connected, not on the name the browser sent.
-            logger.warning(
-                "Exchange for an integration outside the link's allow list",
-                extra={"exchange_id": locked.pk},
-            )
-            _end(
-                locked,
-                status=AuthCodeExchange.Status.FAILED,
-                error="This link does not allow that integration.",
-            )
+        reason = _refusal(exchange, locked, connection=connection, result=result)
+        if reason:
+            _refuse(locked, result=result, owned=connection is not None, reason=reason)
             return
         connection = _connection_store(connection=connection, exchange=locked, result=result)
         _end(locked, status=AuthCodeExchange.Status.SUCCEEDED, connection=connection)
+
+
+def _refusal(
+    exchange: AuthCodeExchange,
+    locked: AuthCodeExchange,
+    *,
+    connection: Connection | None,
+    result: ExchangeResult,
+) -> str:
+    """Why Dockside refuses what Trackstar answered ("" to store it). Each is something the
+    visitor's code did, not a failure of ours."""
+    log_extra = {"exchange_id": locked.pk, "connection_id": result.connection_id}
+    if connection is not None and connection.customer_id != exchange.customer_id:
+        logger.error("Trackstar connection belongs to another customer", extra=log_extra)
+        return "This connection belongs to another account."
+    if result.customer_id and result.customer_id != exchange.customer.public_id:
+        # The code was made by a link token minted for someone else (API.md §3: the answer
+        # names the link token's customer_id): another customer's WMS, not this one's.
+        # An answer without a customer_id proves nothing either way; the docs do not say
+        # it can happen, and refusing it would delete every connection made then, so the
+        # link-token check at submit is what binds it.
+        logger.error(
+            "Auth code made for another customer",
+            extra={**log_extra, "customer_id": exchange.customer.public_id},
+        )
+        return (
+            "This sign-in to your WMS was started for another account, so it was not "
+            "connected. Please connect again from this page."
+        )
+    target = exchange.reinstall_connection
+    if target is not None and result.connection_id != target.trackstar_connection_id:
+        # A reconnect must land on the connection the user chose; anything else (another
+        # of their connections, a new one) would be stored under the wrong row.
+        logger.error(
+            "Reinstall exchange returned another connection",
+            extra={**log_extra, "expected_connection_id": target.trackstar_connection_id},
+        )
+        return (
+            "Trackstar reconnected a different connection than the one you chose. "
+            "Please click Reconnect on it again."
+        )
+    allowed = locked.magic_link.allowed_integrations if locked.magic_link else []
+    if allowed and result.integration_name not in allowed:
+        # The allow list is only a filter in Link's page: enforce it on what Trackstar
+        # says was connected, not on the name the browser sent.
+        logger.warning("Exchange for an integration outside the link's allow list", extra=log_extra)
+        return "This link does not allow that integration."
+    return ""
+
+
+def _refuse(locked: AuthCodeExchange, *, result: ExchangeResult, owned: bool, reason: str) -> None:
+    """End a refused exchange, in the caller's transaction. The connection the code made
+    at Trackstar holds the visitor's WMS credentials: it is deleted there after the commit,
+    unless it is one of ours (a live connection of this or another customer, one waiting in
+    unassigned connections, one another exchange answers for). Deleting those would
+    disconnect their owner."""
+    connection_id = result.connection_id
+    someone_has_it = (
+        owned
+        or UnassignedConnection.objects.filter(trackstar_connection_id=connection_id).exists()
+        or AuthCodeExchange.objects.filter(refused_connection_id=connection_id)
+        .exclude(pk=locked.pk)
+        .exists()
+    )
+    locked.refused_connection_id = connection_id
+    if someone_has_it:
+        locked.refused_delete = AuthCodeExchange.RefusedDelete.KEPT
+    else:
+        locked.refused_delete = AuthCodeExchange.RefusedDelete.OWED
+        locked.refused_access_token = result.access_token
+        exchange_id = locked.pk
+        transaction.on_commit(lambda: refused_delete_enqueue(exchange_id=exchange_id), robust=True)
+    _end(locked, status=AuthCodeExchange.Status.FAILED, error=reason, give_use_back=False)
+
+
+# --- Deleting refused connections at Trackstar ---------------------------------------------
+
+# Attempts after which the sweep stops; the row stays "owed" for staff to see.
+REFUSED_DELETE_MAX_ATTEMPTS = 24
+
+
+def refused_delete_enqueue(*, exchange_id: int) -> bool:
+    """With the broker down, the row stays owed and the sweep enqueues it later."""
+    from ..tasks import exchange_refused_delete as task
+
+    try:
+        task.delay(exchange_id)
+    except BrokerError:
+        logger.warning(
+            "Broker unavailable; refused connection of exchange %s left for the sweep",
+            exchange_id,
+            extra={"exchange_id": exchange_id},
+        )
+        return False
+    return True
+
+
+def _refused_deletes_sweep(now: datetime) -> int:
+    from ..selectors import exchanges_owing_deletes_dangerously
+
+    count = 0
+    owed = exchanges_owing_deletes_dangerously(older_than_seconds=EXCHANGE_STALE_SECONDS).filter(
+        refused_delete_attempts__lt=REFUSED_DELETE_MAX_ATTEMPTS
+    )
+    for exchange_id in owed.values_list("pk", flat=True):
+        if refused_delete_enqueue(exchange_id=exchange_id):
+            AuthCodeExchange.objects.filter(pk=exchange_id).update(updated_at=now)
+            count += 1
+    return count
+
+
+def _refused_delete_record(exchange_id: int, *, error: str, **fields) -> None:
+    AuthCodeExchange.objects.filter(
+        pk=exchange_id, refused_delete=AuthCodeExchange.RefusedDelete.OWED
+    ).update(refused_delete_error=error[:2000], updated_at=timezone.now(), **fields)
+
+
+def exchange_refused_delete(*, exchange_id: int) -> AuthCodeExchange | None:
+    """Delete at Trackstar the connection a refused exchange's code made (DELETE
+    /connections with its token, API.md §4). Raises TrackstarUnavailable /
+    TrackstarRateLimited for the task to retry; the row says "owed" until Trackstar
+    confirms the connection is gone."""
+    exchange = AuthCodeExchange.objects.filter(
+        pk=exchange_id, refused_delete=AuthCodeExchange.RefusedDelete.OWED
+    ).first()
+    if exchange is None:
+        return None
+    connection_id = exchange.refused_connection_id
+    if (
+        Connection.objects.filter(trackstar_connection_id=connection_id).exists()
+        or UnassignedConnection.objects.filter(trackstar_connection_id=connection_id).exists()
+    ):
+        # Staff assigned it meanwhile, or it waits for them: it is somebody's connection.
+        _refused_delete_record(
+            exchange_id,
+            error="A Dockside connection has it now, so it was not deleted.",
+            refused_delete=AuthCodeExchange.RefusedDelete.KEPT,
+            refused_access_token="",
+        )
+        return exchange
+    if not exchange.refused_access_token:
+        _refused_delete_record(exchange_id, error="No access token to delete it with.")
+        return exchange
+    AuthCodeExchange.objects.filter(pk=exchange_id).update(
+        refused_delete_attempts=F("refused_delete_attempts") + 1
+    )
+    client = trackstar_client()
+    log_extra = {"exchange_id": exchange_id, "connection_id": connection_id}
+    try:
+        client.delete_connection(access_token=exchange.refused_access_token)
+    except TrackstarNotFound:
+        pass  # gone already
+    except TrackstarAuthError as e:
+        # Our API key, or a token Trackstar no longer knows (the connection was deleted):
+        # ask with the key alone.
+        try:
+            client.get_connection(connection_id)
+        except TrackstarNotFound:
+            pass
+        except TrackstarError as lookup:
+            _refused_delete_record(exchange_id, error=f"Trackstar refused: {lookup.message}")
+            raise TrackstarUnavailable(lookup.message, path="/connections") from lookup
+        else:
+            _refused_delete_record(
+                exchange_id, error=f"Trackstar refuses the connection's token: {e.message}"
+            )
+            logger.error("Refused connection could not be deleted", extra=log_extra)
+            return exchange
+    except (TrackstarUnavailable, TrackstarRateLimited) as e:
+        _refused_delete_record(exchange_id, error=f"Trackstar is busy or unreachable ({e}).")
+        raise
+    except TrackstarError as e:
+        _refused_delete_record(exchange_id, error=f"Trackstar refused: {e.message}")
+        logger.error("Refused connection could not be deleted", extra=log_extra)
+        return exchange
+    _refused_delete_record(
+        exchange_id,
+        error="",
+        refused_delete=AuthCodeExchange.RefusedDelete.DELETED,
+        refused_access_token="",
+        refused_deleted_at=timezone.now(),
+    )
+    logger.info("Deleted a refused connection at Trackstar", extra=log_extra)
+    exchange.refresh_from_db()
+    return exchange
 
 
 def _connection_store(
@@ -373,45 +622,94 @@ def _connection_store(
     return connection
 
 
-def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
-    """A previous attempt reached Trackstar but died before saving (the code is spent now).
-    Find the connection Trackstar made for this customer, so it is not lost. Trackstar
-    does not return access tokens here: the row waits for a reconnect (which keeps id and
-    token) or for the connection.created webhook, which carries the token."""
-    known = set(
-        Connection.objects.filter(customer=exchange.customer).values_list(
-            "trackstar_connection_id", flat=True
+class RecoveryAmbiguous(Exception):
+    """More than one connection at Trackstar could be the one a lost exchange made."""
+
+
+def _claimed(connection_ids: list[str]) -> set[str]:
+    """Those of these Trackstar connections that a row of ours already answers for."""
+    return (
+        set(
+            Connection.objects.filter(trackstar_connection_id__in=connection_ids).values_list(
+                "trackstar_connection_id", flat=True
+            )
+        )
+        | set(
+            UnassignedConnection.objects.filter(
+                trackstar_connection_id__in=connection_ids
+            ).values_list("trackstar_connection_id", flat=True)
+        )
+        | set(
+            AuthCodeExchange.objects.filter(refused_connection_id__in=connection_ids).values_list(
+                "refused_connection_id", flat=True
+            )
         )
     )
-    if exchange.reinstall_connection is not None:
-        reinstall_id = exchange.reinstall_connection.trackstar_connection_id
-        candidates = [reinstall_id]
-    else:
+
+
+def _recovery_candidate(exchange: AuthCodeExchange) -> str | None:
+    """The connection Trackstar made for this exchange, when Trackstar can tie one to it.
+
+    A made-up code retried after a 503 also gets a 4xx: only a connection that is this
+    customer's at Trackstar, of this integration, made after the code reached us, and
+    claimed by no row of ours can be its. Two such: RecoveryAmbiguous (left to the
+    reconcile job and staff; nobody guesses which is whose)."""
+    customer_id = exchange.customer.public_id
+    target = exchange.reinstall_connection
+    client = trackstar_client()
+    if target is not None:
+        # A reinstall keeps the connection's id and token (API.md §3): the target itself,
+        # if Trackstar still has it for this customer and its credentials work again (a
+        # reinstall clears invalid_credentials, API.md §10).
         try:
-            remote = list(
-                trackstar_client().list_connections(customer_id=exchange.customer.public_id)
-            )
-        except TrackstarError:
-            logger.warning("Could not list Trackstar connections for recovery", exc_info=True)
-            return False
-        # Only one made for this exchange: same integration, unknown to us, and created
-        # after the code was submitted (a few minutes' grace for clocks).
-        made_after = exchange.created_at - timedelta(minutes=5)
-        candidates = [
-            c["connection_id"]
-            for c in sorted(remote, key=lambda c: c.get("created_at") or "")
-            if c.get("integration_name") == exchange.integration_name
-            and c.get("connection_id") not in known
-            and (parse_datetime(c.get("created_at")) or made_after) >= made_after
-        ]
-    if not candidates:
+            details = client.get_connection(target.trackstar_connection_id)
+        except TrackstarNotFound:
+            return None
+        if details.get("customer_id") != customer_id or parse_health(details).blocking:
+            return None
+        return target.trackstar_connection_id
+    remote = [
+        c
+        for c in client.list_connections(customer_id=customer_id)
+        if isinstance(c.get("connection_id"), str)
+        and c.get("integration_name") == exchange.integration_name
+    ]
+    claimed = _claimed([c["connection_id"] for c in remote])
+    made_after = exchange.created_at - RECOVERY_CLOCK_GRACE
+    candidates = []
+    for c in remote:
+        created = parse_datetime(c.get("created_at"))
+        if c["connection_id"] in claimed or created is None or created < made_after:
+            continue
+        candidates.append(c["connection_id"])
+    if len(candidates) > 1:
+        raise RecoveryAmbiguous(
+            "Connecting could not be finished: Trackstar has more than one new connection "
+            "that could be this one. Our team will check them; please do not connect again."
+        )
+    return candidates[0] if candidates else None
+
+
+def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
+    """A previous attempt reached Trackstar but died before saving (the code is spent now).
+    Find the connection Trackstar made for this exchange, so it is not lost. Trackstar
+    does not return access tokens here: the row waits for a reconnect (which keeps id and
+    token) or for the connection.created webhook, which carries the token."""
+    try:
+        candidate = _recovery_candidate(exchange)
+    except (TrackstarUnavailable, TrackstarRateLimited):
+        raise
+    except TrackstarError:
+        logger.warning("Could not list Trackstar connections for recovery", exc_info=True)
+        return False
+    if candidate is None:
         return False
     with transaction.atomic():
         locked = AuthCodeExchange.objects.select_for_update().get(pk=exchange.pk)
         if locked.status != AuthCodeExchange.Status.PENDING:
             return True
         connection, _ = Connection.objects.get_or_create(
-            trackstar_connection_id=candidates[-1],
+            trackstar_connection_id=candidate,
             defaults={
                 "customer": exchange.customer,
                 "integration_name": exchange.integration_name,
@@ -426,13 +724,15 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
                 "us. Reconnect to finish.",
             },
         )
+        if connection.customer_id != exchange.customer_id:
+            return False  # stored for another customer meanwhile: not this exchange's
         _end(locked, status=AuthCodeExchange.Status.SUCCEEDED, connection=connection)
         # The connection.created webhook (it carries the token) may have come first and
         # been set aside for want of a connection: use it now.
         event = (
             WebhookEvent.objects.filter(
                 event_type="connection.created",
-                trackstar_connection_id=candidates[-1],
+                trackstar_connection_id=candidate,
             )
             .exclude(access_token="")
             .order_by("-received_at")

@@ -213,7 +213,7 @@ def _apply_unknown(event: WebhookEvent, fetched: _Fetched) -> str | None:
         seen_via=UnassignedConnection.SeenVia.WEBHOOK,
     )
     if adopted is None:
-        return "One of our own connects is still storing this connection."
+        return "One of our own connects is still storing (or deleting) this connection."
     if isinstance(adopted, Connection):
         event.connection = adopted
     return None  # adopted, or waiting in admin's unassigned connections

@@ -1,7 +1,7 @@
 """Celery tasks of the connections app. Celery's autodiscovery imports this package, so
 every task module is imported here."""
 
-from .exchanges import exchange_process, exchanges_sweep
+from .exchanges import exchange_process, exchange_refused_delete, exchanges_sweep
 from .health import connection_health_refresh, connections_reconcile, health_poll
 from .magic_links import magic_links_expire
 from .sync import sync_dispatch_due, sync_resource
@@ -12,6 +12,7 @@ __all__ = [
     "connections_reconcile",
     "health_poll",
     "exchange_process",
+    "exchange_refused_delete",
     "exchanges_sweep",
     "magic_links_expire",
     "sync_dispatch_due",

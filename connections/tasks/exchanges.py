@@ -32,3 +32,18 @@ def exchange_process(self, exchange_id: int) -> None:
 @shared_task(name="connections.exchange_sweep")
 def exchanges_sweep() -> int:
     return services.exchanges_sweep()
+
+
+@shared_task(
+    name="connections.exchange_refused_delete", bind=True, max_retries=EXCHANGE_MAX_RETRIES
+)
+def exchange_refused_delete(self, exchange_id: int) -> None:
+    try:
+        services.exchange_refused_delete(exchange_id=exchange_id)
+    except (TrackstarRateLimited, TrackstarUnavailable) as e:
+        if self.request.retries >= self.max_retries:
+            return  # still owed: the sweep tries again later
+        countdown = backoff(self.request.retries)
+        if isinstance(e, TrackstarRateLimited):
+            countdown = max(countdown, e.retry_after + random.uniform(0, 1))  # noqa: S311
+        raise self.retry(exc=e, countdown=countdown) from e

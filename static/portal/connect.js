@@ -45,7 +45,10 @@
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
         if (!response.ok) {
-          throw new Error(data.error || "Something went wrong (" + response.status + ").");
+          var error = new Error(data.error || "Something went wrong (" + response.status + ").");
+          error.status = response.status;
+          error.retryAfter = parseInt(response.headers.get("Retry-After") || "", 10);
+          throw error;
         }
         return data;
       });
@@ -119,16 +122,39 @@
     var body = {customer_id: config.customerId};
     if (target.connectionId) body.connection_id = target.connectionId;
     return postJSON(config.getLinkTokenUrl, body)
-      .then(function (data) { return data.linkToken; })
+      .then(function (data) {
+        // Sent back with the auth code: the server takes a code only with a link token it
+        // minted for this customer (and this reconnect).
+        target.linkToken = data.linkToken;
+        return data.linkToken;
+      })
       .catch(function (e) { setStatus(e.message, "error"); throw e; });
+  }
+
+  // The auth code is single-use and lives only in this page: a refusal that says "later"
+  // (429 with Retry-After, a 502/503, no answer at all) is tried again, a few times, rather
+  // than dropping the code. Any other 4xx is final and shown.
+  var STORE_TOKEN_TRIES = 5;
+
+  function storeToken(body, attempt) {
+    return postJSON(config.storeTokenUrl, body).catch(function (e) {
+      var transient = e.status === undefined || e.status === 429 || e.status === 502 ||
+        e.status === 503 || e.status === 504;
+      if (!transient || attempt + 1 >= STORE_TOKEN_TRIES) throw e;
+      var seconds = e.retryAfter > 0 ? Math.min(e.retryAfter, 30) : Math.pow(2, attempt + 1);
+      setStatus("Busy; trying again in " + seconds + " s…", "busy");
+      return new Promise(function (resolve) { setTimeout(resolve, seconds * 1000); })
+        .then(function () { return storeToken(body, attempt + 1); });
+    });
   }
 
   function onSuccess(target, authCode, integrationName) {
     setStatus("Connecting " + displayName(integrationName) + "…", "busy");
     var body = {auth_code: authCode, integration_name: integrationName,
                 customer_id: config.customerId};
+    if (target.linkToken) body.link_token = target.linkToken;
     if (target.connectionId) body.connection_id = target.connectionId;
-    return postJSON(config.storeTokenUrl, body)
+    return storeToken(body, 0)
       .then(function (exchange) {
         return poll(exchange.status_url, displayName(integrationName), Date.now() + 120000);
       })
@@ -344,12 +370,18 @@
     showDialog("Which WMS do you use?", nodes, search || items[0].firstChild);
   }
 
+  // A portal member may be allowed to connect but not to reconnect (the server refuses it):
+  // then the dialog only says what is already connected and who can reconnect it.
+  function mayReconnect() {
+    return config.canReconnect !== false;
+  }
+
   function choose(slug, fromPicker) {
     var existing = existingOf(slug);
     if (!existing.length) return connectNew(slug);
     var name = displayName(slug);
     var names = existing.map(function (c) { return "“" + c.label + "”"; }).join(", ");
-    var actions = existing.map(function (connection) {
+    var actions = (mayReconnect() ? existing : []).map(function (connection) {
       var words = existing.length === 1 ? "Reconnect it" : "Reconnect " + connection.label;
       return el("button", {type: "button", class: "btn primary wms-choice",
                            onclick: function () { reconnect(connection); }}, [
@@ -364,16 +396,21 @@
                                text: fromPicker ? "Back" : "Cancel"}));
     var one = existing.length === 1;
     var status = one ? (STATUS_NOTES[existing[0].status] || "") : "";
+    var advice = !mayReconnect()
+      ? (one ? names + " is already connected" + status + "." : "Already connected: " + names +
+         ".") + " If it stopped working or its credentials changed, ask an owner of your " +
+        "account to reconnect it: it keeps its history, and nothing is duplicated."
+      : one
+        ? names + " is already connected" + status + ". If its credentials changed or it " +
+          "stopped working, reconnect it: it keeps its history, and nothing is duplicated."
+        : "Already connected: " + names + ". If one of them stopped working or its " +
+          "credentials changed, reconnect that one: it keeps its history, and nothing is " +
+          "duplicated.";
     showDialog(
       one ? "You already have " + name + " connected"
         : "You already have " + existing.length + " " + name + " connections",
       [
-        el("p", {text: one
-          ? names + " is already connected" + status + ". If its credentials changed or it " +
-            "stopped working, reconnect it: it keeps its history, and nothing is duplicated."
-          : "Already connected: " + names + ". If one of them stopped working or its " +
-            "credentials changed, reconnect that one: it keeps its history, and nothing is " +
-            "duplicated."}),
+        el("p", {text: advice}),
         el("p", {class: "wms-picker-sub", text: "Connect again only for another " + name +
                                                 " account, such as a second warehouse."}),
         el("div", {class: "wms-choices"}, actions),

@@ -29,7 +29,9 @@ def test_a_5000_deep_json_array_is_a_400(portal, path):
 
 @pytest.mark.parametrize("auth_code", ["ac_\ud800", "ac_\x00abc"], ids=["lone-surrogate", "nul"])
 def test_an_auth_code_postgresql_cannot_store_is_a_400_and_stores_nothing(portal, auth_code):
-    body = json.dumps({"auth_code": auth_code, "integration_name": "shipbob"})
+    body = json.dumps(
+        {"auth_code": auth_code, "integration_name": "shipbob", "link_token": "lt_any"}
+    )
 
     response = portal.post("/portal/store-token", body, content_type="application/json")
 

@@ -11,7 +11,7 @@ from connections import integrations, views
 from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
 from connections.services import records_upsert
 from customers.models import Membership
-from tests.builders import make_connection, make_user
+from tests.builders import make_connection, make_link_token, make_user
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
 CATALOG = {
@@ -240,7 +240,7 @@ def test_a_magic_link_page_names_the_connections_and_reveals_no_ids(client, cust
         customer=customer, created_by=None, allowed_integrations=["shipbob"]
     )
 
-    response = client.get(issued.url[issued.url.index("/connect/") :])
+    response = client.get(issued.url[issued.url.index("/connect/") :], follow=True)
 
     config = link_config(response)
     assert [i["slug"] for i in config["integrations"]] == ["shipbob"]  # the allow list
@@ -260,7 +260,7 @@ def test_a_reinstall_link_offers_nothing_else(client, customer, catalog):
         customer=customer, created_by=None, reinstall_connection=target
     )
 
-    response = client.get(issued.url[issued.url.index("/connect/") :])
+    response = client.get(issued.url[issued.url.index("/connect/") :], follow=True)
 
     assert link_config(response)["existing"] == []
     assert "Your ShipBob EU connection stopped working." in response.content.decode()
@@ -270,13 +270,14 @@ def _open_link(client, customer, **kwargs):
     from connections import services
 
     issued = services.magic_link_issue(customer=customer, created_by=None, **kwargs)
-    return link_config(client.get(issued.url[issued.url.index("/connect/") :]))
+    return link_config(client.get(issued.url[issued.url.index("/connect/") :], follow=True))
 
 
-def _store(client, **body):
+def _store(client, link_token="lt_never_minted", **body):
+    body = {"auth_code": "ac_1", "integration_name": "shipbob", "link_token": link_token, **body}
     return client.post(
         "/portal/store-token",
-        json.dumps({"auth_code": "ac_1", "integration_name": "shipbob", **body}),
+        json.dumps(body),
         content_type="text/plain",
         **MAGIC,
     )
@@ -289,7 +290,12 @@ def test_a_magic_link_reconnects_the_connection_its_page_offered(
     [offered] = _open_link(client, customer)["existing"]
 
     with django_capture_on_commit_callbacks(execute=False):
-        response = _store(client, connection_id=offered["ref"])
+        response = _store(
+            client,
+            # The one get-link-token minted for this reconnect.
+            link_token=make_link_token(customer=customer, reinstall=existing),
+            connection_id=offered["ref"],
+        )
 
     assert response.status_code == 202
     assert AuthCodeExchange.objects.get().reinstall_connection == existing

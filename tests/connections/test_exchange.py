@@ -5,6 +5,7 @@ import pytest
 from connections import services
 from connections.models import AuthCodeExchange, Connection
 from connections.trackstar import TrackstarUnavailable
+from tests.builders import make_link_token
 
 
 def submit(
@@ -16,14 +17,13 @@ def submit(
     reinstall=None,
     source=Connection.Source.PORTAL,
 ):
-    link_token = sandbox.link_token(
-        customer_id=customer.public_id,
-        **({"connection_id": reinstall.trackstar_connection_id} if reinstall else {}),
-    )
+    # Through our get-link-token's service, as the page gets it: the token is recorded.
+    link_token = services.link_token_create(customer=customer, reinstall=reinstall)
     auth_code = sandbox.authorize(link_token, integration, credentials or {"api_key": "sk_1"})
     return services.exchange_submit(
         customer=customer,
         auth_code=auth_code,
+        link_token=link_token,
         integration_name=integration,
         source=source,
         reinstall_connection=reinstall,
@@ -92,15 +92,14 @@ def test_a_reinstall_that_lands_on_another_connection_fails_with_a_reason(tracks
     services.exchange_process(exchange_id=second.pk)
     a, b = (AuthCodeExchange.objects.get(pk=e.pk).connection for e in (first, second))
     Connection.objects.update(status=Connection.Status.NEEDS_RECONNECT, last_error="Expired")
-    # The page asked to reconnect B, but its link token reinstalled A (as a Link instance
-    # that reused the previous connection's token would).
-    link_token = trackstar.link_token(
-        customer_id=customer.public_id, connection_id=a.trackstar_connection_id
-    )
-    auth_code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_2"})
+    # The page asked to reconnect B, but the code came from a link token that reinstalled A
+    # (as a Link instance that reused the previous connection's token would).
+    link_token_a = services.link_token_create(customer=customer, reinstall=a)
+    auth_code = trackstar.authorize(link_token_a, "shipbob", {"api_key": "sk_2"})
     exchange = services.exchange_submit(
         customer=customer,
         auth_code=auth_code,
+        link_token=services.link_token_create(customer=customer, reinstall=b),
         integration_name="shipbob",
         source=Connection.Source.PORTAL,
         reinstall_connection=b,
@@ -118,12 +117,16 @@ def test_a_reinstall_that_lands_on_another_connection_fails_with_a_reason(tracks
         connection.refresh_from_db()
         assert connection.status == Connection.Status.NEEDS_RECONNECT
         assert connection.last_error == "Expired"
+    # A is this customer's live connection: refused, but never deleted at Trackstar.
+    assert exchange.refused_delete == AuthCodeExchange.RefusedDelete.KEPT
+    assert trackstar.connection(a.trackstar_connection_id)["connection_id"]
 
 
 def test_a_refused_code_fails_with_a_reason(trackstar, customer):
     exchange = services.exchange_submit(
         customer=customer,
         auth_code="not-a-real-code",
+        link_token=make_link_token(customer=customer),
         integration_name="shipbob",
         source=Connection.Source.PORTAL,
     ).exchange

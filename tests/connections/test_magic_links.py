@@ -2,6 +2,7 @@ import hashlib
 import json
 import threading
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core import mail
@@ -10,7 +11,8 @@ from django.utils import timezone
 
 from connections import services
 from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
-from tests.builders import make_connection
+from connections.views import MAGIC_LINK_SESSION_KEY, magic_link_page_ref
+from tests.builders import make_connection, make_link_token
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
 
@@ -24,6 +26,15 @@ def token_of(issued) -> str:
 
 
 def store(client, auth_code="ac_1", integration="shipbob", **extra):
+    """store-token from the link's page, with a link token our get-link-token would have
+    handed that page (the link's customer, and its reinstall connection if any)."""
+    from connections.views import MAGIC_LINK_SESSION_KEY as grant_key
+
+    link = MagicLink.objects.filter(pk=(client.session.get(grant_key) or [None])[-1]).first()
+    if link is not None and "link_token" not in extra:
+        extra["link_token"] = make_link_token(
+            customer=link.customer, reinstall=link.reinstall_connection
+        )
     body = json.dumps({"auth_code": auth_code, "integration_name": integration, **extra})
     return client.post("/portal/store-token", body, content_type="text/plain", **MAGIC)
 
@@ -59,8 +70,8 @@ def test_expiry_is_bounded(customer):
 def test_opening_shows_the_customer_and_consumes_nothing(client, customer):
     issued = issue(customer)
 
-    first = client.get(f"/connect/{token_of(issued)}/")
-    second = client.get(f"/connect/{token_of(issued)}/")
+    first = client.get(f"/connect/{token_of(issued)}/", follow=True)
+    second = client.get(f"/connect/{token_of(issued)}/", follow=True)
 
     assert first.status_code == second.status_code == 200
     assert customer.name in first.content.decode()
@@ -69,6 +80,88 @@ def test_opening_shows_the_customer_and_consumes_nothing(client, customer):
     assert link.open_count == 2
     assert link.first_opened_at is not None
     assert link.state == MagicLink.State.ACTIVE
+
+
+def test_the_token_leaves_the_address_bar_after_the_first_get(client, customer):
+    issued = issue(customer)
+    token = token_of(issued)
+
+    opened = client.get(f"/connect/{token}/")
+
+    # The grant goes into the session, and the browser on to a URL without the token.
+    assert opened.status_code == 302
+    assert opened["Location"] == f"/connect/?link={magic_link_page_ref(issued.link.pk)}"
+    assert opened["Referrer-Policy"] == "no-referrer"
+    assert "no-store" in opened["Cache-Control"]
+    page = client.get(opened["Location"])
+    assert page.status_code == 200
+    assert token not in page.request["PATH_INFO"] and token not in page.content.decode()
+    assert customer.name in page.content.decode()
+    assert "no-store" in page["Cache-Control"]
+    # A reload of that page is not another visit; the session holds the grant it acts by.
+    assert client.get(opened["Location"]).status_code == 200
+    assert MagicLink.objects.get().open_count == 1
+    assert client.session[MAGIC_LINK_SESSION_KEY] == [issued.link.pk]
+
+
+def test_two_links_opened_in_one_browser_each_act_for_their_own_tab(client, customer):
+    """Two reconnect emails, opened one after the other: the first tab's page (and a reload
+    of it) still reconnects the first connection, not the one the newer link names."""
+    first = make_connection(customer=customer, trackstar_connection_id="conn_first")
+    second = make_connection(customer=customer, trackstar_connection_id="conn_second")
+    link_one = issue(customer, reinstall_connection=first)
+    link_two = issue(customer, reinstall_connection=second)
+    tab_one = client.get(f"/connect/{token_of(link_one)}/")["Location"]
+    tab_two = client.get(f"/connect/{token_of(link_two)}/")["Location"]
+    assert tab_one != tab_two
+
+    page_one = client.get(tab_one)  # a reload of the first tab
+    config = page_one.context["link_config"]
+    ref = config["headers"]["X-Dockside-Link"]
+    assert ref == magic_link_page_ref(link_one.link.pk)
+    assert config["reinstallConnectionId"] == first.pk
+
+    seen = []
+    fake = lambda *, customer, reinstall: seen.append(reinstall) or "lt_fake"  # noqa: E731
+    with mock.patch.object(services, "link_token_create", fake):
+        for headers in ({"HTTP_X_DOCKSIDE_LINK": ref}, {}):
+            response = client.post(
+                "/portal/get-link-token", "{}", content_type="text/plain", **MAGIC, **headers
+            )
+            assert response.status_code == 200
+        # A reference this session never opened acts for nothing.
+        stranger = client.post(
+            "/portal/get-link-token",
+            "{}",
+            content_type="text/plain",
+            HTTP_X_DOCKSIDE_LINK="0" * 32,
+            **MAGIC,
+        )
+    assert seen == [first, second]  # the tab's own link; without a reference, the newest
+    assert stranger.status_code == 403
+
+
+def test_the_token_free_page_without_a_grant_asks_to_open_the_link_again(client, customer):
+    issue(customer)
+
+    response = client.get("/connect/")
+
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert "Open the link from your email again" in page
+    assert "support@dockside.local" in page
+    assert customer.name not in page
+
+
+def test_the_token_free_page_says_so_when_the_link_was_spent_meanwhile(client, customer):
+    issued = issue(customer)
+    client.get(f"/connect/{token_of(issued)}/")
+    MagicLink.objects.filter(pk=issued.link.pk).update(use_count=1)
+
+    response = client.get("/connect/")
+
+    assert response.status_code == 410
+    assert "already used" in response.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -85,9 +178,11 @@ def test_unusable_links_are_410_with_a_friendly_page(client, customer, change, t
 
     response = client.get(f"/connect/{token_of(issued)}/")
 
-    assert response.status_code == 410
+    assert response.status_code == 410  # on the first GET: nothing to carry over
     assert text in response.content.decode()
     assert "support@" in response.content.decode()  # whom to contact
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert client.get("/connect/").status_code == 403  # and no grant was given
 
 
 def test_an_unknown_token_is_404_and_guessing_is_throttled(client, db, settings):
@@ -179,6 +274,7 @@ def test_a_failed_exchange_gives_the_use_back(
         exchange = services.exchange_submit(
             customer=customer,
             auth_code="made-up",
+            link_token=make_link_token(customer=customer),
             integration_name="shipbob",
             source=Connection.Source.MAGIC_LINK,
             magic_link=issued.link,
@@ -246,28 +342,44 @@ def test_a_plain_link_cannot_reinstall_another_connection(
 
 
 def test_the_allow_list_holds_even_if_the_browser_lies(
-    customer, trackstar, django_capture_on_commit_callbacks
+    client, customer, trackstar, monkeypatch, django_capture_on_commit_callbacks
 ):
     issued = issue(customer, allowed_integrations=["shiphero"])
-    link_token = trackstar.link_token(customer_id=customer.public_id)
+    client.get(f"/connect/{token_of(issued)}/", follow=True)
+    response = client.post("/portal/get-link-token", "{}", content_type="text/plain", **MAGIC)
+    link_token = response.json()["link_token"]
+    # Link's allow list is only a filter in the browser: the visitor connects ShipBob.
     auth_code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_1"})
+    owed = []
+    monkeypatch.setattr(
+        services.exchanges, "refused_delete_enqueue", lambda *, exchange_id: owed.append(1)
+    )
     with django_capture_on_commit_callbacks(execute=False):
-        # The page claims ShipHero; Trackstar made a ShipBob connection.
-        exchange = services.exchange_submit(
-            customer=customer,
-            auth_code=auth_code,
-            integration_name="shiphero",
-            source=Connection.Source.MAGIC_LINK,
-            magic_link=issued.link,
-        ).exchange
+        # The page claims ShipHero.
+        response = store(client, auth_code=auth_code, integration="shiphero", link_token=link_token)
+    assert response.status_code == 202
+    exchange = AuthCodeExchange.objects.get()
 
-    services.exchange_process(exchange_id=exchange.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.exchange_process(exchange_id=exchange.pk)
 
     exchange.refresh_from_db()
     assert exchange.status == AuthCodeExchange.Status.FAILED
     assert "does not allow" in exchange.last_error
     assert Connection.objects.count() == 0
-    assert MagicLink.objects.get().use_count == 0
+    # The visitor caused it: the one-use link stays used, so it cannot make another.
+    assert MagicLink.objects.get().use_count == 1
+    assert store(client, auth_code="ac_again", integration="shiphero").status_code == 410
+    # The ShipBob connection holding the visitor's credentials is deleted at Trackstar,
+    # after the commit.
+    remote_id = exchange.refused_connection_id
+    assert trackstar.get(f"/_sandbox/connections/{remote_id}").status_code == 200
+    assert owed == [1]
+    services.exchange_refused_delete(exchange_id=exchange.pk)
+    assert trackstar.get(f"/_sandbox/connections/{remote_id}").status_code == 404
+    exchange.refresh_from_db()
+    assert exchange.refused_delete == AuthCodeExchange.RefusedDelete.DELETED
+    assert exchange.refused_access_token == ""
 
 
 def test_a_spent_link_names_our_support_address_not_the_staff_member(client, customer):

@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 
 from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
-from tests.builders import make_connection, make_user
+from tests.builders import make_connection, make_link_token, make_user
 
 
 @pytest.fixture
@@ -234,10 +234,13 @@ def test_invite_a_portal_user(
 def test_staff_store_token_records_staff_and_who(
     staff, customer, staff_user, django_capture_on_commit_callbacks
 ):
+    link_token = make_link_token(customer=customer)  # as the staff page's get-link-token
     with django_capture_on_commit_callbacks(execute=False):
         response = staff.post(
             f"/admin/customers/customer/{customer.pk}/connect/store-token",
-            json.dumps({"auth_code": "ac_staff", "integration_name": "shipbob"}),
+            json.dumps(
+                {"auth_code": "ac_staff", "integration_name": "shipbob", "link_token": link_token}
+            ),
             content_type="application/json",
         )
 
@@ -268,6 +271,22 @@ def test_non_staff_cannot_reach_staff_screens(client, portal_user, customer, url
 
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+def test_staff_store_token_takes_only_a_link_token_minted_for_that_customer(
+    staff, customer, other_customer
+):
+    # Staff's page for Globex minted this one; the code is submitted on Acme's page.
+    theirs = make_link_token(customer=other_customer)
+
+    response = staff.post(
+        f"/admin/customers/customer/{customer.pk}/connect/store-token",
+        json.dumps({"auth_code": "ac_staff", "integration_name": "shipbob", "link_token": theirs}),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 403
+    assert AuthCodeExchange.objects.count() == 0
 
 
 def test_non_staff_cannot_post_to_staff_link_endpoints(client, portal_user, customer):

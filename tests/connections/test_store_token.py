@@ -4,6 +4,7 @@ import pytest
 from django.db import connection as db_connection
 
 from connections.models import AuthCodeExchange
+from tests.builders import make_link_token
 
 URL = "/portal/store-token"
 
@@ -14,17 +15,29 @@ def portal_client(client, portal_user):
     return client
 
 
-def post(client, body, content_type="text/plain"):
+@pytest.fixture
+def link_token(customer):
+    """One our get-link-token handed to this customer's page."""
+    return make_link_token(customer=customer)
+
+
+def post(client, body, content_type="text/plain", *, link_token=None):
+    if isinstance(body, dict) and link_token is not None:
+        body = {"link_token": link_token, **body}
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return client.post(URL, data=data, content_type=content_type)
 
 
 def test_store_token_writes_one_exchange_and_enqueues_it(
-    portal_client, customer, django_capture_on_commit_callbacks
+    portal_client, customer, link_token, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         # The seed's frontend sends text/plain; JSON is read whatever the content type.
-        response = post(portal_client, {"auth_code": "ac_123", "integration_name": "shipbob"})
+        response = post(
+            portal_client,
+            {"auth_code": "ac_123", "integration_name": "shipbob"},
+            link_token=link_token,
+        )
 
     assert response.status_code == 202
     body = response.json()
@@ -34,6 +47,7 @@ def test_store_token_writes_one_exchange_and_enqueues_it(
     assert body["status_url"] == f"/portal/exchanges/{exchange.public_id}"
     assert exchange.customer == customer
     assert exchange.source == "portal"
+    assert exchange.link_token.customer == customer  # the grant it came with
     assert len(callbacks) == 1
     with db_connection.cursor() as cursor:
         cursor.execute(
@@ -42,11 +56,13 @@ def test_store_token_writes_one_exchange_and_enqueues_it(
         assert "ac_123" not in cursor.fetchone()[0]
 
 
-def test_double_submit_is_one_exchange(portal_client, django_capture_on_commit_callbacks):
+def test_double_submit_is_one_exchange(
+    portal_client, link_token, django_capture_on_commit_callbacks
+):
     body = {"auth_code": "ac_same", "integration_name": "shipbob"}
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        first = post(portal_client, body)
-        second = post(portal_client, body)
+        first = post(portal_client, body, link_token=link_token)
+        second = post(portal_client, body, link_token=link_token)
 
     assert first.status_code == second.status_code == 202
     assert first.json()["exchange_id"] == second.json()["exchange_id"]
@@ -54,10 +70,11 @@ def test_double_submit_is_one_exchange(portal_client, django_capture_on_commit_c
     assert len(callbacks) == 1
 
 
-def test_matching_customer_id_is_accepted(portal_client, customer):
+def test_matching_customer_id_is_accepted(portal_client, customer, link_token):
     response = post(
         portal_client,
         {"auth_code": "ac_1", "integration_name": "shipbob", "customer_id": customer.public_id},
+        link_token=link_token,
     )
 
     assert response.status_code == 202
@@ -82,15 +99,17 @@ def test_matching_customer_id_is_accepted(portal_client, customer):
         ({"auth_code": "x" * 20000, "integration_name": "shipbob"}, 413, "too large"),
     ],
 )
-def test_bad_input_is_a_clear_4xx_and_writes_nothing(portal_client, body, status, message):
-    response = post(portal_client, body)
+def test_bad_input_is_a_clear_4xx_and_writes_nothing(
+    portal_client, link_token, body, status, message
+):
+    response = post(portal_client, body, link_token=link_token)
 
     assert response.status_code == status
     assert message in response.json()["error"]
     assert AuthCodeExchange.objects.count() == 0
 
 
-def test_a_foreign_customer_id_is_refused(portal_client, other_customer):
+def test_a_foreign_customer_id_is_refused(portal_client, other_customer, link_token):
     response = post(
         portal_client,
         {
@@ -98,6 +117,7 @@ def test_a_foreign_customer_id_is_refused(portal_client, other_customer):
             "integration_name": "shipbob",
             "customer_id": other_customer.public_id,
         },
+        link_token=link_token,
     )
 
     assert response.status_code == 403
@@ -117,30 +137,35 @@ def test_get_is_not_allowed(portal_client):
 
 
 def test_another_customers_auth_code_is_refused(
-    client, portal_user, other_portal_user, django_capture_on_commit_callbacks
+    client, portal_user, other_portal_user, link_token, django_capture_on_commit_callbacks
 ):
     body = {"auth_code": "ac_shared", "integration_name": "shipbob"}
     client.force_login(other_portal_user)
+    theirs = make_link_token(customer=other_portal_user.memberships.get().customer)
     with django_capture_on_commit_callbacks(execute=False):
-        assert post(client, body).status_code == 202
+        assert post(client, body, link_token=theirs).status_code == 202
     client.force_login(portal_user)
 
-    response = post(client, body)
+    response = post(client, body, link_token=link_token)
 
     assert response.status_code == 409
     assert AuthCodeExchange.objects.count() == 1
 
 
-def test_a_non_ascii_digit_id_is_a_400_not_a_500(portal_client):
+def test_a_non_ascii_digit_id_is_a_400_not_a_500(portal_client, link_token):
     response = post(
-        portal_client, {"auth_code": "ac_1", "integration_name": "shipbob", "connection_id": "²"}
+        portal_client,
+        {"auth_code": "ac_1", "integration_name": "shipbob", "connection_id": "²"},
+        link_token=link_token,
     )
 
     assert response.status_code == 400
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_same_code_submitted_at_the_same_moment_is_one_exchange(portal_user, monkeypatch):
+def test_the_same_code_submitted_at_the_same_moment_is_one_exchange(
+    portal_user, customer, monkeypatch
+):
     import threading
 
     from django.test import Client
@@ -148,6 +173,7 @@ def test_the_same_code_submitted_at_the_same_moment_is_one_exchange(portal_user,
     from connections import services
 
     monkeypatch.setattr(services.exchanges, "exchange_enqueue", lambda *, exchange_id: True)
+    link_token = make_link_token(customer=customer)
     barrier = threading.Barrier(4)
     answers = []
 
@@ -157,7 +183,9 @@ def test_the_same_code_submitted_at_the_same_moment_is_one_exchange(portal_user,
         client = Client()
         client.force_login(portal_user)
         barrier.wait()
-        response = post(client, {"auth_code": "ac_race", "integration_name": "shipbob"})
+        response = post(
+            client, {"auth_code": "ac_race", "integration_name": "shipbob"}, link_token=link_token
+        )
         answers.append((response.status_code, response.json().get("exchange_id")))
         db_connection.close()
 
@@ -170,3 +198,86 @@ def test_the_same_code_submitted_at_the_same_moment_is_one_exchange(portal_user,
     assert {status for status, _ in answers} == {202}
     assert len({exchange_id for _, exchange_id in answers}) == 1
     assert AuthCodeExchange.objects.count() == 1
+
+
+# --- The link token Link was opened with --------------------------------------------------
+
+
+def test_a_code_without_the_link_token_is_refused(portal_client):
+    response = post(portal_client, {"auth_code": "ac_1", "integration_name": "shipbob"})
+
+    assert response.status_code == 400
+    assert "'link_token' is required" in response.json()["error"]
+    assert AuthCodeExchange.objects.count() == 0
+
+
+@pytest.mark.parametrize("whose", ["other customer", "never minted"])
+def test_a_link_token_this_customer_never_received_is_refused(portal_client, other_customer, whose):
+    token = make_link_token(customer=other_customer) if whose == "other customer" else "lt_x"
+
+    response = post(
+        portal_client, {"auth_code": "ac_1", "integration_name": "shipbob"}, link_token=token
+    )
+
+    assert response.status_code == 403
+    assert "start on this page" in response.json()["error"]
+    assert AuthCodeExchange.objects.count() == 0
+
+
+def test_an_expired_link_token_is_refused(portal_client, customer, link_token):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from connections.models import LinkTokenGrant
+
+    LinkTokenGrant.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    response = post(
+        portal_client, {"auth_code": "ac_1", "integration_name": "shipbob"}, link_token=link_token
+    )
+
+    assert response.status_code == 410
+    assert AuthCodeExchange.objects.count() == 0
+
+
+def test_a_link_token_for_another_reconnect_is_refused(portal_client, customer, connection):
+    from tests.builders import make_connection
+
+    other = make_connection(customer=customer)
+    body = {"auth_code": "ac_1", "integration_name": "shipbob"}
+    for token, target in [
+        (make_link_token(customer=customer, reinstall=connection), None),
+        (make_link_token(customer=customer), connection.pk),
+        (make_link_token(customer=customer, reinstall=other), connection.pk),
+    ]:
+        extra = {"connection_id": target} if target else {}
+        response = post(portal_client, {**body, **extra}, link_token=token)
+        assert response.status_code == 409
+    assert AuthCodeExchange.objects.count() == 0
+
+
+def test_get_link_token_hands_out_a_token_store_token_then_takes(
+    trackstar, portal_client, other_portal_user, customer
+):
+    from django.test import Client
+
+    token = portal_client.post("/portal/get-link-token", "{}", content_type="text/plain").json()[
+        "link_token"
+    ]
+    theirs_client = Client()
+    theirs_client.force_login(other_portal_user)
+    theirs = theirs_client.post("/portal/get-link-token", "{}", content_type="text/plain").json()[
+        "link_token"
+    ]
+    body = {"auth_code": "ac_1", "integration_name": "shipbob"}
+
+    # Another customer's token, fresh from our own endpoint, is no key to this one.
+    assert post(portal_client, body, link_token=theirs).status_code == 403
+    response = post(portal_client, body, link_token=token)
+
+    assert response.status_code == 202
+    exchange = AuthCodeExchange.objects.get()
+    assert exchange.customer == customer
+    assert exchange.link_token.customer == customer
+    assert token not in exchange.link_token.token_hash  # only its SHA-256 is kept

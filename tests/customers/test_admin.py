@@ -33,3 +33,16 @@ def test_admin_is_closed_to_portal_users(client, portal_user):
 
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_memberships_of_staff_accounts_can_be_listed(client, staff_user, customer, portal_user):
+    """A staff account made a customer's member before the invite rule: staff find it."""
+    from customers.models import Membership
+
+    Membership.objects.create(user=staff_user, customer=customer)
+    client.force_login(staff_user)
+
+    response = client.get("/admin/customers/membership/?user__is_staff__exact=1")
+
+    assert response.status_code == 200
+    assert [m.user for m in response.context["cl"].result_list] == [staff_user]

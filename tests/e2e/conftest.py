@@ -76,10 +76,11 @@ def wait_for(predicate, *, timeout: float = 20.0, message: str = "condition"):
 
 def connected_through_exchange(sandbox, customer, api_key: str = "sk_first") -> Connection:
     """A ShipBob connection made through the exchange service, as the worker makes it."""
-    link_token = sandbox.link_token(customer_id=customer.public_id)
+    link_token = services.link_token_create(customer=customer)  # as get-link-token does
     exchange = services.exchange_submit(
         customer=customer,
         auth_code=sandbox.authorize(link_token, "shipbob", {"api_key": api_key}),
+        link_token=link_token,
         integration_name="shipbob",
         source=Connection.Source.PORTAL,
     ).exchange

@@ -1,7 +1,10 @@
 """static/portal/connect.js against a Link script that tells the page as little as the real
 main.js promises (API.md §2): it loads when it likes, and each buttonId is its own instance.
 A stub stands in for main.js and Dockside's JSON endpoints are answered in the browser, so
-this checks what the page does with Link, not the exchange (test_portal.py does that)."""
+this checks what the page does with Link, not the exchange (test_portal.py does that).
+
+wait_for_function gets functions, not expressions: Playwright evals an expression on every
+poll, which the page's Content-Security-Policy (no 'unsafe-eval') refuses."""
 
 import json
 
@@ -114,7 +117,7 @@ def test_each_target_has_its_own_instance_and_waits_for_it_to_load(page, live_se
     a, b = make_connection(customer=acme), make_connection(customer=acme)
     backend = Backend(page)
     login(page, live_server, "acme")
-    page.wait_for_function("window.__link && window.__link.inits.length === 3")
+    page.wait_for_function("() => window.__link && window.__link.inits.length === 3")
 
     inits = page.evaluate("window.__link.inits")
     assert {i["key"] for i in inits} == {
@@ -157,13 +160,24 @@ def test_each_target_has_its_own_instance_and_waits_for_it_to_load(page, live_se
         str(a.pk),
     ]
     assert {body["customer_id"] for body in backend.link_token_bodies} == {acme.public_id}
+    # The auth code goes back with the link token its instance was opened with: the server
+    # takes a code only with a link token it minted for this customer and this target.
+    page.evaluate(f"window.__succeed('Trackstarreconnect-{b.pk}', 'ac_b')")
+    expect(page.locator("#connect-status")).to_have_text("Stubbed exchange.")
+    assert backend.store_token_bodies[-1] == {
+        "auth_code": "ac_b",
+        "integration_name": "shipbob",
+        "customer_id": acme.public_id,
+        "link_token": "lt_stub",
+        "connection_id": str(b.pk),
+    }
 
 
 def test_a_table_refresh_keeps_the_instances_and_adds_one_for_a_new_row(page, live_server, acme):
     a = make_connection(customer=acme)
     backend = Backend(page)
     login(page, live_server, "acme")
-    page.wait_for_function("window.__link && window.__link.inits.length === 2")
+    page.wait_for_function("() => window.__link && window.__link.inits.length === 2")
     for key in ("Trackstarconnect", f"Trackstarreconnect-{a.pk}"):
         page.evaluate(f"window.__load('{key}')")
     c = make_connection(customer=acme, integration_name="shiphero")  # shows on the refresh
@@ -182,7 +196,9 @@ def test_a_table_refresh_keeps_the_instances_and_adds_one_for_a_new_row(page, li
         }
     ]
     assert page.evaluate("window.__link.closes") == [f"Trackstarreconnect-{a.pk}"]
-    page.wait_for_function(f"window.__link.inits.some(i => i.key === 'Trackstarreconnect-{c.pk}')")
+    page.wait_for_function(
+        f"() => window.__link.inits.some(i => i.key === 'Trackstarreconnect-{c.pk}')"
+    )
     # The connect instance is kept; A's is init-ed once more (a fresh token for its next
     # open), not made anew by the refresh; the new row gets its own.
     assert _inits(page) == {
@@ -199,13 +215,16 @@ def test_a_table_refresh_keeps_the_instances_and_adds_one_for_a_new_row(page, li
     expect(_reconnect(page, c)).to_be_enabled()
 
 
-def test_the_magic_link_page_passes_its_allow_list(page, live_server, acme):
+def test_the_magic_link_page_passes_its_allow_list(page, live_server, acme, csp_violations):
     issued = services.magic_link_issue(
         customer=acme, created_by=None, allowed_integrations=["shipbob"]
     )
     Backend(page)
     page.goto(live_server.url + issued.url[issued.url.index("/connect/") :])
-    page.wait_for_function("window.__link && window.__link.inits.length === 1")
+    # The token URL hands the session its grant and moves on to a URL without the token.
+    assert page.url.startswith(f"{live_server.url}/connect/?link=")
+    assert issued.url.rstrip("/").rsplit("/", 1)[-1] not in page.url
+    page.wait_for_function("() => window.__link && window.__link.inits.length === 1")
 
     [init] = page.evaluate("window.__link.inits")
     assert init["key"] == "Trackstarconnect"
@@ -214,3 +233,4 @@ def test_the_magic_link_page_passes_its_allow_list(page, live_server, acme):
     expect(page.get_by_role("button", name="Connect your WMS")).to_be_disabled()
     page.evaluate("window.__load('Trackstarconnect')")
     expect(page.get_by_role("button", name="Connect your WMS")).to_be_enabled()
+    assert csp_violations == []  # the Link script's host is allowed, inline nothing

@@ -45,6 +45,34 @@ def test_customer_connects_a_wms_and_sees_itconnected_through_exchange(
     assert connection.access_token == remote["access_token"]
 
 
+def test_a_busy_store_token_is_tried_again_and_the_auth_code_is_not_lost(
+    page, live_server, live_trackstar, acme
+):
+    """A 429 from our per-user limit (or a 503) after Link succeeded: the page keeps the
+    one-time code, waits Retry-After and sends it again, instead of showing an error."""
+    refused = []
+
+    def busy_once(route):
+        if not refused:
+            refused.append(route.request.post_data)
+            route.fulfill(
+                status=429,
+                headers={"Retry-After": "1", "Content-Type": "application/json"},
+                body='{"error": "Too many attempts; try again in a moment."}',
+            )
+        else:
+            route.continue_()
+
+    page.route("**/portal/store-token", busy_once)
+    login(page, live_server, "acme")
+    page.get_by_role("button", name="Connect your WMS").click()
+    connect_in_modal(page)
+
+    expect(page.locator("#connect-status")).to_have_text("Connected: ShipBob.", timeout=30_000)
+    assert len(refused) == 1
+    assert Connection.objects.get().customer == acme
+
+
 def test_wrong_credentials_show_the_error_and_create_nothing(
     page, live_server, live_trackstar, acme
 ):
@@ -87,17 +115,25 @@ def test_reconnect_keeps_the_connection_id(page, live_server, live_trackstar, ac
     assert live_trackstar.connection(connection.trackstar_connection_id)["broken"] is False
 
 
-def _store_token(client, auth_code):
-    return client.post(
-        "/portal/store-token",
-        json.dumps({"auth_code": auth_code, "integration_name": "shipbob"}),
-        content_type="text/plain",
-    )
+def _link_token(client) -> str:
+    response = client.post("/portal/get-link-token", "{}", content_type="application/json")
+    assert response.status_code == 200, response.content
+    return response.json()["link_token"]
 
 
-def _auth_code(sandbox, customer):
-    link_token = sandbox.link_token(customer_id=customer.public_id)
-    return sandbox.authorize(link_token, "shipbob", {"api_key": "sk_1"})
+def _store_token(client, auth_code, link_token=None):
+    body = {
+        "auth_code": auth_code,
+        "integration_name": "shipbob",
+        "link_token": link_token or _link_token(client),
+    }
+    return client.post("/portal/store-token", json.dumps(body), content_type="text/plain")
+
+
+def _auth_code(sandbox, client):
+    """Link opened with a token from our get-link-token: (auth code, that link token)."""
+    link_token = _link_token(client)
+    return sandbox.authorize(link_token, "shipbob", {"api_key": "sk_1"}), link_token
 
 
 def test_an_auth_code_sent_while_the_broker_is_down_is_exchanged_later(
@@ -112,7 +148,7 @@ def test_an_auth_code_sent_while_the_broker_is_down_is_exchanged_later(
     monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
     celery_app._after_fork()  # drop pooled connections to the real broker
 
-    response = _store_token(client, _auth_code(live_trackstar, acme))
+    response = _store_token(client, *_auth_code(live_trackstar, client))
 
     assert response.status_code == 202
     exchange = AuthCodeExchange.objects.get()
@@ -134,10 +170,10 @@ def test_an_auth_code_sent_while_the_broker_is_down_is_exchanged_later(
 
 def test_double_submit_is_one_exchange_and_one_connection(client, live_trackstar, acme):
     client.force_login(acme.memberships.get().user)
-    auth_code = _auth_code(live_trackstar, acme)
+    auth_code, link_token = _auth_code(live_trackstar, client)
 
-    first = _store_token(client, auth_code)
-    second = _store_token(client, auth_code)
+    first = _store_token(client, auth_code, link_token)
+    second = _store_token(client, auth_code, link_token)
 
     assert first.json()["exchange_id"] == second.json()["exchange_id"]
     wait_for(

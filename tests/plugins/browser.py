@@ -51,3 +51,29 @@ def page(browser):
         yield page
     finally:
         context.close()
+
+
+# Chromium logs each refused load or inline script as "Refused to … because it violates the
+# following Content Security Policy directive …"; the page's securitypolicyviolation events
+# are logged too, in case a violation is not.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", function (event) {
+  console.error("Content Security Policy violation: " + event.effectiveDirective + " " +
+                event.blockedURI);
+});
+"""
+
+
+@pytest.fixture
+def csp_violations(page):
+    """Every Content-Security-Policy violation the page (and its popups) logs, as text."""
+    seen: list[str] = []
+
+    def record(message) -> None:
+        if "Content Security Policy" in message.text:
+            seen.append(message.text)
+
+    page.context.add_init_script(CSP_LISTENER)
+    page.context.on("page", lambda popup: popup.on("console", record))
+    page.on("console", record)
+    return seen

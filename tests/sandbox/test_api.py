@@ -43,6 +43,17 @@ def test_link_token_and_exchange_match_the_spec(sandbox):
     assert "get_orders" in body["available_actions"]
 
 
+def test_an_exchange_answers_with_the_customer_of_the_link_token_that_made_the_code(sandbox):
+    # API.md §3: the customer_id given to /link/token is stored on the connection.
+    link_token = sandbox.link_token(customer_id="cust_a")
+    auth_code = sandbox.authorize(link_token, "shipbob", {"api_key": "k"})
+
+    body = sandbox.exchange(auth_code)
+
+    assert body["customer_id"] == "cust_a"
+    assert sandbox.connection(body["connection_id"])["customer_id"] == "cust_a"
+
+
 def test_auth_code_is_single_use(sandbox):
     auth_code = sandbox.authorize(sandbox.link_token(), "shipbob", {"api_key": "k"})
     sandbox.exchange(auth_code)

@@ -36,7 +36,9 @@ class Command(BaseCommand):
             if created:
                 user.set_password(PORTAL_PASSWORD)
                 user.save()
-            Membership.objects.get_or_create(
+            # An owner, so the demo login connects, reconnects and disconnects (a member
+            # only reads), also in a database seeded before roles were enforced.
+            Membership.objects.update_or_create(
                 user=user, customer=customer, defaults={"role": Membership.Role.OWNER}
             )
         self.stdout.write(self.style.SUCCESS("Demo data is in place."))

@@ -1,0 +1,565 @@
+"""Limits an attacker could turn against other people: login lockouts, /connect/ guessing,
+and the Link endpoints that spend the organisation's Trackstar budget."""
+
+import json
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from axes.models import AccessAttempt
+from django.contrib.auth.models import Permission
+from django.core.cache import cache
+from django.db.models import F
+from django.test import Client, override_settings
+
+from connections import services
+from connections.login_throttle import DEVICE_COOKIE, login_slowdown_reset
+from connections.models import AuditEntry, AuthCodeExchange
+from tests.builders import PASSWORD, make_customer, make_user
+
+MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
+BALANCER = "10.0.0.1"
+
+
+@pytest.fixture
+def username(db):
+    """A user of our own: the per-username counts live in Redis, outside the test's
+    transaction, so no other test shares them."""
+    name = f"victim-{uuid.uuid4().hex[:10]}"
+    make_user(username=name)
+    yield name
+    login_slowdown_reset(name)
+
+
+def log_in(client, username, password, *, address=None, forwarded=None):
+    extra = {}
+    if address:
+        extra["REMOTE_ADDR"] = address
+    if forwarded:
+        extra["HTTP_X_FORWARDED_FOR"] = forwarded
+    return client.post("/portal/login/", {"username": username, "password": password}, **extra)
+
+
+def age_attempts(minutes: int) -> None:
+    AccessAttempt.objects.update(attempt_time=F("attempt_time") - timedelta(minutes=minutes))
+
+
+# --- Logins: a lockout is per username and address, and does not stretch ----------------
+
+
+def test_a_lockout_behind_the_balancer_is_for_that_client_only(settings, username):
+    """Behind a load balancer every request comes from its address; with
+    TRUSTED_PROXY_COUNT the attacker's failures lock the username from the attacker's
+    address only, and a forged X-Forwarded-For entry changes nothing."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    attacker, victim = Client(), Client()
+    statuses = [
+        log_in(attacker, username, "wrong", address=BALANCER, forwarded="203.0.113.5").status_code
+        for _ in range(5)
+    ]
+
+    # The attacker forges an entry to the left of the one the balancer appends.
+    locked = log_in(
+        attacker, username, PASSWORD, address=BALANCER, forwarded="198.51.100.7, 203.0.113.5"
+    )
+    from_elsewhere = log_in(victim, username, PASSWORD, address=BALANCER, forwarded="198.51.100.7")
+
+    assert statuses == [200, 200, 200, 200, 429]  # the fifth failure locks
+    assert locked.status_code == 429
+    assert from_elsewhere.status_code == 302
+
+
+def test_a_forwarded_address_that_is_not_an_address_is_not_a_500(settings, username):
+    settings.TRUSTED_PROXY_COUNT = 1
+
+    response = log_in(Client(), username, "wrong", address=BALANCER, forwarded="not-an-ip")
+
+    assert response.status_code == 200
+    assert AccessAttempt.objects.get().ip_address == BALANCER
+
+
+def test_attempts_during_a_lockout_do_not_extend_it(username):
+    """One try every 14 minutes used to restart the 15-minute wait for ever."""
+    client = Client()
+    for _ in range(5):
+        log_in(client, username, "wrong")
+    age_attempts(14)
+
+    during = log_in(client, username, PASSWORD)  # refused, and must not count
+    also_during = log_in(client, username, "wrong")
+    age_attempts(2)  # 16 minutes after the fifth failure
+    after = log_in(client, username, PASSWORD)
+
+    assert during.status_code == also_during.status_code == 429
+    assert after.status_code == 302
+
+
+def test_the_lockout_lasts_its_cool_off(username):
+    client = Client()
+    for _ in range(5):
+        log_in(client, username, "wrong")
+    age_attempts(10)
+
+    assert log_in(client, username, PASSWORD).status_code == 429
+
+
+# --- Logins: a username attacked from many addresses is slowed, never locked out --------
+
+
+def test_many_addresses_slow_the_username_down_and_never_lock_it(settings, username):
+    settings.LOGIN_SLOWDOWN_AFTER = 20
+    settings.LOGIN_SLOWDOWN_SECONDS = 1
+    usual_browser = Client()
+    assert log_in(usual_browser, username, PASSWORD).status_code == 302
+    assert DEVICE_COOKIE in usual_browser.cookies
+    usual_browser.post("/portal/logout/")  # the device cookie stays, as in a browser
+
+    for i in range(21):  # 21 addresses, one failure each: axes locks none of them
+        log_in(Client(), username, "wrong", address=f"198.51.100.{i + 1}")
+
+    new_browser = Client()
+    paced = log_in(new_browser, username, PASSWORD, address="192.0.2.10")
+    usual = log_in(usual_browser, username, PASSWORD)
+    time.sleep(1.2)
+    after_the_pause = log_in(new_browser, username, PASSWORD, address="192.0.2.10")
+
+    assert paced.status_code == 429
+    assert paced["Retry-After"] == "1"
+    assert "wait 1 second" in paced.content.decode()
+    assert usual.status_code == 302  # a browser the user logged in from is never slowed
+    assert after_the_pause.status_code == 302
+
+
+def test_a_paced_try_is_not_counted_by_axes(settings, username):
+    settings.LOGIN_SLOWDOWN_AFTER = 1
+    settings.LOGIN_SLOWDOWN_SECONDS = 30
+    client = Client()
+    log_in(client, username, "wrong")  # the first failure
+    log_in(client, username, "wrong")  # takes the pace's slot
+    for _ in range(10):
+        assert log_in(client, username, "wrong").status_code == 429
+
+    assert sum(AccessAttempt.objects.values_list("failures_since_start", flat=True)) == 2
+
+
+def test_a_forged_device_cookie_is_ignored(settings, username):
+    settings.LOGIN_SLOWDOWN_AFTER = 1
+    settings.LOGIN_SLOWDOWN_SECONDS = 30
+    client = Client()
+    log_in(client, username, "wrong")
+    log_in(client, username, "wrong")
+    client.cookies[DEVICE_COOKIE] = '["anything"]'
+
+    assert log_in(client, username, PASSWORD).status_code == 429
+
+
+# --- Logins: staff unlock -------------------------------------------------------------------
+
+
+def _lock(username):
+    client = Client()
+    for _ in range(5):
+        log_in(client, username, "wrong")
+    assert log_in(client, username, PASSWORD).status_code == 429
+    return client
+
+
+def _unlock(staff_client):
+    return staff_client.post(
+        "/admin/axes/accessattempt/",
+        {
+            "action": "unlock",
+            "_selected_action": list(AccessAttempt.objects.values_list("pk", flat=True)),
+        },
+    )
+
+
+def test_staff_who_may_delete_attempts_unlock_a_username(settings, username):
+    settings.LOGIN_SLOWDOWN_AFTER = 5
+    settings.LOGIN_SLOWDOWN_SECONDS = 600
+    locked_client = _lock(username)
+    staff = make_user(username=f"ops-{uuid.uuid4().hex[:6]}", is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="axes",
+            codename__in=["view_accessattempt", "delete_accessattempt"],
+        )
+    )
+    staff_client = Client()
+    staff_client.force_login(staff)
+
+    response = _unlock(staff_client)
+
+    assert response.status_code == 302
+    assert not AccessAttempt.objects.filter(username=username).exists()
+    entry = AuditEntry.objects.get(action="login.unlocked")
+    assert (entry.actor, entry.detail["username"]) == (staff, username)
+    # Neither the lockout nor the per-username slowdown (past 5 failures) holds.
+    assert log_in(locked_client, username, PASSWORD).status_code == 302
+
+
+def test_staff_who_may_only_view_attempts_cannot_unlock(username):
+    locked_client = _lock(username)
+    viewer = make_user(username=f"viewer-{uuid.uuid4().hex[:6]}", is_staff=True)
+    viewer.user_permissions.add(
+        Permission.objects.get(content_type__app_label="axes", codename="view_accessattempt")
+    )
+    viewer_client = Client()
+    viewer_client.force_login(viewer)
+
+    listing = viewer_client.get("/admin/axes/accessattempt/")
+    _unlock(viewer_client)
+
+    assert listing.status_code == 200
+    action_form = listing.context["action_form"]
+    offered = [name for name, _ in action_form.fields["action"].choices] if action_form else []
+    assert "unlock" not in offered
+    assert AccessAttempt.objects.filter(username=username).exists()
+    assert not AuditEntry.objects.filter(action="login.unlocked").exists()
+    assert log_in(locked_client, username, PASSWORD).status_code == 429
+
+
+# --- /connect/ guesses ------------------------------------------------------------------------
+
+
+def test_guesses_never_block_a_real_link(customer, settings):
+    settings.CONNECT_TOKEN_MISS_LIMIT = 20
+    address = "192.0.2.77"
+    cache.delete(f"connect-miss:{address}")
+    client = Client(REMOTE_ADDR=address)
+    issued = services.magic_link_issue(customer=customer, created_by=None)
+    token = issued.url.rstrip("/").rsplit("/", 1)[-1]
+
+    guesses = [client.get(f"/connect/guess-{i}/").status_code for i in range(25)]
+    real = client.get(f"/connect/{token}/", follow=True)
+    one_more = client.get("/connect/guess-x/")
+    cache.delete(f"connect-miss:{address}")
+
+    assert guesses == [404] * 20 + [429] * 5
+    assert real.status_code == 200
+    assert customer.name in real.content.decode()
+    assert one_more.status_code == 429
+
+
+# --- get-link-token / store-token -------------------------------------------------------------
+
+
+@pytest.fixture
+def link_tokens(monkeypatch):
+    """Stands in for Trackstar's POST /link/token: counts the calls that reach it."""
+    calls = []
+
+    def create(**kwargs):
+        calls.append(kwargs)
+        return f"lt_{len(calls)}"
+
+    monkeypatch.setattr(services, "link_token_create", create)
+    return calls
+
+
+def get_link_token(client, url="/portal/get-link-token", **extra):
+    return client.post(url, "{}", content_type="application/json", **extra)
+
+
+def test_one_user_gets_ten_link_tokens_a_minute(
+    settings, customer, portal_user, other_portal_user, link_tokens
+):
+    settings.LINK_TOKEN_LIMIT_PER_USER = 10
+    client, other = Client(), Client()
+    client.force_login(portal_user)
+    other.force_login(other_portal_user)
+
+    statuses = [get_link_token(client).status_code for _ in range(10)]
+    limited = get_link_token(client)
+    other_customer_user = get_link_token(other)
+
+    assert statuses == [200] * 10
+    assert limited.status_code == 429
+    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert "try again" in limited.json()["error"]
+    assert other_customer_user.status_code == 200
+    assert len(link_tokens) == 11  # ten for the user, one for the other customer's
+
+
+def test_a_customer_shares_one_budget_across_its_users(settings, customer, link_tokens):
+    settings.LINK_TOKEN_LIMIT_PER_USER = 10
+    settings.LINK_TOKEN_LIMIT_PER_CUSTOMER = 15
+    first, second = Client(), Client()
+    first.force_login(make_user(customer=customer))
+    second.force_login(make_user(customer=customer))
+
+    first_statuses = [get_link_token(first).status_code for _ in range(10)]
+    second_statuses = [get_link_token(second).status_code for _ in range(6)]
+
+    assert first_statuses == [200] * 10
+    assert second_statuses == [200] * 5 + [429]
+    assert len(link_tokens) == 15
+
+
+def test_a_magic_link_is_limited_whatever_the_session(settings, customer, link_tokens):
+    settings.LINK_TOKEN_LIMIT_PER_USER = 3
+    issued = services.magic_link_issue(customer=customer, created_by=None)
+    token = issued.url.rstrip("/").rsplit("/", 1)[-1]
+    visitor, fresh_session = Client(), Client()
+    visitor.get(f"/connect/{token}/", follow=True)
+    fresh_session.get(f"/connect/{token}/", follow=True)
+
+    statuses = [get_link_token(visitor, **MAGIC).status_code for _ in range(4)]
+    from_a_fresh_session = get_link_token(fresh_session, **MAGIC)
+
+    assert statuses == [200, 200, 200, 429]
+    assert from_a_fresh_session.status_code == 429
+    assert len(link_tokens) == 3
+
+
+def test_staff_link_tokens_are_limited_too(settings, customer, link_tokens):
+    settings.LINK_TOKEN_LIMIT_PER_USER = 2
+    staff = Client()
+    staff.force_login(make_user(is_staff=True, is_superuser=True))
+    url = f"/admin/customers/customer/{customer.pk}/connect/get-link-token"
+
+    statuses = [get_link_token(staff, url).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 429]
+    assert len(link_tokens) == 2
+
+
+def test_store_token_is_limited_before_anything_is_parsed(
+    settings, portal_user, django_capture_on_commit_callbacks
+):
+    settings.STORE_TOKEN_LIMIT_PER_USER = 10
+    client = Client()
+    client.force_login(portal_user)
+    body = json.dumps({"auth_code": "ac_x", "integration_name": "no-such-wms"})
+
+    with django_capture_on_commit_callbacks(execute=False):
+        statuses = [
+            client.post("/portal/store-token", body, content_type="text/plain").status_code
+            for _ in range(11)
+        ]
+
+    assert statuses == [400] * 10 + [429]
+
+
+def test_another_customer_is_unaffected_by_a_busy_one(db, settings, link_tokens):
+    settings.LINK_TOKEN_LIMIT_PER_USER = 5
+    settings.LINK_TOKEN_LIMIT_PER_CUSTOMER = 5
+    busy, quiet = make_customer(), make_customer()
+    busy_client, quiet_client = Client(), Client()
+    busy_client.force_login(make_user(customer=busy))
+    quiet_client.force_login(make_user(customer=quiet))
+
+    for _ in range(6):
+        get_link_token(busy_client)
+
+    assert get_link_token(quiet_client).status_code == 200
+
+
+# --- Redis down: the limits step aside, the requests still work ----------------------------
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused
+
+
+def _reset_limiters():
+    from connections import degrade, ratelimit
+
+    ratelimit._limiter.cache_clear()
+    degrade.reset()
+
+
+@pytest.fixture
+def redis_down(db):
+    """Django's cache and the Redis token buckets point at a Redis that is not there. A
+    context manager rather than the `settings` fixture, so the sandbox fixture's
+    cache.clear() at teardown finds the real cache again."""
+    dead_cache = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": DEAD_REDIS,
+        }
+    }
+    _reset_limiters()
+    with override_settings(CACHES=dead_cache, REDIS_URL=DEAD_REDIS):
+        yield
+    _reset_limiters()
+
+
+def test_connecting_works_while_redis_is_down(trackstar, redis_down, customer, portal_user):
+    """Used to be a 500 from each Link endpoint (and the customer's auth code lost)."""
+    client = Client()
+    client.force_login(portal_user)
+
+    token_response = get_link_token(client)
+    link_token = token_response.json()["link_token"]
+    auth_code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_1"})
+    body = {"link_token": link_token, "auth_code": auth_code, "integration_name": "shipbob"}
+    stored = client.post("/portal/store-token", json.dumps(body), content_type="text/plain")
+
+    assert token_response.status_code == 200
+    assert stored.status_code == 202
+    exchange = AuthCodeExchange.objects.get(public_id=stored.json()["exchange_id"])
+    assert exchange.customer == customer
+
+
+def test_the_link_limits_still_hold_per_process_while_redis_is_down(
+    redis_down, portal_user, link_tokens
+):
+    client = Client()
+    client.force_login(portal_user)
+
+    # Nested inside redis_down's override (not the `settings` fixture, whose teardown would
+    # run after redis_down's and bring the dead cache back for every later test).
+    with override_settings(LINK_TOKEN_LIMIT_PER_USER=3):
+        statuses = [get_link_token(client).status_code for _ in range(4)]
+
+    assert statuses == [200, 200, 200, 429]
+    assert len(link_tokens) == 3
+
+
+@pytest.fixture
+def silent_redis(db):
+    """A Redis that accepts connections and never answers (a hung or partitioned one)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)  # the kernel completes the handshakes; nobody ever reads
+    url = f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    _reset_limiters()
+    with override_settings(REDIS_URL=url):
+        yield
+    _reset_limiters()
+    server.close()
+
+
+def test_a_hung_redis_costs_one_short_wait_not_one_per_request(
+    silent_redis, portal_user, link_tokens
+):
+    client = Client()
+    client.force_login(portal_user)
+
+    started = time.monotonic()
+    first = get_link_token(client)
+    first_took = time.monotonic() - started
+    started = time.monotonic()
+    more = [get_link_token(client).status_code for _ in range(5)]
+    more_took = time.monotonic() - started
+
+    assert first.status_code == 200
+    assert first_took < 2.5  # one short socket timeout, not 5 s per bucket
+    assert more == [200] * 5
+    assert more_took < 2  # Redis is not asked again for a while
+
+
+def test_logins_work_while_redis_is_down(username, redis_down):
+    wrong = log_in(Client(), username, "wrong")
+    counted = AccessAttempt.objects.get(username=username).failures_since_start
+    right = log_in(Client(), username, PASSWORD)
+
+    assert wrong.status_code == 200
+    assert wrong.context["form"].errors
+    assert counted == 1  # axes still counts, in the database
+    assert right.status_code == 302
+
+
+def test_an_unknown_connect_token_is_a_404_while_redis_is_down(redis_down):
+    response = Client().get("/connect/no-such-token/")
+
+    assert response.status_code == 404
+
+
+def test_a_cache_outage_is_logged_once_not_per_request(username, redis_down, caplog):
+    with caplog.at_level("WARNING", logger="connections.degrade"):
+        for _ in range(3):
+            log_in(Client(), username, "wrong")
+
+    outages = [r for r in caplog.records if r.name == "connections.degrade"]
+    assert len(outages) == 1
+    assert "cache" in outages[0].getMessage()
+
+
+# --- X-Forwarded-For entries with a port ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "address"),
+    [
+        ("203.0.113.5:41234", "203.0.113.5"),
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("[2001:db8::1]", "2001:db8::1"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("::ffff:203.0.113.5", "::ffff:203.0.113.5"),
+        # A zone is an address too, but PostgreSQL's inet has no room for it (was a 500).
+        ("fe80::1%eth0", "fe80::1"),
+    ],
+)
+def test_a_forwarded_address_with_a_port_is_that_client(settings, username, entry, address):
+    """Some balancers append address:port. That entry used to fail the address check, so
+    every client behind the balancer counted as the balancer, and one attacker's failures
+    locked everyone out."""
+    settings.TRUSTED_PROXY_COUNT = 1
+
+    log_in(Client(), username, "wrong", address=BALANCER, forwarded=f"198.51.100.7, {entry}")
+
+    assert AccessAttempt.objects.get().ip_address == address
+
+
+def test_clients_behind_a_balancer_that_sends_ports_are_locked_out_separately(settings, username):
+    settings.TRUSTED_PROXY_COUNT = 1
+    for port in range(5):
+        log_in(Client(), username, "wrong", address=BALANCER, forwarded=f"203.0.113.5:4{port}00")
+
+    victim = log_in(Client(), username, PASSWORD, address=BALANCER, forwarded="198.51.100.9:5000")
+
+    assert victim.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "entry", ["203.0.113.5:port", "[2001:db8::1", "[203.0.113.5]:1", "203.0.113.5:1:2"]
+)
+def test_an_unusable_forwarded_entry_falls_back_and_is_logged(settings, username, entry, caplog):
+    from connections import degrade
+
+    degrade.reset()
+    settings.TRUSTED_PROXY_COUNT = 1
+
+    with caplog.at_level("WARNING", logger="connections.throttle"):
+        response = log_in(Client(), username, "wrong", address=BALANCER, forwarded=entry)
+
+    assert response.status_code == 200
+    assert AccessAttempt.objects.get().ip_address == BALANCER
+    assert any("X-Forwarded-For" in r.getMessage() for r in caplog.records)
+
+
+# --- Limits of zero ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LINK_TOKEN_LIMIT_PER_USER",
+        "LINK_TOKEN_LIMIT_PER_CUSTOMER",
+        "STORE_TOKEN_LIMIT_PER_USER",
+        "STORE_TOKEN_LIMIT_PER_CUSTOMER",
+    ],
+)
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_link_limit_below_one_is_refused_at_start(monkeypatch, name, value):
+    """Used to load, then fail every get-link-token or store-token with a 500."""
+    import importlib.util
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    import config.settings.base
+
+    monkeypatch.setenv(name, value)
+    # A fresh copy of base.py, as a process starting with this environment would load it.
+    spec = importlib.util.spec_from_file_location(
+        "config.settings._base_fresh", config.settings.base.__file__
+    )
+    assert spec and spec.loader
+    fresh = importlib.util.module_from_spec(spec)
+
+    with pytest.raises(ImproperlyConfigured, match=name):
+        spec.loader.exec_module(fresh)
