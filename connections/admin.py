@@ -125,6 +125,9 @@ class ConnectionsCustomerAdmin(CustomerAdmin):
                     ),
                 ),
             )
+            # Meta.ordering does not apply to a GROUP BY query: the autocomplete's pages
+            # (which use this queryset as it is) would come in no stable order.
+            .order_by("name", "pk")
         )
 
     @admin.display(description="Active", ordering="n_active")
