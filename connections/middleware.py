@@ -3,7 +3,9 @@ that lets Link (and nothing else from outside) run on our pages."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from importlib import import_module
 from urllib.parse import urlsplit
 
 from csp.middleware import CSPMiddleware, PolicyParts
@@ -14,6 +16,7 @@ from django.http import (
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseBase,
+    QueryDict,
     UnreadablePostError,
 )
 from django.http.multipartparser import MultiPartParserError
@@ -89,20 +92,35 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
 
 
 class RefuseUnreadableRequestsMiddleware:
-    """A request Django cannot read, or whose query string holds a NUL, is a 400 here.
+    """A request Django cannot read, or whose query string holds a NUL, is a 400 here; a
+    session cookie that cannot be a session key is no session.
 
     PostgreSQL has no NUL in text, so a filter with one (?status=%00) failed in the
-    database. A form Django cannot parse (a charset other than UTF-8, a multipart body
-    without its boundary) raised where the CSRF check reads it, and again where Django's
-    own error pages (CSRF-protected too, the 404 page included) read it: a 500. Placed just
-    before CsrfViewMiddleware, which reads the form next anyway; a view exempt from CSRF
-    (the Svix-signed webhook) reads its own body."""
+    database, and so did the session lookup of a cookie with one (sessionid="ab\\000cd",
+    which Django unquotes): a 500 on every page. A query string of more than
+    DATA_UPLOAD_MAX_NUMBER_FIELDS parameters raises on every read of request.GET, the
+    error report's included: a 500 on every URL. A form Django cannot parse (a charset
+    other than UTF-8, a multipart body without its boundary) raised where the CSRF check
+    reads it, and again where Django's own error pages (CSRF-protected too, the 404 page
+    included) read it: a 500. Placed after SessionMiddleware (which makes the session
+    object, unread until here) and just before CsrfViewMiddleware, which reads the form
+    next anyway; a view exempt from CSRF (the Svix-signed webhook) reads its own body."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if any("\x00" in key or "\x00" in "".join(values) for key, values in request.GET.lists()):
+        _forget_unusable_session_key(request)
+        try:
+            query = request.GET.lists()
+        except SuspiciousOperation as e:  # TooManyFieldsSent
+            # Whatever reads request.GET after this (an error report, a 4xx log line) must
+            # not raise again: it reads an empty query.
+            request.GET = QueryDict()
+            return HttpResponseBadRequest(
+                f"The query string cannot be read: {e}", content_type="text/plain"
+            )
+        if any("\x00" in key or "\x00" in "".join(values) for key, values in query):
             return HttpResponseBadRequest(
                 "The query string contains a NUL character.", content_type="text/plain"
             )
@@ -123,6 +141,24 @@ class RefuseUnreadableRequestsMiddleware:
                     f"The request body cannot be read: {e}", content_type="text/plain"
                 )
         return self.get_response(request)
+
+
+# What Django's own session stores hand out (SessionBase._get_new_session_key): 32 of
+# VALID_KEY_CHARS. The signed-cookie store keeps the session in the cookie and looks
+# nothing up.
+SESSION_KEY_SHAPE = re.compile(r"[a-z0-9]{32}", re.ASCII)
+SIGNED_COOKIE_SESSIONS = "django.contrib.sessions.backends.signed_cookies"
+
+
+def _forget_unusable_session_key(request: HttpRequest) -> None:
+    """A session cookie that no session store made (a NUL, any other character, any other
+    length) names no session: the request goes on without one, as with no cookie, and
+    SessionMiddleware deletes the cookie in its answer."""
+    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if key is None or settings.SESSION_ENGINE == SIGNED_COOKIE_SESSIONS:
+        return
+    if not SESSION_KEY_SHAPE.fullmatch(key) and hasattr(request, "session"):
+        request.session = import_module(settings.SESSION_ENGINE).SessionStore()
 
 
 def _csrf_exempt(request: HttpRequest) -> bool:

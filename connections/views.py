@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import wraps
@@ -37,6 +38,7 @@ from .integrations import (
     connection_label,
     fallback_display_name,
     integration_catalog,
+    integration_display_name,
     integration_is_known,
 )
 from .middleware import mark_link_page
@@ -264,20 +266,29 @@ class LinkEndpoints:
         allow_spent: bool = False,
         limit: str | None = None,
     ) -> HttpResponse:
+        """The handler parses the request and checks what the caller may do, then answers
+        at once (an HttpResponse: refused, or nothing to do) or hands back the step that
+        calls Trackstar or writes an exchange. Only that step is charged to the limits: a
+        member who may not connect, or a request that is refused anyway, spends nothing of
+        the customer's budget, so it cannot lock the owner out."""
         try:
             actor = self.resolve_actor(request, allow_spent=allow_spent, **url_kwargs)
         except services.LinkUnavailable as e:
             return error(str(e), status=410)
         if actor is None:
             return error("Log in, or open your connect link again.", status=403)
-        if limit is not None and (wait := _link_limit_wait(request, actor, limit)):
-            response = error(
-                f"Too many attempts to connect. Please try again in {wait} seconds.", status=429
-            )
-            response["Retry-After"] = str(wait)
-            return response
         try:
-            return handler(request, actor, url_kwargs)
+            outcome: HttpResponse | Callable[[], HttpResponse] = handler(request, actor, url_kwargs)
+            if isinstance(outcome, HttpResponse):
+                return outcome
+            if limit is not None and (wait := _link_limit_wait(request, actor, limit)):
+                response = error(
+                    f"Too many attempts to connect. Please try again in {wait} seconds.",
+                    status=429,
+                )
+                response["Retry-After"] = str(wait)
+                return response
+            return outcome()
         except BadRequest as e:
             return error(e.message, status=e.status)
 
@@ -301,13 +312,24 @@ class LinkEndpoints:
             allow_spent=True,
         )
 
-    def _get_link_token(self, request: HttpRequest, actor: LinkActor, url_kwargs) -> HttpResponse:
+    def _get_link_token(
+        self, request: HttpRequest, actor: LinkActor, url_kwargs
+    ) -> Callable[[], HttpResponse]:
         data = json_body(request, required=False)
         _check_customer_id(actor, data)
         reinstall = _reinstall_target(actor, data)
         _check_portal_role(actor, reinstall)
+        return lambda: self._link_token_create(actor, reinstall)
+
+    def _link_token_create(self, actor: LinkActor, reinstall: Connection | None) -> HttpResponse:
         try:
-            link_token = services.link_token_create(customer=actor.customer, reinstall=reinstall)
+            link_token = services.link_token_create(
+                customer=actor.customer,
+                reinstall=reinstall,
+                source=actor.source,
+                user=actor.user,
+                magic_link=actor.magic_link,
+            )
         except (TrackstarUnavailable, TrackstarRateLimited) as e:
             logger.warning(
                 "Link token failed: %s", e, extra={"customer_id": actor.customer.public_id}
@@ -336,13 +358,15 @@ class LinkEndpoints:
             return error(message, status=409)
         return JsonResponse({"linkToken": link_token, "link_token": link_token})
 
-    def _store_token(self, request: HttpRequest, actor: LinkActor, url_kwargs) -> HttpResponse:
+    def _store_token(
+        self, request: HttpRequest, actor: LinkActor, url_kwargs
+    ) -> HttpResponse | Callable[[], HttpResponse]:
         data = json_body(request)
         _check_customer_id(actor, data)
         auth_code = required_string(data, "auth_code", max_length=2048)
         integration_name = required_string(data, "integration_name", max_length=64)
         # The link token Link was opened with (from our get-link-token): it must be one we
-        # minted for this customer, or the code is not taken.
+        # minted for this customer and handed to this caller, or the code is not taken.
         link_token = required_string(data, "link_token", max_length=2048)
         if not integration_is_known(integration_name):
             raise BadRequest(f"Unknown integration '{integration_name}'.")
@@ -351,23 +375,47 @@ class LinkEndpoints:
         reinstall = _reinstall_target(actor, data)
         _check_portal_role(actor, reinstall)
         try:
-            submitted = services.exchange_submit(
+            existing = services.exchange_existing(customer=actor.customer, auth_code=auth_code)
+            if existing is not None:
+                # A retry of a code we hold (connect.js retries a lost answer or a 429):
+                # nothing is written, nothing is charged.
+                return JsonResponse(self._exchange_json(existing, actor, url_kwargs), status=202)
+            services.link_token_check(
                 customer=actor.customer,
-                auth_code=auth_code,
                 link_token=link_token,
-                integration_name=integration_name,
+                reinstall=reinstall,
                 source=actor.source,
                 user=actor.user,
-                reinstall_connection=reinstall,
                 magic_link=actor.magic_link,
             )
         except ValidationError as e:
             return error(e.messages[0], status=409)
         except services.LinkTokenRefused as e:
             return error(e.message, status=e.status)
-        except services.LinkUnavailable as e:
-            return error(str(e), status=410)
-        return JsonResponse(self._exchange_json(submitted.exchange, url_kwargs), status=202)
+
+        def submit() -> HttpResponse:
+            try:
+                submitted = services.exchange_submit(
+                    customer=actor.customer,
+                    auth_code=auth_code,
+                    link_token=link_token,
+                    integration_name=integration_name,
+                    source=actor.source,
+                    user=actor.user,
+                    reinstall_connection=reinstall,
+                    magic_link=actor.magic_link,
+                )
+            except ValidationError as e:
+                return error(e.messages[0], status=409)
+            except services.LinkTokenRefused as e:
+                return error(e.message, status=e.status)
+            except services.LinkUnavailable as e:
+                return error(str(e), status=410)
+            return JsonResponse(
+                self._exchange_json(submitted.exchange, actor, url_kwargs), status=202
+            )
+
+        return submit
 
     def _exchange_status(self, actor: LinkActor, public_id, url_kwargs) -> HttpResponse:
         try:
@@ -376,15 +424,34 @@ class LinkEndpoints:
             return error("Not found.", status=404)
         if actor.magic_link is not None and exchange.magic_link_id != actor.magic_link.pk:
             return error("Not found.", status=404)  # a link visitor sees only their own
-        return JsonResponse(self._exchange_json(exchange, url_kwargs))
+        return JsonResponse(self._exchange_json(exchange, actor, url_kwargs))
 
-    def _exchange_json(self, exchange: AuthCodeExchange, url_kwargs) -> dict:
+    def _exchange_json(self, exchange: AuthCodeExchange, actor: LinkActor, url_kwargs) -> dict:
         connection = exchange.connection
+        # Succeeded, but recovered without its access token (the worker died after Trackstar
+        # answered, and no connection.created brought it): a reconnect finishes it. The
+        # page says so and keeps polling: a late connection.created still finishes it.
+        to_finish = (
+            exchange.status == exchange.Status.SUCCEEDED
+            and connection is not None
+            and connection.status == Connection.Status.NEEDS_RECONNECT
+            and connection.reconnect_cause == Connection.ReconnectCause.TOKEN_MISSING
+        )
+        message, reconnect_id = (
+            _finish_by_reconnect(actor, connection)
+            if to_finish and connection is not None
+            else ("", None)
+        )
         return {
             "exchange_id": str(exchange.public_id),
             "status": exchange.status,
             "error": exchange.last_error if exchange.status == exchange.Status.FAILED else "",
             "status_url": self.status_url(exchange, **url_kwargs),
+            "reconnect_to_finish": to_finish,
+            "message": message,
+            # What the page sends as connection_id to reconnect it; null when this caller
+            # cannot (a member who may not reconnect, a magic link that is used up).
+            "reconnect_connection_id": reconnect_id,
             "connection": None
             if connection is None
             else {
@@ -395,6 +462,37 @@ class LinkEndpoints:
                 "status": connection.status,
             },
         }
+
+
+FINISH_WORDS = "Almost there: reconnect to finish."
+
+
+def _finish_by_reconnect(actor: LinkActor, connection: Connection) -> tuple[str, str | None]:
+    """What the page says of a connection a reconnect would finish, and the connection_id
+    this caller reconnects it with (None: someone else must)."""
+    name = integration_display_name(connection.integration_name)
+    how = f" Click Reconnect and enter the {name} credentials once more."
+    link = actor.magic_link
+    if link is None:
+        if actor.source == Connection.Source.PORTAL and (
+            actor.user is None
+            or not membership_can(
+                user=actor.user, customer=actor.customer, action=PortalAction.RECONNECT
+            )
+        ):
+            return f"{FINISH_WORDS} An owner of your account can do it with Reconnect.", None
+        return FINISH_WORDS + how, str(connection.pk)
+    if link.is_usable:
+        if link.reinstall_connection_id == connection.pk:
+            return FINISH_WORDS + how, str(connection.pk)  # the link reconnects it anyway
+        if connection in magic_link_reconnectable(link):
+            return FINISH_WORDS + how, magic_link_reconnect_ref(link, connection)
+    if connection.reconnect_notified_at is not None:
+        return f"{FINISH_WORDS} We have emailed your account's contact a link to do it.", None
+    return (
+        f"{FINISH_WORDS} Please write to {settings.DOCKSIDE_SUPPORT_EMAIL} for a link to do it.",
+        None,
+    )
 
 
 portal_link = LinkEndpoints(

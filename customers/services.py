@@ -11,7 +11,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from .models import Customer, Membership
-from .permissions import membership_grant_check
+from .permissions import PortalAction, membership_grant_check, role_can
 
 
 def portal_user_invite(
@@ -57,7 +57,9 @@ def portal_user_invite(
         )
         if not created:
             raise ValidationError(f"{email} already has access to {customer.name}.")
-        transaction.on_commit(lambda: _send_invitation(user=user, customer=customer), robust=True)
+        transaction.on_commit(
+            lambda: _send_invitation(user=user, customer=customer, role=role), robust=True
+        )
     return user
 
 
@@ -73,10 +75,12 @@ def invitation_url(user) -> str:
     return settings.DOCKSIDE_BASE_URL.rstrip("/") + path
 
 
-def _send_invitation(*, user, customer: Customer) -> None:
+def _send_invitation(*, user, customer: Customer, role: str) -> None:
     context = {
         "user": user,
         "customer": customer,
+        # The email promises what the role allows: a member reads, unless members connect.
+        "can_connect": role_can(role=role, customer=customer, action=PortalAction.CONNECT),
         "url": invitation_url(user),
         "product": settings.DOCKSIDE_PRODUCT_NAME,
     }

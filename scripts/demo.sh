@@ -42,8 +42,12 @@ trap cleanup INT TERM EXIT
 
 $py -m sandbox --host 127.0.0.1 --port "$SANDBOX_PORT" --state-file var/sandbox-state.json \
   >var/log/sandbox.log 2>&1 & pids+=($!)
+# Two workers, as production runs them (README, "Production"): one for what a person waits
+# on, one for syncs, so "Connecting…" never waits behind a long sync.
 .venv/bin/celery -A config worker --loglevel INFO --concurrency 2 -n "demo@%h" \
-  >var/log/worker.log 2>&1 & pids+=($!)
+  -Q interactive,webhooks,default >var/log/worker.log 2>&1 & pids+=($!)
+.venv/bin/celery -A config worker --loglevel INFO --concurrency 2 -n "demo-sync@%h" \
+  -Q sync >var/log/worker-sync.log 2>&1 & pids+=($!)
 .venv/bin/celery -A config beat --loglevel INFO >var/log/beat.log 2>&1 & pids+=($!)
 $py manage.py runserver --noreload "$DEMO_HOST:$DEMO_PORT" >var/log/web.log 2>&1 & pids+=($!)
 

@@ -46,11 +46,29 @@ def make_connection(*, customer: Customer, **fields) -> Connection:
     return Connection.objects.create(customer=customer, **fields)
 
 
-def make_link_token(*, customer: Customer, reinstall: Connection | None = None) -> str:
-    """A link token as our get-link-token hands out, recorded for this customer, without
-    asking Trackstar: for tests that post store-token with a made-up auth code."""
+def make_link_token(
+    *,
+    customer: Customer,
+    reinstall: Connection | None = None,
+    user=None,
+    magic_link=None,
+    source: str | None = None,
+) -> str:
+    """A link token as our get-link-token hands out, recorded for this customer and for
+    whom it was handed to (store-token takes it from them only): `user` (a portal user;
+    staff with source="staff"), or `magic_link`'s visitors. Without asking Trackstar: for
+    tests that post store-token with a made-up auth code."""
     from connections import services
 
+    if source is None:
+        source = Connection.Source.MAGIC_LINK if magic_link else Connection.Source.PORTAL
     token = f"lt_test_{uuid.uuid4().hex}"
-    services.link_token_record(customer=customer, link_token=token, reinstall=reinstall)
+    services.link_token_record(
+        customer=customer,
+        link_token=token,
+        reinstall=reinstall,
+        source=source,
+        user=user,
+        magic_link=magic_link,
+    )
     return token

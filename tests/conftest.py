@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.plugins.sandbox",
     "tests.plugins.browser",
     "tests.plugins.worker",
+    "tests.plugins.redis_server",
 ]
 
 

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 from django.apps import apps
@@ -56,6 +56,7 @@ from hypothesis import strategies as st
 from svix.webhooks import Webhook
 
 from connections import services
+from connections.login_throttle import DEVICE_COOKIE
 from connections.models import (
     AuthCodeExchange,
     Connection,
@@ -479,7 +480,9 @@ def world(db, trackstar) -> World:
         seen_via=UnassignedConnection.SeenVia.RECONCILE,
     )
     services.webhook_receive(svix_id="msg_world", payload={"event_type": "order.updated"})
-    a_link_token, b_link_token = make_link_token(customer=a), make_link_token(customer=b)
+    # Handed to the owners (store-token takes a token from whom it was handed to only).
+    a_link_token = make_link_token(customer=a, user=owner)
+    b_link_token = make_link_token(customer=b, user=b_user)
     world = World(
         a=a,
         b=b,
@@ -651,6 +654,7 @@ class Request:
     body: bytes
     content_type: str
     headers: dict[str, str]
+    cookies: dict[str, str] = field(default_factory=dict)  # sent after the browser's own
 
     def __str__(self) -> str:
         body = (
@@ -658,9 +662,16 @@ class Request:
             if len(self.body) <= 300
             else self.body[:300] + b"...(%d bytes)" % len(self.body)
         )
+        query = (
+            self.query_string
+            if len(self.query_string) <= 300
+            else self.query_string[:300] + f"...({len(self.query_string)} characters)"
+        )
+        cookies = {k: v if len(v) <= 100 else v[:100] + "..." for k, v in self.cookies.items()}
         return (
-            f"{self.method} {self.path}?{self.query_string!r}\n"
-            f"  Content-Type: {self.content_type!r}  headers: {self.headers!r}\n  body: {body!r}"
+            f"{self.method} {self.path}?{query!r}\n"
+            f"  Content-Type: {self.content_type!r}  headers: {self.headers!r}\n"
+            f"  cookies: {cookies!r}\n  body: {body!r}"
         )
 
 
@@ -724,6 +735,35 @@ FORM_ENCODING = st.sampled_from(["percent", "raw", "multipart"])
 JSON_CONTENT_TYPE = st.sampled_from(["application/json", "text/plain", ""])
 IPV4 = st.ip_addresses(v=4).map(str)
 
+# Cookies a browser (or an attacker) may send in place of ours: a NUL (as Django unquotes
+# \000), bytes that are no UTF-8 (a lone surrogate's), huge values, almost-right shapes.
+COOKIE_NAMES = [
+    settings.SESSION_COOKIE_NAME,
+    settings.CSRF_COOKIE_NAME,
+    DEVICE_COOKIE,
+    "messages",
+]
+ODD_COOKIE_VALUES = [
+    '"abcdefgh\\000ijkl"',
+    '"\\000"',
+    "abcdefgh\x00ijkl",
+    "\x00" * 32,
+    '"\\377\\376"',
+    wsgi_raw("\ud800" * 8),
+    wsgi_raw("a\udfff" * 16),
+    wsgi_raw("é" * 40),
+    "x" * 5000,
+    "a" * 31,
+    "a" * 33,
+    "A" * 32,
+    "a" * 31 + "\x00",
+    '"',
+    "\\",
+    "",
+]
+COOKIE_VALUE = st.one_of(st.sampled_from(ODD_COOKIE_VALUES), BAD_TEXT.map(wsgi_raw))
+ODD_COOKIES = st.dictionaries(st.sampled_from(COOKIE_NAMES), COOKIE_VALUE, min_size=1, max_size=2)
+
 
 @st.composite
 def weighted(draw, *choices: tuple[int, Any]):
@@ -732,6 +772,11 @@ def weighted(draw, *choices: tuple[int, Any]):
         st.sampled_from([i for i, (weight, _) in enumerate(choices) for _ in range(weight)])
     )
     return draw(choices[index][1])
+
+
+# One request in ten: an odd cookie drops the caller's session or CSRF token, so the rest
+# must keep them to reach the views.
+SOMETIMES_ODD_COOKIES = weighted((9, st.just({})), (1, ODD_COOKIES))
 
 
 def slot_strategy(slot: Slot, real: tuple[str, ...]):
@@ -770,7 +815,9 @@ FILTER_LOOKUPS = ["exact", "isnull", "gte", "lt", "id__exact", "in"]
 
 
 def model_admin_of(route: Route) -> admin.ModelAdmin | None:
-    owner = getattr(route.view, "__self__", None)
+    # ModelAdmin.get_urls marks its views; unwrapping a decorated one (changelist_view is
+    # csrf_protect_m) ends at the plain function, whose __self__ is gone.
+    owner = getattr(route.callback, "model_admin", None) or getattr(route.view, "__self__", None)
     return owner if isinstance(owner, admin.ModelAdmin) else None
 
 
@@ -986,11 +1033,17 @@ def requests_for(draw, route: Route, strategies: Strategies, methods, bodies, qu
         # Django reads the query string in the body's charset: in UTF-16 ?resource= is
         # gone, and a resync of every resource is a valid request.
         content_type = content_type.split(";")[0]
-    return Request(method, path, draw(queries), body, content_type, headers)
+    cookies = draw(SOMETIMES_ODD_COOKIES)
+    return Request(method, path, draw(queries), body, content_type, headers, cookies)
 
 
 def send(client: Client, request: Request):
     environ: dict[str, Any] = {"QUERY_STRING": request.query_string, **request.headers}
+    if request.cookies:
+        # After the browser's own cookies: of two with one name, Django keeps the last.
+        sent = [f"{morsel.key}={morsel.coded_value}" for morsel in client.cookies.values()]
+        sent += [f"{name}={value}" for name, value in request.cookies.items()]
+        environ["HTTP_COOKIE"] = "; ".join(sent)
     return client.generic(
         request.method, request.path, request.body, content_type=request.content_type, **environ
     )
@@ -1093,8 +1146,10 @@ def expects_4xx(route: Route, caller: Caller, request: Request) -> bool:
             return False  # the drawn value does not match the route: another URL answers
     except Resolver404:
         return False
-    if route.is_admin and caller.name != "staff":
-        return False  # the admin sends whoever is not staff to its login page
+    if route.is_admin and (
+        caller.name != "staff" or settings.SESSION_COOKIE_NAME in request.cookies
+    ):
+        return False  # the admin sends whoever is not staff (or has no session) to its login
     if endpoint in ("get_link_token", "store_token"):
         return True  # every body the sweep sends them is bad, whatever the method
     if endpoint == "exchange_status":
@@ -1120,15 +1175,79 @@ def method_strategy(examples: dict[str, int]):
     )
 
 
+# --- Did the sweep get anywhere? ---------------------------------------------------------------
+
+# A sweep whose requests all stop at the door (a lost session or magic-link grant, a
+# broken CSRF token, a throttle) passes while sweeping nothing. Where a caller is let in
+# whatever it sends, at least this share of its drawn requests must get past the door.
+MIN_SHARE_REACHING_THE_VIEW = 0.25
+VIEW_CALLED = "_sweep_view_called"
+
+
+class MarkViewCalled:
+    """Last in MIDDLEWARE for the sweep: its process_view runs only for a request every
+    other middleware (the CSRF check, the login slowdown, axes) let through to the view."""
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs) -> None:
+        setattr(request, VIEW_CALLED, True)
+
+
+def caller_is_let_in(route: Route, caller: Caller) -> bool:
+    """The URLs where this caller is let in, whatever the input: the portal's pages for A's
+    owner (but not those naming an object: its ids are B's, a 404 by design); the pages
+    of the magic link and the Link endpoints it calls, for its visitor (not exchange
+    status: the exchanges it may name were not made through the link); our own admin
+    views for staff."""
+    if caller.name == "portal":
+        named = any(isinstance(part, Slot) for part in route.parts)
+        return route.name.startswith("portal:") and route.is_ours and not named
+    if caller.name == "magic_link":
+        return route.name in {"connect_granted", "portal:get_link_token", "portal:store_token"}
+    if caller.name == "staff":
+        return route.is_admin and route.is_ours
+    return False
+
+
+LOGIN_PATHS = {settings.LOGIN_URL, "/admin/login/"}
+
+
+def reached_the_view(response, caller: Caller) -> bool:
+    """The view ran and answered, not the door: a middleware (the CSRF check, a 400 for
+    unreadable input), a login redirect, a throttle's 429. For the portal user and the
+    magic-link visitor a 403 or 404 too, as a lost session or grant answers there; a staff
+    superuser is refused nothing by the admin, so those are the view's own (a POST-only
+    view, an id that names nothing)."""
+    if not getattr(response.wsgi_request, VIEW_CALLED, False):
+        return False
+    if response.status_code == 429:
+        return False
+    if response.status_code in (403, 404):
+        return caller.name == "staff"
+    if 300 <= response.status_code < 400:
+        return urlsplit(response.get("Location", "")).path not in LOGIN_PATHS
+    return True
+
+
 def sweep(route: Route, strategies: Strategies, baseline: Baseline) -> list[str]:
     """Run hypothesis on one URL; the failures (shrunk)."""
     caller = strategies.caller
     examples = examples_for(route, caller)
+    known = known_bad_inputs(route, caller)
+    explicit = {id(request) for request in known}
+    reached: list[bool] = []  # of the drawn requests (the known ones are mostly refused)
 
     @hsettings(max_examples=sum(examples.values()), **HSETTINGS)
     @given(request=strategies.requests(route, method_strategy(examples)))
     def run(request):
         response, problem = _one_request(caller.client, request, baseline)
+        if id(request) not in explicit:
+            reached.append(reached_the_view(response, caller))
         if problem is None and expects_4xx(route, caller, request):
             if not 400 <= response.status_code < 500:
                 problem = f"answered {response.status_code}, not a 4xx"
@@ -1136,7 +1255,7 @@ def sweep(route: Route, strategies: Strategies, baseline: Baseline) -> list[str]
             f"{route.template} ({route.name}) as {caller.name}:\n{request}\n{problem}"
         )
 
-    for request in known_bad_inputs(route, caller):
+    for request in known:
         run = example(request=request)(run)
     cache.clear()  # throttles count per address and user: start each URL afresh
     try:
@@ -1145,6 +1264,14 @@ def sweep(route: Route, strategies: Strategies, baseline: Baseline) -> list[str]
         return [str(e)]
     except ExceptionGroup as group:  # several explicit examples failed
         return [str(e) for e in group.exceptions]
+    if caller_is_let_in(route, caller):
+        share = sum(reached) / len(reached) if reached else 0.0
+        if share < MIN_SHARE_REACHING_THE_VIEW:
+            return [
+                f"{route.template} ({route.name}) as {caller.name}: only {sum(reached)} of "
+                f"{len(reached)} drawn requests got past the door (a login redirect, the "
+                "CSRF check, a throttle...), so the sweep swept next to nothing there"
+            ]
     return []
 
 
@@ -1206,10 +1333,34 @@ def plain_path(route: Route, caller: Caller, method: str) -> str:
     return "/" + "".join(values)
 
 
+# More query parameters than Django reads (DATA_UPLOAD_MAX_NUMBER_FIELDS): every read of
+# request.GET raised, the error report's too, so every URL answered 500.
+TOO_MANY_FIELDS = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+# A NUL in the session cookie reached the session lookup (a 500 on every page using it).
+KNOWN_BAD_COOKIES = [
+    {settings.SESSION_COOKIE_NAME: '"abcdefgh\\000ijkl"'},
+    {settings.CSRF_COOKIE_NAME: '"abcdefgh\\000ijklabcdefgh\\000ijklabcdefgh"'},
+]
+
+
+def known_bad_requests_anywhere(route: Route, caller: Caller, headers: dict) -> list[Request]:
+    """What the middleware sees before any view: tried at every URL, by every caller."""
+    path = plain_path(route, caller, "GET")
+    return [
+        Request("GET", path, TOO_MANY_FIELDS, b"", "", headers),
+        *(Request("POST", path, "", b"", "", headers, cookies) for cookies in KNOWN_BAD_COOKIES),
+    ]
+
+
 def known_bad_inputs(route: Route, caller: Caller) -> list[Request]:
     headers = {**caller.headers, "REMOTE_ADDR": "203.0.113.9"}
+    anywhere = known_bad_requests_anywhere(route, caller, headers)
     if caller.name == "anonymous" or route.is_admin != (caller.name == "staff"):
-        return []  # the same refusal whatever the input
+        return anywhere  # else the same refusal whatever the input
+    return anywhere + _known_bad_inputs(route, caller, headers)
+
+
+def _known_bad_inputs(route: Route, caller: Caller, headers: dict) -> list[Request]:
     endpoint = route.link_endpoint
     if endpoint in ("get_link_token", "store_token"):
         path = plain_path(route, caller, "POST")
@@ -1265,6 +1416,7 @@ THROTTLES = [
 def test_no_url_answers_bad_input_with_a_5xx_or_changes_a_row(caller_name, world, settings):
     for name in THROTTLES:
         setattr(settings, name, 10**6)
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, f"{__name__}.MarkViewCalled"]
     strategies = Strategies(make_caller(caller_name, world), world)
     baseline = Baseline.now(compared_tables())
     failures = [failure for route in ROUTES for failure in sweep(route, strategies, baseline)]
@@ -1621,3 +1773,100 @@ def test_an_unreadable_form_to_an_unknown_url_is_a_400_not_a_500(csrf_client):
     )
 
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "url", ["/healthz", "/portal/", "/portal/orders/", "/connect/", "/admin/", "/no-such-page/"]
+)
+def test_more_query_parameters_than_django_reads_is_a_400_not_a_500(csrf_client, portal_user, url):
+    """request.GET raised TooManyFieldsSent on every read, the error report's too: every
+    URL answered 500, /healthz included."""
+    csrf_client.force_login(portal_user)
+
+    response = csrf_client.get(url, QUERY_STRING=TOO_MANY_FIELDS)
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"abcdefgh\\000ijkl"',  # Django unquotes \000 to a NUL
+        "abcdefgh\x00ijkl",
+        '"' + "a" * 31 + '\\000"',
+        wsgi_raw("\ud800" * 8),
+        "x" * 5000,
+        "A" * 32,
+    ],
+)
+@pytest.mark.parametrize("url", ["/portal/login/", "/portal/", "/connect/", "/admin/", "/healthz"])
+def test_a_session_cookie_no_session_store_made_is_no_session_not_a_500(db, url, value):
+    """The session lookup sent the cookie to PostgreSQL, which has no NUL in text: a 500
+    on every page that uses the session."""
+    client = Client(raise_request_exception=False)
+
+    response = client.get(url, HTTP_COOKIE=f"{settings.SESSION_COOKIE_NAME}={value}")
+
+    assert response.status_code < 500
+
+
+def test_a_session_cookie_with_a_nul_signs_the_browser_out_and_is_deleted(portal_user):
+    client = Client(raise_request_exception=False)
+    client.force_login(portal_user)
+    name = settings.SESSION_COOKIE_NAME
+    key = client.cookies[name].value
+
+    response = client.get("/portal/", HTTP_COOKIE=f'{name}="{key[:8]}\\000{key[9:]}"')
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(settings.LOGIN_URL)
+    assert response.cookies[name].value == ""  # the answer deletes the cookie
+    assert Client(HTTP_COOKIE=f"{name}={key}").get("/portal/").status_code == 200
+
+
+@pytest.mark.parametrize("value", ['"abcdefgh\\000ijkl"', "a\x00" * 16, "x" * 5000])
+def test_a_csrf_cookie_with_a_nul_is_no_csrf_cookie(db, value):
+    """Django checks the token's shape before using it: the page gets a new cookie, and a
+    POST with the broken one is refused, never a 500."""
+    client = Client(enforce_csrf_checks=True, raise_request_exception=False)
+    cookie = f"{settings.CSRF_COOKIE_NAME}={value}"
+
+    page = client.get("/portal/login/", HTTP_COOKIE=cookie)
+    post = client.post("/portal/login/", {"username": "x", "password": "y"}, HTTP_COOKIE=cookie)
+
+    assert page.status_code == 200
+    assert len(page.cookies[settings.CSRF_COOKIE_NAME].value) == 32
+    assert post.status_code == 403
+
+
+def test_the_sweep_fails_where_every_request_is_refused_at_the_door(world):
+    """A portal user whose session is gone gets the login page at every URL: the sweep must
+    say it swept nothing, not pass."""
+    caller = make_caller("portal", world)
+    caller.client.logout()
+    index = next(route for route in ROUTES if route.name == "portal:index")
+
+    failures = sweep(index, Strategies(caller, world), Baseline.now(compared_tables()))
+
+    assert len(failures) == 1
+    assert "got past the door" in failures[0]
+
+
+def test_the_sweep_reads_every_changelist_s_own_filters():
+    """Unwrapping a changelist view (csrf_protect_m) lost its ModelAdmin, so most lists
+    were swept with generic names, never their own filters and date hierarchy (the
+    login records' overflowed: a 500)."""
+    changelists = [route for route in ROUTES if route.name.endswith("_changelist")]
+
+    assert len(changelists) > 10
+    assert all(model_admin_of(route) is not None for route in changelists)
+
+
+@pytest.mark.parametrize("model", ["accessattempt", "accesslog", "accessfailurelog"])
+def test_the_login_records_date_hierarchy_past_the_calendar_is_no_500(client, staff_user, model):
+    client.force_login(staff_user)
+
+    response = client.get(f"/admin/axes/{model}/?attempt_time__year=9999")
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")

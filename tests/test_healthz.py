@@ -11,11 +11,11 @@ from config.celery_app import app as celery_app
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_healthz_reports_database_and_broker(client, db):
+def test_healthz_reports_database_broker_and_cache(client, db):
     response = client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok", "cache": "ok"}
 
 
 def test_healthz_is_503_when_the_broker_is_down(client, db, monkeypatch):
@@ -26,6 +26,27 @@ def test_healthz_is_503_when_the_broker_is_down(client, db, monkeypatch):
     assert response.status_code == 503
     assert response.json()["broker"] == "down"
     assert response.json()["database"] == "ok"
+
+
+def test_healthz_is_503_when_the_cache_is_down_and_says_nothing_of_where(client, db, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://:hunter2@127.0.0.1:1/0",
+            "OPTIONS": settings.REDIS_CACHE_OPTIONS,
+        }
+    }
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "database": "ok",
+        "broker": "ok",
+        "cache": "down",
+    }
+    assert b"hunter2" not in response.content and b"127.0.0.1" not in response.content
 
 
 @pytest.mark.skipif(not os.environ.get("DATABASE_URL"), reason="needs DATABASE_URL")

@@ -8,6 +8,7 @@ from pathlib import Path
 import environ
 from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -87,7 +88,8 @@ LOGIN_SLOWDOWN_AFTER = env.int("LOGIN_SLOWDOWN_AFTER", default=20)
 LOGIN_SLOWDOWN_WINDOW_SECONDS = env.int("LOGIN_SLOWDOWN_WINDOW_SECONDS", default=60 * 60)
 LOGIN_SLOWDOWN_SECONDS = env.int("LOGIN_SLOWDOWN_SECONDS", default=5)
 LOGIN_DEVICE_COOKIE_AGE = env.int("LOGIN_DEVICE_COOKIE_AGE", default=180 * 24 * 60 * 60)
-AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
+# Our page: how long the pause is, the way back to the login form, whom to write to.
+AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
 # One notion of "the client's address" for every throttle (TRUSTED_PROXY_COUNT).
 AXES_CLIENT_IP_CALLABLE = "connections.throttle.client_ip"
 
@@ -216,9 +218,21 @@ TRACKSTAR_TIMEOUT = (
 # through a Redis token bucket (a per-process one without Redis).
 TRACKSTAR_GET_RATE = env.float("TRACKSTAR_GET_RATE", default=10.0)
 TRACKSTAR_GET_BURST = env.int("TRACKSTAR_GET_BURST", default=int(TRACKSTAR_GET_RATE) or 1)
-# A sync holds its (connection, resource) lease this long past its last page; a worker
-# that died lets it lapse after this.
-SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)
+# A sync holds its (connection, resource) lease this long past its last renewal. A live
+# run renews it on every page and, while a page waits (the shared rate limit, a slow
+# Trackstar, a retry-after), every third of it: a heartbeat. A worker that died lets it
+# lapse, and SYNC_RESUME_INTERVAL_SECONDS later at most another worker resumes the run from
+# its cursor. The trade-off: shorter hands a dead worker's sync over sooner, but a worker
+# stalled longer than this (a frozen VM, a database write stuck on a lock) loses its lease
+# to another; the fencing token then makes it stop without writing, so the cost is work
+# done twice, never wrong data. 30 s: three heartbeats (one UPDATE each) cover any pause
+# a healthy worker has, and a dead worker's sync resumes 30 to 40 s after the crash.
+SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=30)
+if SYNC_LEASE_SECONDS < 3:
+    raise ImproperlyConfigured(f"SYNC_LEASE_SECONDS must be at least 3, not {SYNC_LEASE_SECONDS}.")
+# How often beat looks for syncs whose lease lapsed (their worker died), to resume them:
+# one indexed query over the rows due now.
+SYNC_RESUME_INTERVAL_SECONDS = env.int("SYNC_RESUME_INTERVAL_SECONDS", default=10)
 # Incremental runs ask for updated_date >= mark - overlap, for clock skew and records
 # written while the previous run was paging.
 SYNC_OVERLAP_SECONDS = env.int("SYNC_OVERLAP_SECONDS", default=120)
@@ -226,8 +240,17 @@ SYNC_OVERLAP_SECONDS = env.int("SYNC_OVERLAP_SECONDS", default=120)
 # (API.md §5). Poll a few times per Trackstar cycle; webhooks fill the gaps in between.
 SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=15 * 60)
 SYNC_SLOW_INTERVAL_SECONDS = env.int("SYNC_SLOW_INTERVAL_SECONDS", default=3 * 60 * 60)
-# At most this many syncs enqueued per dispatcher tick (every minute).
+# At most this many syncs enqueued per dispatcher tick (every minute), as many requests sent
+# again, and as many new connections given sync state (a big import: their first reads
+# are spread over the interval, not all in one minute).
 SYNC_DISPATCH_BATCH = env.int("SYNC_DISPATCH_BATCH", default=500)
+# A requested sync (staff's resync or re-read, a webhook's, a first or a scheduled one) is a
+# row before it is a message. A request no run has taken this long after its message went
+# out is presumed lost with the broker's data, and the dispatcher sends it again; the wait
+# doubles with each copy, up to 32 times this, so a long queue gathers few of them (a copy
+# of a message that was only slow finds its request taken and does nothing). With the
+# dispatcher every minute, a lost request runs within about two minutes.
+SYNC_REQUEST_RESEND_SECONDS = env.int("SYNC_REQUEST_RESEND_SECONDS", default=60)
 # A resource's first read waits for Trackstar's connection.historical-sync-completed (or the
 # historical_sync_completed map); if neither ever says so, it is read anyway after this.
 SYNC_HISTORY_WAIT_SECONDS = env.int("SYNC_HISTORY_WAIT_SECONDS", default=6 * 60 * 60)
@@ -242,6 +265,16 @@ HEALTH_CHECK_BATCH = env.int("HEALTH_CHECK_BATCH", default=200)
 # One reconnect email per incident; a connection whose error flaps gets no second email
 # within this long.
 RECONNECT_EMAIL_QUIET_SECONDS = env.int("RECONNECT_EMAIL_QUIET_SECONDS", default=24 * 60 * 60)
+
+# --- Webhooks (DESIGN.md §6) ------------------------------------------------------------------
+# A stored event handed to the broker and still not applied this long after is taken as
+# lost (Redis restarted empty, or the worker holding it died) and the sweep (every minute)
+# sends it again: applied within about two minutes from the database alone. A live event
+# takes well under a second; one that waits longer in a backlog gets a second message,
+# which finds it applied and does nothing (applying is idempotent, under the row's lock).
+WEBHOOK_LOST_TASK_SECONDS = env.int("WEBHOOK_LOST_TASK_SECONDS", default=60)
+# At most this many events per sweep, oldest first: a real backlog is not doubled.
+WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=1000)
 
 # --- Redis, Celery ------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
@@ -273,9 +306,50 @@ else:
     }
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or None)
 CELERY_TASK_IGNORE_RESULT = True
-# Tests give each of their workers a queue of its own, so workers do not steal each
-# other's tasks.
-CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="celery")
+# Four queues, so a customer's exchange never waits behind a sync: a worker started with
+# `-Q interactive,webhooks,default` answers "Connecting…" while `-Q sync` workers are busy
+# with long reads (README, "Production"). A worker without -Q consumes all four.
+# The prefix goes before every queue name: tests give each test's workers queues of their
+# own with it, so workers do not steal each other's tasks. Production leaves it empty.
+CELERY_QUEUE_PREFIX = env("CELERY_QUEUE_PREFIX", default="")
+QUEUE_NAMES = ("interactive", "webhooks", "sync", "default")
+
+
+def _queue(name: str) -> dict[str, str]:
+    return {"queue": CELERY_QUEUE_PREFIX + name}
+
+
+# Every task, by name, and its queue: the one place routing lives.
+# tests/test_celery_routing.py fails on a task that is not here.
+CELERY_TASK_ROUTES = {
+    # interactive: someone is watching, and each task is one or two Trackstar calls.
+    "connections.exchange": _queue("interactive"),
+    "connections.exchange_refused_delete": _queue("interactive"),
+    # webhooks: one stored event each; bursts must not delay an exchange either, so they
+    # have a queue of their own that the interactive workers also take.
+    "connections.webhook": _queue("webhooks"),
+    # sync: minutes of paging through Trackstar (up to SYNC_TIME_BUDGET_SECONDS a task).
+    "connections.sync": _queue("sync"),
+    "connections.reconcile": _queue("sync"),  # pages through every Trackstar connection
+    # default: beat's periodic work (short queries that enqueue the rest) and health
+    # checks (one GET each, up to HEALTH_CHECK_BATCH a minute: fanned out by the poll, so
+    # not on interactive). It must not wait behind syncs either: the exchange sweep is how
+    # a lost exchange comes back, and the dispatcher is what starts syncs.
+    "connections.exchange_sweep": _queue("default"),
+    "connections.webhooks_sweep": _queue("default"),
+    "connections.magic_links_expire": _queue("default"),
+    "connections.sync_dispatch": _queue("default"),
+    "connections.sync_resume_orphaned": _queue("default"),
+    "connections.health_poll": _queue("default"),
+    "connections.health_refresh": _queue("default"),
+}
+# Each queue with a direct exchange of its own name, as Celery makes for a queue it meets
+# in a route, so producers and workers agree whichever declares it first.
+CELERY_TASK_QUEUES = [
+    Queue(queue, Exchange(queue), routing_key=queue)
+    for queue in (CELERY_QUEUE_PREFIX + name for name in QUEUE_NAMES)
+]
+CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUE_PREFIX + "default"
 # No task is lost: acknowledge after the work is done, give the message back when the
 # worker process dies, and take one message at a time.
 CELERY_TASK_ACKS_LATE = True
@@ -285,7 +359,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # Both well below the broker's visibility timeout, or Redis would hand a running task
-# to a second worker.
+# to a second worker (tests/test_celery_routing.py checks it, production settings too).
 CELERY_TASK_SOFT_TIME_LIMIT = 15 * 60
 CELERY_TASK_TIME_LIMIT = 20 * 60
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -296,6 +370,11 @@ CELERY_BEAT_SCHEDULE: dict = {
     "webhooks-sweep": {"task": "connections.webhooks_sweep", "schedule": 60.0},
     "magic-links-expire": {"task": "connections.magic_links_expire", "schedule": 15 * 60.0},
     "sync-dispatch": {"task": "connections.sync_dispatch", "schedule": 60.0},
+    # A dead worker's sync: resumed within SYNC_LEASE_SECONDS + this of the crash.
+    "sync-resume-orphaned": {
+        "task": "connections.sync_resume_orphaned",
+        "schedule": float(SYNC_RESUME_INTERVAL_SECONDS),
+    },
     "health-poll": {"task": "connections.health_poll", "schedule": 60.0},
     "reconcile": {"task": "connections.reconcile", "schedule": 60 * 60.0},
 }

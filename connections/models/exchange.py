@@ -23,6 +23,26 @@ class LinkTokenGrant(models.Model):
     reinstall_connection = models.ForeignKey(
         Connection, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
+    # Who it was handed to: store-token takes it from that caller only (the same user; the
+    # same magic link for its visitors), not from anyone else of the customer. Adoption
+    # reads the magic link and what it allowed then: a connection Link made through the
+    # token, whose code never reached store-token, must not slip past them (adoption.py).
+    source = models.CharField(max_length=20, choices=Connection.Source.choices, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    magic_link = models.ForeignKey(
+        "connections.MagicLink",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="link_token_grants",
+    )
+    allowed_integrations = models.JSONField(default=list, blank=True)  # empty: all
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 
@@ -74,6 +94,7 @@ class AuthCodeExchange(models.Model):
         OWED = "owed", "Owed: delete it at Trackstar"
         DELETED = "deleted", "Deleted at Trackstar"
         KEPT = "kept", "Kept: not ours to delete"
+        GAVE_UP = "gave_up", "Gave up: staff delete it in Trackstar's dashboard"
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -103,6 +124,9 @@ class AuthCodeExchange(models.Model):
         max_length=16, choices=RefusedDelete.choices, blank=True, default=""
     )
     refused_delete_attempts = models.PositiveIntegerField(default=0)
+    # When the delete task's own retry is due: the sweep leaves the row alone until then,
+    # so one retry chain runs at a time.
+    refused_delete_retry_at = models.DateTimeField(null=True, blank=True)
     refused_delete_error = models.TextField(blank=True)
     refused_deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

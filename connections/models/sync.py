@@ -56,6 +56,17 @@ class ResourceSync(models.Model):
     current_run = models.ForeignKey(
         "connections.SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A run asked for and not started yet (staff's resync or re-read, a webhook, a backfill,
+    # a first sync, the dispatcher's schedule): the durable record of it, as the exchange
+    # outbox is, so a message lost with the broker's data costs one sweep. A second request
+    # joins this one; the run that starts takes it (kind and full: what it must do).
+    requested_at = models.DateTimeField(null=True, blank=True)
+    requested_kind = models.CharField(max_length=16, blank=True)
+    requested_full = models.BooleanField(default=False)
+    # Its message went out request_sends times; the dispatcher sends it again if no run has
+    # taken it by request_resend_at (the wait doubles, so a long queue fills with few copies).
+    request_sends = models.PositiveSmallIntegerField(default=0)
+    request_resend_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -65,8 +76,16 @@ class ResourceSync(models.Model):
                 fields=["connection", "resource"], name="resourcesync_connection_resource"
             )
         ]
-        # The dispatcher's query: what is due, oldest first.
-        indexes = [models.Index(fields=["next_sync_at"], name="resourcesync_next_sync")]
+        indexes = [
+            # The dispatcher's query: what is due, oldest first.
+            models.Index(fields=["next_sync_at"], name="resourcesync_next_sync"),
+            # Its sweep of requests whose message may be lost: the few pending ones.
+            models.Index(
+                fields=["request_resend_at"],
+                condition=models.Q(requested_at__isnull=False),
+                name="resourcesync_request_resend",
+            ),
+        ]
 
     def __str__(self) -> str:
         return resource_label(self.resource)

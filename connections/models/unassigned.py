@@ -33,6 +33,9 @@ class UnassignedConnection(models.Model):
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True)
     resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True, default="")
+    # Why it was not adopted although it names a customer of ours: it is never adopted by
+    # itself then (a later webhook or reconcile neither); staff assign or delete it.
+    held_reason = models.CharField("why it waits for staff", max_length=255, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     connection = models.ForeignKey(
         Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -27,7 +27,8 @@ class WebhookEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    # Last handed to the broker; the sweep re-sends only what has waited too long since.
+    # Last handed to the broker (or when the task's own retry is due); the sweep re-sends
+    # only what has waited too long since.
     enqueued_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 

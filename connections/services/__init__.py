@@ -28,14 +28,17 @@ from .exchanges import (
     LinkUnavailable,
     SubmittedExchange,
     exchange_enqueue,
+    exchange_existing,
     exchange_fail,
     exchange_process,
     exchange_refused_delete,
     exchange_retry_scheduled,
     exchange_submit,
     exchanges_sweep,
+    link_token_check,
     link_token_create,
     link_token_record,
+    refused_delete_retry_scheduled,
 )
 from .health import connection_health_refresh, health_poll
 from .magic_links import (
@@ -53,6 +56,7 @@ from .sync import (
     sync_fail,
     sync_request_now,
     sync_resource,
+    sync_resume_orphaned,
     sync_schedule_initial,
 )
 from .webhooks import (
@@ -60,6 +64,7 @@ from .webhooks import (
     webhook_fail,
     webhook_receive,
     webhook_retry,
+    webhook_retry_scheduled,
     webhooks_sweep,
 )
 
@@ -94,14 +99,17 @@ __all__ = [
     "connection_resync",
     "connection_set_paused",
     "exchange_enqueue",
+    "exchange_existing",
     "exchange_fail",
     "exchange_process",
     "exchange_refused_delete",
     "exchange_retry_scheduled",
     "exchange_submit",
     "exchanges_sweep",
+    "link_token_check",
     "link_token_create",
     "link_token_record",
+    "refused_delete_retry_scheduled",
     "magic_link_find",
     "magic_link_issue",
     "magic_link_open",
@@ -113,10 +121,12 @@ __all__ = [
     "sync_fail",
     "sync_request_now",
     "sync_resource",
+    "sync_resume_orphaned",
     "sync_schedule_initial",
     "webhook_apply",
     "webhook_fail",
     "webhook_receive",
     "webhook_retry",
+    "webhook_retry_scheduled",
     "webhooks_sweep",
 ]

@@ -12,12 +12,20 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from customers.models import Customer
 
 from ..clients import trackstar_client
-from ..models import AuthCodeExchange, Connection, TrackstarAccount, UnassignedConnection
+from ..integrations import integration_display_name
+from ..models import (
+    AuthCodeExchange,
+    Connection,
+    LinkTokenGrant,
+    TrackstarAccount,
+    UnassignedConnection,
+)
 from ..models.records import parse_datetime
 from ..trackstar import TrackstarAuthError, TrackstarError
 from .account import trackstar_account
@@ -42,6 +50,48 @@ def _our_exchange_is_pending(customer: Customer) -> bool:
         status=AuthCodeExchange.Status.PENDING,
         created_at__gte=timezone.now() - OWN_EXCHANGE_WINDOW,
     ).exists()
+
+
+def _held_for_a_magic_link(customer: Customer, integration_name: str) -> str:
+    """Why a connection naming this customer is not adopted by itself ("" to adopt it).
+
+    Link makes the connection with the customer_id of the link token it was opened with,
+    whether or not its code ever reaches store-token. A magic link's visitor who keeps the
+    code would otherwise get, through this very adoption, a WMS the link does not allow,
+    or a connection without spending the link's use, as often as they like. While one of
+    the customer's magic-link tokens is open (not expired, and no exchange answers for
+    it: none pending, none that got a connection back), a new connection cannot be told
+    apart from one made through it: staff decide. Never deleted (nothing ties it to a
+    refusal), never given to the customer unasked. Tokens of the portal and of staff are
+    not restricted: what Link makes through them the customer may have anyway."""
+    answered_for = AuthCodeExchange.objects.filter(
+        Q(status__in=[AuthCodeExchange.Status.PENDING, AuthCodeExchange.Status.SUCCEEDED])
+        | ~Q(refused_connection_id=""),
+        link_token__isnull=False,
+    ).values("link_token_id")
+    open_grants = (
+        LinkTokenGrant.objects.filter(
+            customer=customer,
+            source=Connection.Source.MAGIC_LINK,
+            expires_at__gt=timezone.now(),
+        )
+        .exclude(pk__in=answered_for)
+        .select_related("magic_link")
+    )
+    for grant in open_grants:
+        if grant.allowed_integrations and integration_name not in grant.allowed_integrations:
+            allowed = ", ".join(integration_display_name(n) for n in grant.allowed_integrations)
+            return (
+                f"Not adopted: made while a magic link of this customer that allows only "
+                f"{allowed} was open in Trackstar Link, and no code for it reached Dockside."
+            )
+        link = grant.magic_link
+        if link is None or link.use_count < link.max_uses:
+            return (
+                "Not adopted: made while a magic link of this customer was open in Trackstar "
+                "Link, and its code never reached Dockside (the link was not used for it)."
+            )
+    return ""
 
 
 def connection_adopt(
@@ -75,6 +125,7 @@ def connection_adopt(
     )
     if customer is not None and _our_exchange_is_pending(customer):
         return None
+    held = _held_for_a_magic_link(customer, integration_name) if customer is not None else ""
     with transaction.atomic():
         unassigned, _ = UnassignedConnection.objects.select_for_update().get_or_create(
             trackstar_connection_id=trackstar_connection_id,
@@ -88,8 +139,20 @@ def connection_adopt(
         unassigned.access_token = access_token or unassigned.access_token
         if unassigned.resolution == UnassignedConnection.Resolution.GONE:
             unassigned.resolution, unassigned.resolved_at = "", None  # it is back
+        if held and not unassigned.held_reason:
+            # Kept once and for all: the token expiring later does not make it adoptable.
+            unassigned.held_reason = held[:255]
+            logger.warning(
+                "Connection made while a magic link was open: kept for staff",
+                extra={"customer_id": customer_id, "connection_id": trackstar_connection_id},
+            )
         unassigned.save()
-        if customer is None or not unassigned.access_token or unassigned.resolution:
+        if (
+            customer is None
+            or not unassigned.access_token
+            or unassigned.resolution
+            or unassigned.held_reason
+        ):
             return unassigned
         return _create(unassigned, customer=customer, details=details, actor=None)
 

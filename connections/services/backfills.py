@@ -19,7 +19,7 @@ from ..models.records import parse_datetime
 from ..models.sync import resource_label
 from ..trackstar import RESOURCE_ACTIONS, TrackstarBadRequest, TrackstarError, resource_named
 from .audit import Actor, audit_record, user_or_none
-from .sync import sync_enqueue_on_commit
+from .sync import sync_request
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,11 @@ def _backfill_finished(backfill: Backfill, status: str) -> None:
     already = backfill.status == Backfill.Status.COMPLETED
     _set_status(backfill, status)
     if status == Backfill.Status.COMPLETED and not already:
-        sync_enqueue_on_commit(backfill.connection_id, backfill.resource, SyncRun.Kind.BACKFILL)
+        sync_request(
+            connection_id=backfill.connection_id,
+            resource=backfill.resource,
+            kind=SyncRun.Kind.BACKFILL,
+        )
 
 
 def backfills_poll(*, now: datetime) -> int:

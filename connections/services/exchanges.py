@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
+from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -15,6 +16,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from customers.models import Customer
 
 from ..clients import trackstar_client
+from ..degrade import broker_send
 from ..models import (
     AuthCodeExchange,
     Connection,
@@ -32,10 +34,9 @@ from ..trackstar import (
     TrackstarRateLimited,
     TrackstarUnavailable,
 )
-from ..trackstar.health import parse_health
 from .account import account_key_rejected
 from .audit import Actor, audit_record, user_or_none
-from .connections import connection_default_label
+from .connections import connection_default_label, connection_mark_needs_reconnect
 from .magic_links import (
     magic_link_completed,
     magic_link_consume,
@@ -66,10 +67,18 @@ RECOVERY_CLOCK_GRACE = timedelta(seconds=30)
 # --- Link tokens -------------------------------------------------------------------------
 
 
-def link_token_create(*, customer: Customer, reinstall: Connection | None = None) -> str:
+def link_token_create(
+    *,
+    customer: Customer,
+    reinstall: Connection | None = None,
+    source: str = Connection.Source.PORTAL,
+    user: Actor = None,
+    magic_link: MagicLink | None = None,
+) -> str:
     """A Trackstar link token for this customer; with `reinstall`, Link reconnects that
-    connection and Trackstar keeps its id, token and history (API.md §3). Remembered, so
-    store-token can tell it was minted for this customer."""
+    connection and Trackstar keeps its id, token and history (API.md §3). Remembered with
+    whom it was handed to (`source`, `user`, `magic_link`), so store-token takes it only
+    from them, for this customer."""
     if reinstall is not None and reinstall.customer_id != customer.pk:
         raise ValidationError("That connection belongs to another customer.")
     try:
@@ -80,18 +89,37 @@ def link_token_create(*, customer: Customer, reinstall: Connection | None = None
     except TrackstarAuthError as e:
         account_key_rejected(error=e.message)  # /link/token takes our API key alone
         raise
-    link_token_record(customer=customer, link_token=link_token, reinstall=reinstall)
+    link_token_record(
+        customer=customer,
+        link_token=link_token,
+        reinstall=reinstall,
+        source=source,
+        user=user,
+        magic_link=magic_link,
+    )
     return link_token
 
 
 def link_token_record(
-    *, customer: Customer, link_token: str, reinstall: Connection | None = None
+    *,
+    customer: Customer,
+    link_token: str,
+    reinstall: Connection | None = None,
+    source: str = Connection.Source.PORTAL,
+    user: Actor = None,
+    magic_link: MagicLink | None = None,
 ) -> LinkTokenGrant:
     grant, _ = LinkTokenGrant.objects.get_or_create(
         token_hash=token_hash(link_token),
         defaults={
             "customer": customer,
             "reinstall_connection": reinstall,
+            "source": source,
+            "user": user_or_none(user),
+            "magic_link": magic_link,
+            # As the link allowed them now: staff may edit the link later, the token was
+            # handed out under these.
+            "allowed_integrations": list(magic_link.allowed_integrations) if magic_link else [],
             "expires_at": timezone.now() + LINK_TOKEN_TTL,
         },
     )
@@ -112,16 +140,43 @@ class LinkTokenRefused(Exception):
         self.status = status
 
 
-def _link_token_grant(
-    *, customer: Customer, link_token: str, reinstall: Connection | None
+def _held_by(
+    grant: LinkTokenGrant, *, source: str, user: Actor, magic_link: MagicLink | None
+) -> bool:
+    """Is the caller the one the token was handed to? The same user for the portal and
+    staff; the same magic link for its visitors (whoever is signed in besides)."""
+    if grant.source != source:
+        return False
+    if source == Connection.Source.MAGIC_LINK:
+        return magic_link is not None and grant.magic_link_id == magic_link.pk
+    holder = user_or_none(user)
+    return grant.user_id == (holder.pk if holder is not None else None)
+
+
+def link_token_check(
+    *,
+    customer: Customer,
+    link_token: str,
+    reinstall: Connection | None,
+    source: str,
+    user: Actor = None,
+    magic_link: MagicLink | None = None,
 ) -> LinkTokenGrant:
+    """The grant of a link token this caller may submit a code with: minted for this
+    customer, handed to this caller, for this reinstall, not expired. LinkTokenRefused
+    otherwise. Reads only: store-token asks before it spends any of its limits."""
     grant = (
         LinkTokenGrant.objects.filter(token_hash=token_hash(link_token)).first()
         if link_token
         else None
     )
-    if grant is None or grant.customer_id != customer.pk:
-        # Another customer's token reads as an unknown one: nothing says it exists.
+    if (
+        grant is None
+        or grant.customer_id != customer.pk
+        or not _held_by(grant, source=source, user=user, magic_link=magic_link)
+    ):
+        # Another customer's token, or another member's, staff member's or magic link's
+        # (each their own Link session), reads as an unknown one: nothing says it exists.
         raise LinkTokenRefused(
             "Connecting must start on this page. Please reload it and connect again.",
             status=403,
@@ -135,6 +190,12 @@ def _link_token_grant(
             "Trackstar Link was opened for another connection. Please try again.", status=409
         )
     return grant
+
+
+def exchange_existing(*, customer: Customer, auth_code: str) -> AuthCodeExchange | None:
+    """The exchange of a code we hold already (a retry of store-token), if any;
+    ValidationError for another customer's."""
+    return _existing_exchange(customer=customer, code_hash=token_hash(auth_code))
 
 
 # --- Auth code exchange --------------------------------------------------------------------
@@ -172,7 +233,8 @@ def exchange_submit(
     """Write the exchange outbox row and enqueue it after commit. Never calls Trackstar.
 
     `link_token` is the one Link was opened with: it must be one we minted for this
-    customer (and this reinstall), not expired; LinkTokenRefused otherwise. Through a magic
+    customer and handed to this caller (link_token_check), for this reinstall, not
+    expired; LinkTokenRefused otherwise. Through a magic
     link, the row takes one of the link's uses in the same transaction; LinkUnavailable
     when none is left."""
     code_hash = token_hash(auth_code)
@@ -181,8 +243,13 @@ def exchange_submit(
         # A retry of a code we hold already answers with its exchange, whatever became of
         # its link token since (expired, or a page from before link tokens were sent).
         return SubmittedExchange(existing, created=False)
-    grant = _link_token_grant(
-        customer=customer, link_token=link_token, reinstall=reinstall_connection
+    grant = link_token_check(
+        customer=customer,
+        link_token=link_token,
+        reinstall=reinstall_connection,
+        source=source,
+        user=user,
+        magic_link=magic_link,
     )
     try:
         with transaction.atomic():
@@ -223,9 +290,7 @@ def exchange_enqueue(*, exchange_id: int) -> bool:
     sweep enqueues it later: the auth code is not lost, and the user still gets a 202."""
     from ..tasks import exchange_process as exchange_process_task
 
-    try:
-        exchange_process_task.delay(exchange_id)
-    except BrokerError:
+    if not broker_send(exchange_process_task, exchange_id):
         logger.warning(
             "Broker unavailable; exchange %s left for the sweep",
             exchange_id,
@@ -263,10 +328,17 @@ def exchanges_sweep() -> int:
     return count
 
 
-def exchange_retry_scheduled(*, exchange_id: int, countdown: float) -> None:
-    """The task scheduled its own retry: keep the sweep off until it is overdue."""
-    AuthCodeExchange.objects.filter(pk=exchange_id).update(
-        retry_at=timezone.now() + timedelta(seconds=countdown)
+def exchange_retry_scheduled(
+    *, exchange_id: int, countdown: float, release_claim: bool = False
+) -> None:
+    """The task scheduled its own retry: keep the sweep off until it is overdue.
+    `release_claim`: the attempt ended without releasing its claim (the database
+    connection broke), so the retry may take the exchange at once; the code is kept."""
+    fields: dict = {"retry_at": timezone.now() + timedelta(seconds=countdown)}
+    if release_claim:
+        fields.update(claimed_until=None, last_error="Lost the database connection; retrying.")
+    AuthCodeExchange.objects.filter(pk=exchange_id, status=AuthCodeExchange.Status.PENDING).update(
+        **fields
     )
 
 
@@ -477,8 +549,12 @@ def _refuse(locked: AuthCodeExchange, *, result: ExchangeResult, owned: bool, re
 
 # --- Deleting refused connections at Trackstar ---------------------------------------------
 
-# Attempts after which the sweep stops; the row stays "owed" for staff to see.
-REFUSED_DELETE_MAX_ATTEMPTS = 24
+# However long Trackstar is down, a week later the row ends and staff are told: the
+# connection (with the visitor's WMS credentials) is then deleted in Trackstar's dashboard.
+# By time, not by attempts: an outage of minutes would burn any number of them.
+REFUSED_DELETE_GIVE_UP_AFTER = timedelta(days=7)
+# When the task's own retries ran out, the sweep tries again this much later, not at once.
+REFUSED_DELETE_PAUSE = timedelta(minutes=15)
 
 
 def refused_delete_enqueue(*, exchange_id: int) -> bool:
@@ -497,12 +573,24 @@ def refused_delete_enqueue(*, exchange_id: int) -> bool:
     return True
 
 
+def refused_delete_retry_scheduled(*, exchange_id: int, countdown: float | None = None) -> None:
+    """The delete task retries by itself in `countdown` seconds, or (None) ran out of
+    retries and leaves the row to the sweep, REFUSED_DELETE_PAUSE later: the sweep keeps
+    off until then, so one chain of attempts runs at a time, not one more a minute."""
+    wait = REFUSED_DELETE_PAUSE if countdown is None else timedelta(seconds=countdown)
+    AuthCodeExchange.objects.filter(
+        pk=exchange_id, refused_delete=AuthCodeExchange.RefusedDelete.OWED
+    ).update(refused_delete_retry_at=timezone.now() + wait)
+
+
 def _refused_deletes_sweep(now: datetime) -> int:
+    """Enqueue the deletes still owed whose task is gone: the broker was down, the worker
+    died, or its retries ran out. Not one whose task's retry is still to come."""
     from ..selectors import exchanges_owing_deletes_dangerously
 
     count = 0
-    owed = exchanges_owing_deletes_dangerously(older_than_seconds=EXCHANGE_STALE_SECONDS).filter(
-        refused_delete_attempts__lt=REFUSED_DELETE_MAX_ATTEMPTS
+    owed = exchanges_owing_deletes_dangerously(older_than_seconds=EXCHANGE_STALE_SECONDS).exclude(
+        refused_delete_retry_at__gt=now - timedelta(seconds=EXCHANGE_STALE_SECONDS)
     )
     for exchange_id in owed.values_list("pk", flat=True):
         if refused_delete_enqueue(exchange_id=exchange_id):
@@ -517,14 +605,51 @@ def _refused_delete_record(exchange_id: int, *, error: str, **fields) -> None:
     ).update(refused_delete_error=error[:2000], updated_at=timezone.now(), **fields)
 
 
+def _refused_delete_give_up(exchange: AuthCodeExchange, *, reason: str) -> None:
+    """Stop trying, and tell staff once (only the call that moves the row off "owed"
+    mails). Trackstar's dashboard deletes a connection without its token, so the token
+    is dropped here rather than kept for ever."""
+    ended = AuthCodeExchange.objects.filter(
+        pk=exchange.pk, refused_delete=AuthCodeExchange.RefusedDelete.OWED
+    ).update(
+        refused_delete=AuthCodeExchange.RefusedDelete.GAVE_UP,
+        refused_delete_error=reason[:2000],
+        refused_access_token="",
+        refused_delete_retry_at=None,
+        updated_at=timezone.now(),
+    )
+    if not ended:
+        return
+    logger.error(
+        "Gave up deleting a refused connection at Trackstar: %s",
+        reason,
+        extra={"exchange_id": exchange.pk, "connection_id": exchange.refused_connection_id},
+    )
+    mail_admins(
+        f"Delete Trackstar connection {exchange.refused_connection_id} by hand",
+        "Dockside refused a connection made through Trackstar Link (exchange "
+        f"{exchange.public_id}, customer {exchange.customer}: {exchange.last_error}) and "
+        "could not delete it at Trackstar:\n\n"
+        f"{reason}\n\n"
+        f"The connection {exchange.refused_connection_id} may still hold the WMS "
+        "credentials the visitor entered. Delete it in Trackstar's dashboard. Dockside "
+        "will not adopt it, and will not try again.",
+        fail_silently=True,
+    )
+
+
 def exchange_refused_delete(*, exchange_id: int) -> AuthCodeExchange | None:
     """Delete at Trackstar the connection a refused exchange's code made (DELETE
     /connections with its token, API.md §4). Raises TrackstarUnavailable /
     TrackstarRateLimited for the task to retry; the row says "owed" until Trackstar
-    confirms the connection is gone."""
-    exchange = AuthCodeExchange.objects.filter(
-        pk=exchange_id, refused_delete=AuthCodeExchange.RefusedDelete.OWED
-    ).first()
+    confirms the connection is gone, or until we give up (no token to delete it with,
+    Trackstar refuses the token, or REFUSED_DELETE_GIVE_UP_AFTER has passed) and staff
+    are told."""
+    exchange = (
+        AuthCodeExchange.objects.select_related("customer")
+        .filter(pk=exchange_id, refused_delete=AuthCodeExchange.RefusedDelete.OWED)
+        .first()
+    )
     if exchange is None:
         return None
     connection_id = exchange.refused_connection_id
@@ -541,50 +666,70 @@ def exchange_refused_delete(*, exchange_id: int) -> AuthCodeExchange | None:
         )
         return exchange
     if not exchange.refused_access_token:
-        _refused_delete_record(exchange_id, error="No access token to delete it with.")
+        # Nothing to delete it with, now or on any later try.
+        _refused_delete_give_up(exchange, reason="Dockside has no access token to delete it with.")
         return exchange
     AuthCodeExchange.objects.filter(pk=exchange_id).update(
         refused_delete_attempts=F("refused_delete_attempts") + 1
     )
-    client = trackstar_client()
-    log_extra = {"exchange_id": exchange_id, "connection_id": connection_id}
     try:
-        client.delete_connection(access_token=exchange.refused_access_token)
-    except TrackstarNotFound:
-        pass  # gone already
-    except TrackstarAuthError as e:
-        # Our API key, or a token Trackstar no longer knows (the connection was deleted):
-        # ask with the key alone.
-        try:
-            client.get_connection(connection_id)
-        except TrackstarNotFound:
-            pass
-        except TrackstarError as lookup:
-            _refused_delete_record(exchange_id, error=f"Trackstar refused: {lookup.message}")
-            raise TrackstarUnavailable(lookup.message, path="/connections") from lookup
-        else:
-            _refused_delete_record(
-                exchange_id, error=f"Trackstar refuses the connection's token: {e.message}"
-            )
-            logger.error("Refused connection could not be deleted", extra=log_extra)
-            return exchange
+        deleted = _refused_delete_attempt(exchange)
     except (TrackstarUnavailable, TrackstarRateLimited) as e:
         _refused_delete_record(exchange_id, error=f"Trackstar is busy or unreachable ({e}).")
+        refused_at = exchange.finished_at or exchange.created_at
+        if timezone.now() - refused_at >= REFUSED_DELETE_GIVE_UP_AFTER:
+            days = REFUSED_DELETE_GIVE_UP_AFTER.days
+            _refused_delete_give_up(
+                exchange, reason=f"Trackstar was busy or unreachable for {days} days ({e})."
+            )
+            return exchange
         raise
-    except TrackstarError as e:
-        _refused_delete_record(exchange_id, error=f"Trackstar refused: {e.message}")
-        logger.error("Refused connection could not be deleted", extra=log_extra)
+    if not deleted:
         return exchange
     _refused_delete_record(
         exchange_id,
         error="",
         refused_delete=AuthCodeExchange.RefusedDelete.DELETED,
         refused_access_token="",
+        refused_delete_retry_at=None,
         refused_deleted_at=timezone.now(),
     )
-    logger.info("Deleted a refused connection at Trackstar", extra=log_extra)
+    logger.info(
+        "Deleted a refused connection at Trackstar",
+        extra={"exchange_id": exchange_id, "connection_id": connection_id},
+    )
     exchange.refresh_from_db()
     return exchange
+
+
+def _refused_delete_attempt(exchange: AuthCodeExchange) -> bool:
+    """One DELETE at Trackstar: True once the connection is gone, False when Trackstar
+    refuses for good (the row has ended: staff are told). Raises what may pass."""
+    client = trackstar_client()
+    connection_id = exchange.refused_connection_id
+    try:
+        client.delete_connection(access_token=exchange.refused_access_token)
+    except TrackstarNotFound:
+        return True  # gone already
+    except TrackstarAuthError as e:
+        # Our API key, or a token Trackstar no longer knows (the connection was deleted):
+        # ask with the key alone.
+        try:
+            client.get_connection(connection_id)
+        except TrackstarNotFound:
+            return True
+        except TrackstarError as lookup:
+            raise TrackstarUnavailable(lookup.message, path="/connections") from lookup
+        _refused_delete_give_up(
+            exchange, reason=f"Trackstar refuses the connection's token: {e.message}"
+        )
+        return False
+    except (TrackstarUnavailable, TrackstarRateLimited):
+        raise
+    except TrackstarError as e:
+        _refused_delete_give_up(exchange, reason=f"Trackstar refused to delete it: {e.message}")
+        return False
+    return True
 
 
 def _connection_store(
@@ -611,6 +756,16 @@ def _connection_store(
     connection.connected_at = now
     connection.disconnected_at = None
     connection.save()
+    # Its connection.created may have come first, while the link token was open, and been
+    # kept for staff (adoption.py): the exchange that answers for it settles that.
+    UnassignedConnection.objects.filter(
+        trackstar_connection_id=connection.trackstar_connection_id, resolution=""
+    ).update(
+        resolution=UnassignedConnection.Resolution.ASSIGNED,
+        resolved_at=now,
+        connection=connection,
+        access_token="",
+    )
     # A reconnect is done: other reconnect links for it (the one emailed when it broke) have
     # nothing left to do.
     others = MagicLink.objects.filter(reinstall_connection=connection, revoked_at__isnull=True)
@@ -624,6 +779,16 @@ def _connection_store(
 
 class RecoveryAmbiguous(Exception):
     """More than one connection at Trackstar could be the one a lost exchange made."""
+
+
+class RecoveryUnconfirmed(RecoveryAmbiguous):
+    """A reinstall whose answer was lost: nothing at Trackstar says whether this code
+    was used (the connection keeps its id and token either way)."""
+
+
+REINSTALL_UNCONFIRMED = (
+    "Reconnecting could not be confirmed: Trackstar did not answer in time. Please reconnect again."
+)
 
 
 def _claimed(connection_ids: list[str]) -> set[str]:
@@ -651,31 +816,29 @@ def _recovery_candidate(exchange: AuthCodeExchange) -> str | None:
     """The connection Trackstar made for this exchange, when Trackstar can tie one to it.
 
     A made-up code retried after a 503 also gets a 4xx: only a connection that is this
-    customer's at Trackstar, of this integration, made after the code reached us, and
-    claimed by no row of ours can be its. Two such: RecoveryAmbiguous (left to the
-    reconcile job and staff; nobody guesses which is whose)."""
+    customer's at Trackstar, of this integration, made after its link token was handed
+    out, and claimed by no row of ours can be its. Two such, or one while another new
+    connect of the customer is still pending (it may be that one's): RecoveryAmbiguous
+    (left to the reconcile job and staff; nobody guesses which is whose)."""
+    if exchange.reinstall_connection_id is not None:
+        # A reinstall keeps the connection's id and token (API.md §3), and nothing at
+        # Trackstar says whether this code was the one used: a healthy target proves
+        # nothing (a made-up code after a 503 would "succeed" and spend a reconnect link).
+        # Failing costs nothing: our row keeps its id and token; the link gets its use back.
+        raise RecoveryUnconfirmed(REINSTALL_UNCONFIRMED)
     customer_id = exchange.customer.public_id
-    target = exchange.reinstall_connection
-    client = trackstar_client()
-    if target is not None:
-        # A reinstall keeps the connection's id and token (API.md §3): the target itself,
-        # if Trackstar still has it for this customer and its credentials work again (a
-        # reinstall clears invalid_credentials, API.md §10).
-        try:
-            details = client.get_connection(target.trackstar_connection_id)
-        except TrackstarNotFound:
-            return None
-        if details.get("customer_id") != customer_id or parse_health(details).blocking:
-            return None
-        return target.trackstar_connection_id
     remote = [
         c
-        for c in client.list_connections(customer_id=customer_id)
+        for c in trackstar_client().list_connections(customer_id=customer_id)
         if isinstance(c.get("connection_id"), str)
         and c.get("integration_name") == exchange.integration_name
     ]
     claimed = _claimed([c["connection_id"] for c in remote])
-    made_after = exchange.created_at - RECOVERY_CLOCK_GRACE
+    # Link makes the connection when the visitor finishes, which may be well before the
+    # row exists (connect.js retries store-token for a minute or two): the link token's
+    # grant is the earliest the code can be from.
+    grant = exchange.link_token
+    made_after = (grant.created_at if grant else exchange.created_at) - RECOVERY_CLOCK_GRACE
     candidates = []
     for c in remote:
         created = parse_datetime(c.get("created_at"))
@@ -686,6 +849,23 @@ def _recovery_candidate(exchange: AuthCodeExchange) -> str | None:
         raise RecoveryAmbiguous(
             "Connecting could not be finished: Trackstar has more than one new connection "
             "that could be this one. Our team will check them; please do not connect again."
+        )
+    others_pending = (
+        AuthCodeExchange.objects.filter(
+            customer_id=exchange.customer_id,
+            status=AuthCodeExchange.Status.PENDING,
+            reinstall_connection__isnull=True,  # a reinstall makes no new connection
+        )
+        .exclude(pk=exchange.pk)
+        .exists()
+    )
+    if candidates and others_pending:
+        # Another connect of this customer has not stored its connection yet: the one
+        # found may be its (its answer, or its own recovery, is still to come).
+        raise RecoveryAmbiguous(
+            "Connecting could not be finished: another connect of this account is still "
+            "in progress, and Trackstar's new connection could be either's. Our team will "
+            "check it; please do not connect again."
         )
     return candidates[0] if candidates else None
 
@@ -718,36 +898,57 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
                 ),
                 "source": exchange.source,
                 "created_by": exchange.created_by,
-                "status": Connection.Status.NEEDS_RECONNECT,
-                "reconnect_cause": Connection.ReconnectCause.TOKEN_MISSING,
-                "last_error": "The connection was made, but its access token did not reach "
-                "us. Reconnect to finish.",
+                # Pending for this transaction only: just below it is active (the webhook
+                # brought the token) or needs a reconnect.
+                "status": Connection.Status.PENDING,
             },
         )
         if connection.customer_id != exchange.customer_id:
             return False  # stored for another customer meanwhile: not this exchange's
         _end(locked, status=AuthCodeExchange.Status.SUCCEEDED, connection=connection)
-        # The connection.created webhook (it carries the token) may have come first and
-        # been set aside for want of a connection: use it now.
-        event = (
-            WebhookEvent.objects.filter(
-                event_type="connection.created",
-                trackstar_connection_id=candidate,
-            )
-            .exclude(access_token="")
-            .order_by("-received_at")
-            .first()
-        )
-        if event is not None and not connection.access_token:
-            connection.access_token = event.access_token
-            connection.status = Connection.Status.ACTIVE
-            connection.last_error = ""
-            connection.connected_at = timezone.now()
-            connection.save()
-            transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
+        if not connection.access_token:
+            _token_from_webhook_or_reconnect(connection)
     logger.warning(
         "Recovered connection %s from Trackstar after a lost exchange",
         connection.trackstar_connection_id,
         extra={"exchange_id": exchange.pk},
     )
     return True
+
+
+TOKEN_MISSING_REASON = (
+    "The connection was made, but its access token did not reach us. Reconnect to finish."
+)
+
+
+def _token_from_webhook_or_reconnect(connection: Connection) -> None:
+    """A recovered connection has no token yet. The connection.created webhook carries it
+    and may have come first, set aside for want of a connection: use it now. Else the
+    customer must reconnect (Trackstar keeps the id and gives the token again, API.md §3)
+    and is told so like for any needs_reconnect: the page says it, and the customer's
+    contact gets the reconnect email, once per incident. A connection.created arriving
+    later still finishes it (webhooks._adopt_token)."""
+    event = (
+        WebhookEvent.objects.filter(
+            event_type="connection.created",
+            trackstar_connection_id=connection.trackstar_connection_id,
+        )
+        .exclude(access_token="")
+        .order_by("-received_at")
+        .first()
+    )
+    if event is None:
+        connection_mark_needs_reconnect(
+            connection_id=connection.pk,
+            reason=TOKEN_MISSING_REASON,
+            cause=Connection.ReconnectCause.TOKEN_MISSING,
+        )
+        connection.refresh_from_db()
+        return
+    connection.access_token = event.access_token
+    connection.status = Connection.Status.ACTIVE
+    connection.last_error = ""
+    connection.reconnect_cause = ""
+    connection.connected_at = timezone.now()
+    connection.save()
+    transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)

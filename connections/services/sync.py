@@ -3,8 +3,10 @@
 One sync per (connection, resource) at a time, held by a lease on its ResourceSync row.
 A run pages through Trackstar 1000 records at a time and commits each page in one
 transaction: one upsert statement for the records, the run's progress and cursor, and the
-lease renewal, which also fences out a worker whose lease was taken over. A task that
-dies mid-run leaves the cursor behind; the next task to take the lease resumes there.
+lease renewal, which also fences out a worker whose lease was taken over. The lease is
+short (SYNC_LEASE_SECONDS) and renewed on every page and while a page waits, a heartbeat:
+a task that dies mid-run leaves the cursor behind, its lease lapses within seconds, and
+another worker resumes there. A lost database connection is retried, run and cursor kept.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +36,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from ..clients import trackstar_client
+from ..database import DATABASE_LOST, database_connection_drop
 from ..models import RECORD_MODELS, Connection, ResourceSync, SyncedRecord, SyncRun
 from ..models.records import parse_datetime
 from ..ratelimit import acquire, trackstar_get_limiter
@@ -361,6 +365,46 @@ def _ensure_resource_syncs(
     return list(ResourceSync.objects.filter(connection=connection, resource__in=wanted))
 
 
+def _ensure_resource_syncs_spread(now: datetime, limit: int) -> int:
+    """Sync state for active connections that have none (a big import, or connections made
+    before sync existed): `limit` connections a tick, in a few statements whatever their
+    number. Each resource's first slot is its phase in the interval, so 10,000 imported
+    connections are read over the interval rather than all in the next minute, and
+    sync_history_completed keeps to that slot."""
+    fresh = list(
+        Connection.objects.filter(
+            status=Connection.Status.ACTIVE, resource_syncs__isnull=True
+        ).only("pk", "available_actions")[:limit]
+    )
+    interval = settings.SYNC_INTERVAL_SECONDS
+    ResourceSync.objects.bulk_create(
+        [
+            ResourceSync(
+                connection_id=connection.pk,
+                resource=resource,
+                interval_seconds=_interval_for(resource),
+                next_sync_at=now + timedelta(seconds=_phase(connection.pk, resource, interval)),
+            )
+            for connection in fresh
+            for resource in sync_resources_for(connection)
+        ],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
+    return len(fresh)
+
+
+def _first_slot_ahead(resource_sync: ResourceSync, now: datetime) -> bool:
+    """Never read, and its first slot (a big import's, spread over the interval) is still
+    ahead: the dispatcher reads it then."""
+    return (
+        resource_sync.last_success_at is None
+        and resource_sync.current_run_id is None
+        and resource_sync.next_sync_at is not None
+        and resource_sync.next_sync_at > now
+    )
+
+
 def sync_schedule_initial(*, connection: Connection) -> list[str]:
     """After a connection becomes active. A resource Trackstar has finished its initial
     sync of (a reconnect keeps Trackstar's history) continues from its mark now; the others
@@ -390,7 +434,7 @@ def sync_schedule_initial(*, connection: Connection) -> list[str]:
         if not resource_sync.history_ready:
             continue
         kind = SyncRun.Kind.INCREMENTAL if resource_sync.high_water_mark else SyncRun.Kind.INITIAL
-        _enqueue(connection.pk, resource_sync.resource, kind)
+        sync_request(connection_id=connection.pk, resource=resource_sync.resource, kind=kind)
         scheduled.append(resource_sync.resource)
     health_check_enqueue(connection_id=connection.pk)
     return scheduled
@@ -403,15 +447,18 @@ def sync_history_completed(*, connection: Connection, resources: Iterable[str]) 
     trackstar_updated_date, so no second full read is needed."""
     wanted = set(resources)
     newly = []
-    for rs in _ensure_resource_syncs(connection):
+    now = timezone.now()
+    for rs in _ensure_resource_syncs(connection, now=now):
         # A conditional UPDATE: the webhook and the health poll may say it at the same
         # moment, and only one of them may start the read.
         if rs.resource in wanted and ResourceSync.objects.filter(
             pk=rs.pk, history_ready=False
-        ).update(history_ready=True, updated_at=timezone.now()):
+        ).update(history_ready=True, updated_at=now):
             newly.append(rs.resource)
+            if _first_slot_ahead(rs, now):
+                continue
             kind = SyncRun.Kind.WEBHOOK if rs.high_water_mark else SyncRun.Kind.INITIAL
-            sync_enqueue_on_commit(connection.pk, rs.resource, kind)
+            sync_request(connection_id=connection.pk, resource=rs.resource, kind=kind)
     return newly
 
 
@@ -437,11 +484,15 @@ def sync_force_completed(
         pending = pending.filter(force_sync_requested_at__isnull=False)
     else:
         pending = pending.filter(resource__in=list(resources))
-    names = list(pending.values_list("resource", flat=True))
-    pending.update(force_sync_requested_at=None, updated_at=timezone.now())
-    for resource in names:
-        sync_enqueue_on_commit(connection.pk, resource, SyncRun.Kind.FORCE)
-    return names
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(pending.select_for_update(of=("self",)).order_by("pk"))
+        for rs in rows:
+            rs.force_sync_requested_at = None
+        _requests_record(
+            rows, kind=SyncRun.Kind.FORCE, now=now, also_save=("force_sync_requested_at",)
+        )
+    return [rs.resource for rs in rows]
 
 
 def sync_request_now(
@@ -451,38 +502,217 @@ def sync_request_now(
     full: bool = False,
     kind: str = SyncRun.Kind.MANUAL,
 ) -> list[str]:
-    """Staff's "resync now": enqueue a run of these resources (default: all it offers),
-    after the caller's transaction commits. `full` ignores the high-water mark. The webhook
-    handler passes kind=webhook for connection.historical-sync-completed (always full)."""
+    """Staff's "resync now": request a run of these resources (default: all it offers),
+    sent after the caller's transaction commits. `full` ignores the high-water mark. A
+    request already queued or a run in progress is joined, not repeated (sync_request)."""
     wanted = set(resources) if resources is not None else None
     requested = [
-        rs.resource
-        for rs in _ensure_resource_syncs(connection)
-        if wanted is None or rs.resource in wanted
+        rs for rs in _ensure_resource_syncs(connection) if wanted is None or rs.resource in wanted
     ]
-    for resource in requested:
-        sync_enqueue_on_commit(connection.pk, resource, kind, full)
-    return requested
+    with transaction.atomic():
+        rows = list(
+            ResourceSync.objects.select_for_update(of=("self",))
+            .filter(pk__in=[rs.pk for rs in requested])
+            .order_by("pk")
+        )
+        _requests_record(rows, kind=kind, full=full, now=timezone.now())
+    return [rs.resource for rs in requested]
 
 
-def sync_enqueue_on_commit(
-    connection_id: int, resource: str, kind: str, full: bool = False
-) -> None:
-    """Enqueue a run once the caller's transaction commits (a dead broker leaves it due)."""
-    transaction.on_commit(
-        functools.partial(_enqueue, connection_id, resource, kind, full), robust=True
+# --- Requests: a run asked for is a row first, a message second -----------------------------
+#
+# Like the exchange outbox: the request is written in the asker's transaction and its
+# message sent once that commits, so a broker that is down, or that loses its data, costs
+# at most a sweep (sync_requests_resend). The run that starts takes the request; requests
+# and run starts lock the ResourceSync row, so which came first is the order of the lock,
+# not of two machines' clocks: a request made while a run runs gets one run after it
+# (that run sends it when it ends), never none and never two.
+
+# The kind a run serves when requests of several kinds join: staff's re-read over a refresh
+# from the WMS, over a backfill's, a webhook's, a first read's and the schedule's.
+_KIND_RANK: dict[str, int] = {
+    SyncRun.Kind.INCREMENTAL: 0,
+    SyncRun.Kind.INITIAL: 1,
+    SyncRun.Kind.WEBHOOK: 2,
+    SyncRun.Kind.BACKFILL: 3,
+    SyncRun.Kind.FORCE: 4,
+    SyncRun.Kind.MANUAL: 5,
+}
+_REQUEST_FIELDS = (
+    "requested_at",
+    "requested_kind",
+    "requested_full",
+    "request_sends",
+    "request_resend_at",
+)
+# (resource sync id, connection id, resource, kind, full): one message to send.
+_Send = tuple[int, int, str, str, bool]
+
+
+def _stronger_kind(a: str, b: str) -> str:
+    return a if _KIND_RANK.get(a, -1) >= _KIND_RANK.get(b, -1) else b
+
+
+def _resend_after(sends: int) -> timedelta:
+    """How long a request's message may take before it is presumed lost: doubling with each
+    copy sent, up to 32 times SYNC_REQUEST_RESEND_SECONDS."""
+    return timedelta(seconds=settings.SYNC_REQUEST_RESEND_SECONDS * 2 ** min(sends - 1, 5))
+
+
+def _leased(resource_sync: ResourceSync, now: datetime) -> bool:
+    expires = resource_sync.lease_expires_at
+    return resource_sync.lease_token is not None and expires is not None and expires > now
+
+
+def _request_join(
+    resource_sync: ResourceSync, kind: str, full: bool, now: datetime
+) -> _Send | None:
+    """Record a request on this (locked) row, joined to the one already there. Returns the
+    message to send, if one goes out now: not while a run holds the lease (the run sends
+    it when it ends), nor while the message of the request it joined is on its way."""
+    pending = resource_sync.requested_at is not None
+    if pending:
+        resource_sync.requested_kind = _stronger_kind(kind, resource_sync.requested_kind)
+        resource_sync.requested_full = resource_sync.requested_full or full
+    else:
+        resource_sync.requested_at = now
+        resource_sync.requested_kind = kind
+        resource_sync.requested_full = full
+        resource_sync.request_sends = 0
+        # For the sweep, should the run holding the lease die before it sends this.
+        resource_sync.request_resend_at = now
+    on_its_way = (
+        pending
+        and resource_sync.request_sends > 0
+        and resource_sync.request_resend_at is not None
+        and resource_sync.request_resend_at > now
+    )
+    if _leased(resource_sync, now) or on_its_way:
+        return None
+    return _request_sent(resource_sync, now)
+
+
+def _request_sent(resource_sync: ResourceSync, now: datetime) -> _Send:
+    """Count a message of the request as sent; its resend time moves on."""
+    resource_sync.request_sends = min(resource_sync.request_sends + 1, 1000)
+    resource_sync.request_resend_at = now + _resend_after(resource_sync.request_sends)
+    kind = resource_sync.requested_kind
+    if kind == SyncRun.Kind.INCREMENTAL and resource_sync.high_water_mark is None:
+        kind = SyncRun.Kind.INITIAL  # what the run will be
+    return (
+        resource_sync.pk,
+        resource_sync.connection_id,
+        resource_sync.resource,
+        kind,
+        resource_sync.requested_full,
     )
 
 
+def _request_taken(resource_sync: ResourceSync) -> None:
+    """A run started (or there is nothing to run): the request is served."""
+    resource_sync.requested_at = None
+    resource_sync.requested_kind = ""
+    resource_sync.requested_full = False
+    resource_sync.request_sends = 0
+    resource_sync.request_resend_at = None
+
+
+def _requests_record(
+    rows: list[ResourceSync],
+    *,
+    kind: str,
+    full: bool = False,
+    now: datetime,
+    also_save: Sequence[str] = (),
+) -> list[_Send]:
+    """Record a request on each of these rows (locked by the caller's transaction), in one
+    statement per 1000, and send the messages that must go out once it commits."""
+    sends = []
+    for resource_sync in rows:
+        if (send := _request_join(resource_sync, kind, full, now)) is not None:
+            sends.append(send)
+        resource_sync.updated_at = now
+    if rows:
+        ResourceSync.objects.bulk_update(
+            rows, [*_REQUEST_FIELDS, *also_save, "updated_at"], batch_size=1000
+        )
+    _requests_send_on_commit(sends)
+    return sends
+
+
+def _requests_send_on_commit(sends: list[_Send]) -> None:
+    if sends:
+        transaction.on_commit(functools.partial(_requests_send, sends), robust=True)
+
+
+def _requests_send(sends: list[_Send]) -> int:
+    """Publish the messages; a broker that refuses one is down: the rest wait for the
+    dispatcher's next tick with it (their requests are rows). Returns how many went out."""
+    for i, (_, connection_id, resource, kind, full) in enumerate(sends):
+        if _enqueue(connection_id, resource, kind, full) is False:
+            ResourceSync.objects.filter(pk__in=[send[0] for send in sends[i:]]).update(
+                request_resend_at=timezone.now()
+            )
+            return i
+    return len(sends)
+
+
+def sync_request(*, connection_id: int, resource: str, kind: str, full: bool = False) -> bool:
+    """Request a run of one resource: recorded on its row in the caller's transaction, the
+    message sent once that commits. A request already queued, or a run in progress, is
+    joined rather than repeated. Returns whether a message goes out."""
+    with transaction.atomic():
+        ResourceSync.objects.get_or_create(
+            connection_id=connection_id,
+            resource=resource,
+            defaults={"interval_seconds": _interval_for(resource), "next_sync_at": timezone.now()},
+        )
+        rows = list(
+            ResourceSync.objects.select_for_update(of=("self",)).filter(
+                connection_id=connection_id, resource=resource
+            )
+        )
+        return bool(_requests_record(rows, kind=kind, full=full, now=timezone.now()))
+
+
+def _request_follow_up(resource_sync: ResourceSync, run: SyncRun, *, succeeded: bool) -> None:
+    """The run ended (the caller holds the row's lock and saves it): a request made while it
+    ran gets its run now. Not what this run read, if it succeeded: a full read covered the
+    requests' `full`, and a first read left a mark, so what changed since it started is an
+    incremental read (trackstar_updated_date moves with every change, API.md §10)."""
+    if resource_sync.requested_at is None:
+        return
+    if succeeded:
+        if run.since is None:
+            resource_sync.requested_full = False
+        if resource_sync.requested_kind == SyncRun.Kind.INITIAL:
+            resource_sync.requested_kind = SyncRun.Kind.INCREMENTAL
+    _requests_send_on_commit([_request_sent(resource_sync, timezone.now())])
+
+
+def _request_follow_up_of(resource_sync_id: int, run: SyncRun) -> None:
+    """_request_follow_up after a run that did not succeed, its row locked by the caller."""
+    resource_sync = ResourceSync.objects.filter(
+        pk=resource_sync_id, requested_at__isnull=False
+    ).first()
+    if resource_sync is not None:
+        _request_follow_up(resource_sync, run, succeeded=False)
+        resource_sync.save(update_fields=[*_REQUEST_FIELDS, "updated_at"])
+
+
 def _enqueue(connection_id: int, resource: str, kind: str, full: bool = False) -> bool:
+    """Publish a request's message (or a resume's). The worker runs it only if the request
+    is still waiting or a run is there to resume, so a copy of it does nothing."""
     from ..tasks import sync_resource as sync_resource_task
 
     try:
-        sync_resource_task.delay(connection_id, resource, kind, full)
+        sync_resource_task.delay(connection_id, resource, kind, full, requested=True)
     except BrokerError:
-        # Leave the row due: the dispatcher enqueues it once the broker is back.
+        # Leave the row due and the request unsent: the dispatcher sends it once the broker
+        # is back.
+        now = timezone.now()
         ResourceSync.objects.filter(connection_id=connection_id, resource=resource).update(
-            next_sync_at=timezone.now()
+            next_sync_at=now, request_resend_at=now
         )
         logger.warning(
             "Broker unavailable; %s sync left for the dispatcher",
@@ -494,74 +724,102 @@ def _enqueue(connection_id: int, resource: str, kind: str, full: bool = False) -
 
 
 def sync_dispatch_due(*, now: datetime | None = None, limit: int | None = None) -> int:
-    """Beat, every minute: enqueue the syncs that are due, oldest first, at most `limit`.
+    """Beat, every minute: request the syncs that are due, oldest first, at most `limit`, and
+    send again the requests whose message seems lost (sync_requests_resend).
 
-    A dispatched row is pushed a grace period ahead, so the next tick does not enqueue it
-    again while it waits in the queue; when it runs, the lease and then the schedule move
-    next_sync_at on. Concurrent dispatchers skip each other's locked rows."""
+    A bounded number of statements whatever the number of connections (tests state it):
+    each step is one indexed query or one bulk statement over at most `limit` rows. A row
+    already queued (a request waiting) or running (a live lease) is not due: its request
+    or its run sends what comes next. Concurrent dispatchers skip each other's locked rows."""
     now = now or timezone.now()
     limit = limit or settings.SYNC_DISPATCH_BATCH
-    grace = timedelta(seconds=max(2 * settings.SYNC_LEASE_SECONDS, 300))
-    # Active connections without sync state (made before sync existed, or by a path that
-    # skipped sync_schedule_initial) get it now.
-    for connection in Connection.objects.filter(
-        status=Connection.Status.ACTIVE, resource_syncs__isnull=True
-    )[:limit]:
-        _ensure_resource_syncs(connection, now=now)
+    _ensure_resource_syncs_spread(now, limit)
 
     if trackstar_key_rejected():
         # Trackstar refuses our API key: every read would be a 401. Syncs resume when the
         # health poll finds the key accepted again.
         return 0
-    _force_syncs_timed_out(now)
+    _force_syncs_timed_out(now, limit)
     # A resource waits for Trackstar's initial sync; if neither the webhook nor the map on
     # GET /connections/{id} ever says so, it is read anyway after SYNC_HISTORY_WAIT_SECONDS
     # (never skip data).
     history_known = Q(history_ready=True) | Q(
         created_at__lt=now - timedelta(seconds=settings.SYNC_HISTORY_WAIT_SECONDS)
     )
+    # Pushed ahead while it waits and runs (the lease, then the schedule move it on), so a
+    # request taken by a run that found nothing to do is not requested again next minute.
+    grace = timedelta(seconds=max(2 * settings.SYNC_LEASE_SECONDS, 300))
     with transaction.atomic():
         due = list(
             ResourceSync.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(
                 history_known,
+                Q(lease_token__isnull=True) | Q(lease_expires_at__lte=now),
                 enabled=True,
                 unsupported=False,
                 paused=False,
                 permission_error="",
                 next_sync_at__lte=now,
+                requested_at__isnull=True,
                 connection__status=Connection.Status.ACTIVE,
                 connection__sync_paused=False,
             )
-            .order_by("next_sync_at")
-            .values_list("pk", "connection_id", "resource", "high_water_mark")[:limit]
+            .order_by("next_sync_at")[:limit]
         )
-        ResourceSync.objects.filter(pk__in=[row[0] for row in due]).update(
-            next_sync_at=now + grace, updated_at=now
-        )
-    for _, connection_id, resource, mark in due:
-        kind = SyncRun.Kind.INCREMENTAL if mark else SyncRun.Kind.INITIAL
-        _enqueue(connection_id, resource, kind)
-    if due:
-        logger.info("Dispatched %d syncs", len(due))
+        for resource_sync in due:
+            resource_sync.next_sync_at = now + grace
+        _requests_record(due, kind=SyncRun.Kind.INCREMENTAL, now=now, also_save=("next_sync_at",))
+    resent = sync_requests_resend(now=now, limit=limit)
+    if due or resent:
+        logger.info("Dispatched %d syncs; sent %d requests again", len(due), resent)
     return len(due)
 
 
-def _force_syncs_timed_out(now: datetime) -> None:
+def sync_requests_resend(*, now: datetime | None = None, limit: int | None = None) -> int:
+    """Send again the requests no run has taken by their resend time: their message was lost
+    with the broker's data, or waits behind a long queue (that copy will then find its
+    request taken and do nothing). Not while a run holds the lease: it sends them when it
+    ends. Returns how many were sent."""
+    now = now or timezone.now()
+    limit = limit or settings.SYNC_DISPATCH_BATCH
+    with transaction.atomic():
+        late = list(
+            ResourceSync.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                Q(lease_token__isnull=True) | Q(lease_expires_at__lte=now),
+                requested_at__isnull=False,
+                request_resend_at__lte=now,
+                connection__status=Connection.Status.ACTIVE,
+            )
+            .order_by("request_resend_at")[:limit]
+        )
+        sends = [_request_sent(resource_sync, now) for resource_sync in late]
+        for resource_sync in late:
+            resource_sync.updated_at = now
+        if late:
+            ResourceSync.objects.bulk_update(
+                late, ["request_sends", "request_resend_at", "updated_at"], batch_size=1000
+            )
+        _requests_send_on_commit(sends)
+    if late:
+        logger.warning("Sent %d sync requests again: their runs never started", len(late))
+    return len(late)
+
+
+def _force_syncs_timed_out(now: datetime, limit: int) -> None:
     """Force syncs whose completion event never came: read what Trackstar has now."""
     cutoff = now - timedelta(seconds=settings.SYNC_FORCE_TIMEOUT_SECONDS)
-    late = list(
-        ResourceSync.objects.filter(force_sync_requested_at__lt=cutoff).values_list(
-            "pk", "connection_id", "resource"
-        )[:500]
-    )
-    if not late:
-        return
-    ResourceSync.objects.filter(pk__in=[row[0] for row in late]).update(
-        force_sync_requested_at=None, updated_at=now
-    )
-    for _, connection_id, resource in late:
-        _enqueue(connection_id, resource, SyncRun.Kind.FORCE)
+    with transaction.atomic():
+        late = list(
+            ResourceSync.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(force_sync_requested_at__lt=cutoff)
+            .order_by("force_sync_requested_at")[:limit]
+        )
+        for resource_sync in late:
+            resource_sync.force_sync_requested_at = None
+        _requests_record(
+            late, kind=SyncRun.Kind.FORCE, now=now, also_save=("force_sync_requested_at",)
+        )
 
 
 # --- One run ---------------------------------------------------------------------------------
@@ -575,12 +833,15 @@ def sync_resource(
     full: bool = False,
     time_budget: float | None = None,
     page_budget: int | None = None,
+    requested: bool = False,
 ) -> SyncOutcome:
     """Run (or resume) the sync of one resource of one connection.
 
     Raises TrackstarUnavailable / TrackstarRateLimited when Trackstar stays unreachable
     for a page: the lease is released and the run keeps its cursor, so a retry resumes it.
-    `time_budget` / `page_budget` end a long run early with status "continue"."""
+    `time_budget` / `page_budget` end a long run early with status "continue".
+    `requested`: the message of a request (sync_request) or of a resume, which has nothing
+    to do when no run waits to be resumed and another run already took the request."""
     if resource not in RECORD_MODELS:
         raise ValueError(f"Not a synced resource: {resource!r}")
     connection = Connection.objects.select_related("customer").filter(pk=connection_id).first()
@@ -588,7 +849,7 @@ def sync_resource(
         return SyncOutcome("skipped")
     if not connection.access_token:
         return SyncOutcome("skipped")
-    acquired = _lease_acquire(connection, resource, kind, full)
+    acquired = _lease_acquire(connection, resource, kind, full, requested)
     if isinstance(acquired, SyncOutcome):
         return acquired
     lease = acquired
@@ -617,15 +878,23 @@ def sync_resource(
     except TrackstarError as e:
         logger.warning("Sync failed: %s", e, extra=log_extra)
         return _finish_failed(lease, f"Trackstar refused the sync: {e}")
+    except DATABASE_LOST as e:
+        # A failover, a restart, a terminated backend: not the run's fault. The last page
+        # committed whole or not at all, so the run and its cursor stay for the task's
+        # retry, seconds from now on a fresh connection.
+        logger.warning("Lost the database connection mid-sync: %s", e, extra=log_extra)
+        _lease_release_after_database_error(lease)
+        raise
     except Exception as e:
-        # A bug or a database error: end the run visibly rather than resume into it forever.
+        # A bug, or bad data the database refused: end the run visibly rather than resume
+        # into it forever.
         logger.exception("Sync crashed", extra=log_extra)
         _finish_failed(lease, f"Internal error: {type(e).__name__}")
         raise
 
 
 def _lease_acquire(
-    connection: Connection, resource: str, kind: str, full: bool
+    connection: Connection, resource: str, kind: str, full: bool, requested: bool = False
 ) -> _Lease | SyncOutcome:
     now = timezone.now()
     lease_for = timedelta(seconds=settings.SYNC_LEASE_SECONDS)
@@ -640,21 +909,31 @@ def _lease_acquire(
             .select_related("current_run")
             .get(connection=connection, resource=resource)
         )
+        # A request waiting on the row: the run that starts serves it, whichever message
+        # brought the worker here. What it asks is on the row, not in a request's message:
+        # a join or the end of a run may have changed it since the message went out.
+        pending = resource_sync.requested_at is not None
+        if pending:
+            request_kind = resource_sync.requested_kind
+            if not requested:
+                request_kind = _stronger_kind(kind, request_kind)
+            request_full = resource_sync.requested_full or (full and not requested)
+            kind = _stronger_kind(kind, resource_sync.requested_kind)  # for the checks below
         manual = kind == SyncRun.Kind.MANUAL
         scheduled = kind in (SyncRun.Kind.INITIAL, SyncRun.Kind.INCREMENTAL)
         if not resource_sync.enabled or (resource_sync.unsupported and not manual):
-            return SyncOutcome("skipped")
+            return _skipped(resource_sync)
         if (resource_sync.paused or connection.sync_paused) and not manual:
-            return SyncOutcome("skipped")
+            return _skipped(resource_sync)
         if resource_sync.permission_error and not manual:
-            return SyncOutcome("skipped")
+            return _skipped(resource_sync)
         if (
             scheduled
             and not resource_sync.history_ready
             and resource_sync.created_at
             > now - (timedelta(seconds=settings.SYNC_HISTORY_WAIT_SECONDS))
         ):
-            return SyncOutcome("skipped")
+            return _skipped(resource_sync)
         expires = resource_sync.lease_expires_at
         if resource_sync.lease_token and expires is not None and expires > now:
             return SyncOutcome(
@@ -665,13 +944,21 @@ def _lease_acquire(
         run = resource_sync.current_run
         if run is not None and run.status != SyncRun.Status.RUNNING:
             run = None
-        if run is None:
-            if kind in (SyncRun.Kind.INITIAL, SyncRun.Kind.INCREMENTAL) and _recently_synced(
-                resource_sync, now
-            ):
+        if run is not None:
+            # Resumed. A request made while it ran waits for its end (the run sends it
+            # then), except the schedule's: this run is the scheduled read.
+            if pending and resource_sync.requested_kind == SyncRun.Kind.INCREMENTAL:
+                _request_taken(resource_sync)
+        else:
+            if requested and not pending:
+                # A copy of a request's message (sent again, redelivered): a run took it.
+                return SyncOutcome("skipped")
+            if not pending and scheduled and _recently_synced(resource_sync, now):
                 # A duplicate of a scheduled run that already happened (redelivered, or
                 # dispatched twice while the queue was long).
                 return SyncOutcome("skipped")
+            if pending:
+                kind, full = request_kind, request_full
             mark = resource_sync.high_water_mark
             run_kind = kind
             if mark is None and kind == SyncRun.Kind.INCREMENTAL:
@@ -686,13 +973,15 @@ def _lease_acquire(
                 kind=run_kind,
                 since=since,
             )
+            _request_taken(resource_sync)
         run.attempts += 1
         run.save(update_fields=["attempts", "updated_at"])
         resource_sync.current_run = run
         resource_sync.unsupported = False
         resource_sync.lease_token = uuid.uuid4()
         resource_sync.lease_expires_at = now + lease_for
-        # If this worker dies, the dispatcher looks again once the lease has lapsed.
+        # Moves with every renewal; once the lease lapses (this worker died), the row is
+        # due, and sync_resume_orphaned hands the run to another worker.
         resource_sync.next_sync_at = resource_sync.lease_expires_at
         resource_sync.save(
             update_fields=[
@@ -701,10 +990,20 @@ def _lease_acquire(
                 "lease_token",
                 "lease_expires_at",
                 "next_sync_at",
+                *_REQUEST_FIELDS,
                 "updated_at",
             ]
         )
     return _Lease(resource_sync.pk, resource_sync.lease_token, run)
+
+
+def _skipped(resource_sync: ResourceSync) -> SyncOutcome:
+    """Nothing to run (disabled, paused, no access, no history yet): a request waiting is
+    dropped, the row's state says why."""
+    if resource_sync.requested_at is not None:
+        _request_taken(resource_sync)
+        resource_sync.save(update_fields=[*_REQUEST_FIELDS, "updated_at"])
+    return SyncOutcome("skipped")
 
 
 def _recently_synced(resource_sync: ResourceSync, now: datetime) -> bool:
@@ -731,6 +1030,59 @@ def _lease_release(lease: _Lease, *, error: str) -> None:
         ).update(lease_token=None, lease_expires_at=None, next_sync_at=now, updated_at=now)
         if released:
             SyncRun.objects.filter(pk=lease.run.pk).update(error=error, updated_at=now)
+
+
+def _lease_release_after_database_error(lease: _Lease) -> None:
+    """Drop the broken connection and give the lease up on a fresh one, so the retry can
+    take it at once. A database still unreachable keeps it: it lapses in
+    SYNC_LEASE_SECONDS, and the retry waits that out."""
+    database_connection_drop()
+    try:
+        _lease_release(lease, error="Lost the database connection; resuming.")
+    except DATABASE_LOST:
+        database_connection_drop()
+
+
+def sync_resume_orphaned(*, now: datetime | None = None, limit: int | None = None) -> int:
+    """Beat, every SYNC_RESUME_INTERVAL_SECONDS: enqueue the runs whose worker died.
+
+    A live run renews its lease on every page and while it waits, so a lease that lapsed
+    means nobody holds the run: another worker resumes it from its cursor within a lease
+    and an interval of the crash, rather than at the dispatcher's next minute. (A worker
+    process killed alone needs none of this: Celery gives its message back at once, and
+    the task retries when the lease lapses.) Re-enqueued rows are pushed a grace period
+    ahead, as the dispatcher does, so neither enqueues them again while they wait."""
+    if trackstar_key_rejected():
+        return 0  # the dispatcher resumes every sync once the key is accepted again
+    now = now or timezone.now()
+    limit = limit or settings.SYNC_DISPATCH_BATCH
+    grace = timedelta(seconds=max(2 * settings.SYNC_LEASE_SECONDS, 300))
+    with transaction.atomic():
+        orphaned = list(
+            ResourceSync.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                # next_sync_at moves with every renewal: the index finds the few that lapsed.
+                next_sync_at__lte=now,
+                lease_token__isnull=False,
+                lease_expires_at__lte=now,
+                current_run__status=SyncRun.Status.RUNNING,
+                enabled=True,
+                paused=False,
+                connection__status=Connection.Status.ACTIVE,
+                connection__sync_paused=False,
+            )
+            .order_by("next_sync_at")
+            .values_list("pk", "connection_id", "resource", "current_run__kind")[:limit]
+        )
+        ResourceSync.objects.filter(pk__in=[row[0] for row in orphaned]).update(
+            next_sync_at=now + grace, updated_at=now
+        )
+    for _, connection_id, resource, kind in orphaned:
+        # The run's own kind: the resumed task passes the same checks the first one did.
+        _enqueue(connection_id, resource, kind)
+    if orphaned:
+        logger.info("Resuming %d syncs whose worker stopped renewing its lease", len(orphaned))
+    return len(orphaned)
 
 
 def _run(
@@ -830,7 +1182,7 @@ def _await_page(
     or 5xx backs off, a bounded number of times; then the error goes to the task."""
     for attempt in itertools.count():
         try:
-            return pending.result()
+            return _result_renewing(pending, lease)
         except TrackstarRateLimited as e:
             if attempt >= PAGE_RETRIES:
                 raise
@@ -842,11 +1194,33 @@ def _await_page(
             wait = random.uniform(  # noqa: S311
                 PAGE_BACKOFF_BASE / 2, min(PAGE_BACKOFF_CAP, PAGE_BACKOFF_BASE * 2**attempt)
             )
-        # Keep the lease while waiting, so a slow page is not mistaken for a dead worker.
-        _lease_renew(lease)
-        time.sleep(wait)
+        _sleep_renewing(wait, lease)
         pending = refetch()
     raise AssertionError("unreachable")
+
+
+def _heartbeat_seconds() -> float:
+    """How often a waiting run renews its lease: three times a lease, so a late renewal
+    (a busy machine, a slow statement) does not lose it."""
+    return max(0.5, settings.SYNC_LEASE_SECONDS / 3)
+
+
+def _result_renewing(pending: Future[_FetchedPage], lease: _Lease) -> _FetchedPage:
+    """Wait for the page, renewing the lease meanwhile: a page held up by the shared rate
+    limit or by a slow Trackstar (up to the read timeout) is a live worker, not a dead one."""
+    while not wait_futures([pending], timeout=_heartbeat_seconds()).done:
+        _lease_renew(lease)
+    return pending.result()
+
+
+def _sleep_renewing(seconds: float, lease: _Lease) -> None:
+    """Sleep (a retry-after may be long), renewing the lease at every heartbeat."""
+    _lease_renew(lease)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, _heartbeat_seconds()))
+        if time.monotonic() < deadline:
+            _lease_renew(lease)
 
 
 def _commit_page(lease: _Lease, page: _FetchedPage, mark: datetime | None) -> datetime | None:
@@ -911,6 +1285,7 @@ def _finish_succeeded(
             interval=resource_sync.interval_seconds,
             after=now,
         )
+        _request_follow_up(resource_sync, run, succeeded=True)
         resource_sync.save()
         SyncRun.objects.filter(pk=run.pk).update(
             status=SyncRun.Status.SUCCEEDED,
@@ -944,6 +1319,7 @@ def _finish(lease: _Lease, *, status: str, error: str, **resource_sync_fields: A
             SyncRun.objects.filter(pk=lease.run.pk).update(
                 status=status, error=error, finished_at=now, updated_at=now
             )
+            _request_follow_up_of(lease.resource_sync_id, lease.run)
     lease.run.refresh_from_db()
     return lease.run
 
@@ -1033,6 +1409,7 @@ def sync_fail(*, connection_id: int, resource: str, reason: str) -> SyncRun | No
         resource_sync.lease_token = None
         resource_sync.lease_expires_at = None
         resource_sync.next_sync_at = now + timedelta(seconds=resource_sync.interval_seconds)
+        _request_follow_up(resource_sync, run, succeeded=False)
         resource_sync.save()
     run.refresh_from_db()
     return run

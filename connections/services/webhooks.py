@@ -5,13 +5,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
 
 from ..clients import trackstar_client
-from ..models import Connection, UnassignedConnection, WebhookEvent
+from ..degrade import broker_send
+from ..models import Connection, MagicLink, UnassignedConnection, WebhookEvent
 from ..models.records import RECORD_MODELS
 from ..models.sync import resource_label
 from ..ratelimit import acquire, trackstar_get_limiter
@@ -45,8 +46,8 @@ EVENT_RESOURCES = {
     "shipping-method": "shipping_methods",
     "shipping_method": "shipping_methods",
 }
+# An event the broker never took (it was down when the event came): sent a minute later.
 STALE_SECONDS = 60
-LOST_TASK_SECONDS = 15 * 60
 
 
 def webhook_receive(*, svix_id: str, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
@@ -78,9 +79,7 @@ def _without_secrets(payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
 def webhook_enqueue(*, event_id: int) -> bool:
     from ..tasks import webhook_apply as webhook_apply_task
 
-    try:
-        webhook_apply_task.delay(event_id)
-    except BrokerError:
+    if not broker_send(webhook_apply_task, event_id):
         logger.warning("Broker unavailable; webhook event %s left for the sweep", event_id)
         return False
     WebhookEvent.objects.filter(pk=event_id).update(enqueued_at=timezone.now())
@@ -89,16 +88,30 @@ def webhook_enqueue(*, event_id: int) -> bool:
 
 def webhooks_sweep() -> int:
     """Enqueue events stored while the broker was down (never enqueued, a minute later), or
-    whose task was lost (enqueued long ago, still not applied)."""
+    whose task was lost (enqueued WEBHOOK_LOST_TASK_SECONDS ago, still not applied: Redis
+    restarted empty, or the worker holding it died). A second delivery of a live task
+    costs nothing: applying takes the row's lock and does nothing to an applied event.
+    Oldest first, WEBHOOK_SWEEP_BATCH at most, so a real backlog is not doubled."""
     now = timezone.now()
+    lost_before = now - timedelta(seconds=settings.WEBHOOK_LOST_TASK_SECONDS)
     ids = list(
         WebhookEvent.objects.filter(
             Q(enqueued_at__isnull=True, received_at__lt=now - timedelta(seconds=STALE_SECONDS))
-            | Q(enqueued_at__lt=now - timedelta(seconds=LOST_TASK_SECONDS)),
+            | Q(enqueued_at__lt=lost_before),
             status=WebhookEvent.Status.RECEIVED,
-        ).values_list("pk", flat=True)
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[: settings.WEBHOOK_SWEEP_BATCH]
     )
     return sum(webhook_enqueue(event_id=event_id) for event_id in ids)
+
+
+def webhook_retry_scheduled(*, event_id: int, countdown: float) -> None:
+    """The task retries by itself in `countdown` seconds (Trackstar busy): the sweep leaves
+    the event alone until that retry is overdue, rather than start a second chain."""
+    WebhookEvent.objects.filter(pk=event_id, status=WebhookEvent.Status.RECEIVED).update(
+        enqueued_at=timezone.now() + timedelta(seconds=countdown)
+    )
 
 
 def webhook_retry(*, event: WebhookEvent, actor: Actor) -> bool:
@@ -312,20 +325,29 @@ def _adopt_token(connection: Connection, token: str) -> bool:
         or connection.status != Connection.Status.NEEDS_RECONNECT
     ):
         return False
+    now = timezone.now()
     connection.access_token = token
     connection.status = Connection.Status.ACTIVE
     connection.last_error = ""
     connection.reconnect_cause = ""
-    connection.connected_at = timezone.now()
+    # Finished as a reconnect would: the incident is over, and the reconnect link emailed
+    # for it has nothing left to do.
+    connection.reconnect_notified_at = None
+    connection.connected_at = now
     connection.save(
         update_fields=[
             "access_token",
             "status",
             "last_error",
             "reconnect_cause",
+            "reconnect_notified_at",
             "connected_at",
             "updated_at",
         ]
     )
+    MagicLink.objects.filter(reinstall_connection=connection, revoked_at__isnull=True).update(
+        revoked_at=now
+    )
+    audit_record(actor=None, action="connection.token_received", connection=connection)
     transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
     return True

@@ -4,7 +4,7 @@ every task module is imported here."""
 from .exchanges import exchange_process, exchange_refused_delete, exchanges_sweep
 from .health import connection_health_refresh, connections_reconcile, health_poll
 from .magic_links import magic_links_expire
-from .sync import sync_dispatch_due, sync_resource
+from .sync import sync_dispatch_due, sync_resource, sync_resume_orphaned
 from .webhooks import webhook_apply, webhooks_sweep
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "magic_links_expire",
     "sync_dispatch_due",
     "sync_resource",
+    "sync_resume_orphaned",
     "webhook_apply",
     "webhooks_sweep",
 ]

@@ -5,8 +5,9 @@ import random
 from celery import shared_task
 
 from .. import services
+from ..database import DATABASE_LOST, database_connection_drop
 from ..trackstar import TrackstarRateLimited, TrackstarUnavailable
-from .retry import backoff
+from .retry import backoff, database_backoff
 
 EXCHANGE_MAX_RETRIES = 8
 
@@ -27,6 +28,22 @@ def exchange_process(self, exchange_id: int) -> None:
             countdown = max(countdown, e.retry_after + random.uniform(0, 1))  # noqa: S311
         services.exchange_retry_scheduled(exchange_id=exchange_id, countdown=countdown)
         raise self.retry(exc=e, countdown=countdown) from e
+    except DATABASE_LOST as e:
+        # Not the exchange's fault: the row keeps its auth code and its attempt count (an
+        # attempt that reached Trackstar is recovered as after a crash). Retry in seconds
+        # on a fresh connection; after the last retry, or with the database still down,
+        # the sweep takes it once the claim lapses.
+        database_connection_drop()
+        if self.request.retries >= self.max_retries:
+            return
+        countdown = database_backoff(self.request.retries)
+        try:
+            services.exchange_retry_scheduled(
+                exchange_id=exchange_id, countdown=countdown, release_claim=True
+            )
+        except DATABASE_LOST:
+            database_connection_drop()
+        raise self.retry(exc=e, countdown=countdown) from e
 
 
 @shared_task(name="connections.exchange_sweep")
@@ -42,8 +59,13 @@ def exchange_refused_delete(self, exchange_id: int) -> None:
         services.exchange_refused_delete(exchange_id=exchange_id)
     except (TrackstarRateLimited, TrackstarUnavailable) as e:
         if self.request.retries >= self.max_retries:
-            return  # still owed: the sweep tries again later
+            # Still owed: the sweep tries again after a pause, until the service gives up
+            # (by time, however many attempts an outage takes).
+            services.refused_delete_retry_scheduled(exchange_id=exchange_id)
+            return
         countdown = backoff(self.request.retries)
         if isinstance(e, TrackstarRateLimited):
             countdown = max(countdown, e.retry_after + random.uniform(0, 1))  # noqa: S311
+        # The sweep leaves the row alone until this retry is overdue: one chain, not two.
+        services.refused_delete_retry_scheduled(exchange_id=exchange_id, countdown=countdown)
         raise self.retry(exc=e, countdown=countdown) from e

@@ -22,7 +22,9 @@ def webhook_apply(self, event_id: int) -> None:
     except (TrackstarRateLimited, TrackstarUnavailable) as e:
         # A truncated event's record could not be fetched yet: the event stays received.
         if self.request.retries < self.max_retries:
-            raise self.retry(exc=e, countdown=backoff(self.request.retries, base=5.0)) from e
+            countdown = backoff(self.request.retries, base=5.0)
+            services.webhook_retry_scheduled(event_id=event_id, countdown=countdown)
+            raise self.retry(exc=e, countdown=countdown) from e
         services.webhook_fail(event_id=event_id, error=f"Trackstar unreachable: {e}")
     except Exception as e:  # noqa: BLE001 - a poison event must end, visibly, not loop
         logger.exception("Webhook event %s could not be applied", event_id)

@@ -74,27 +74,91 @@
     });
   }
 
-  function poll(statusUrl, name, deadline) {
-    return fetch(statusUrl, {credentials: "same-origin", headers: headers()})
-      .then(function (r) { return r.json(); })
-      .then(function (exchange) {
-        if (exchange.status === "succeeded") {
-          var label = (exchange.connection && exchange.connection.label) || name;
-          setStatus("Connected: " + label + ".", "ok");
-          document.dispatchEvent(new CustomEvent("dockside:connected", {detail: exchange}));
-          return refreshUntilSynced(Date.now() + 90000);
-        }
-        if (exchange.status === "failed") {
-          setStatus(exchange.error || "Connecting failed. Please try again.", "error");
-          return refreshTable();
-        }
-        if (Date.now() > deadline) {
+  // The page follows an exchange for as long as the server says it is still working (a
+  // worker that died mid-exchange is taken up again by the sweep a minute or two later),
+  // up to POLL_LIMIT_MS; then it says where the result will appear. A connection that
+  // needs a reconnect to finish is followed too: a late connection.created webhook may
+  // still finish it. A failed poll (a restart, a blip) is tried again, not shown.
+  var POLL_LIMIT_MS = 10 * 60 * 1000;
+  var POLL_SLOW_AFTER_MS = 30 * 1000;
+  var POLL_PATIENCE_MS = 20 * 1000;
+  var pollRound = 0; // a new connect (or a reconnect) stops the poll of the one before
+
+  function follow(statusUrl, name) {
+    var round = ++pollRound;
+    var started = Date.now();
+    var finishShown = false;
+
+    function again() {
+      var elapsed = Date.now() - started;
+      if (elapsed > POLL_LIMIT_MS) {
+        if (!finishShown) {
           setStatus("Still connecting " + name + "… it will appear here when it is done.", "");
-          return;
         }
-        return new Promise(function (resolve) { setTimeout(resolve, 1000); })
-          .then(function () { return poll(statusUrl, name, deadline); });
-      });
+        return refreshTable();
+      }
+      var wait = finishShown || elapsed > POLL_SLOW_AFTER_MS ? 3000 : 1000;
+      return new Promise(function (resolve) { setTimeout(resolve, wait); }).then(step);
+    }
+
+    function step() {
+      if (round !== pollRound) return;
+      return fetch(statusUrl, {credentials: "same-origin", headers: headers()})
+        .then(function (r) {
+          if (r.ok) return r.json();
+          if (r.status >= 400 && r.status < 500) {
+            // Final (logged out, not this caller's): say so rather than poll for nothing.
+            return r.json().catch(function () { return {}; }).then(function (data) {
+              return {status: "failed", error: data.error || "Connecting failed (" + r.status + ")."};
+            });
+          }
+          return null;
+        })
+        .catch(function () { return null; })
+        .then(function (exchange) {
+          if (round !== pollRound) return;
+          if (!exchange) return again();
+          if (exchange.status === "succeeded" && exchange.reconnect_to_finish) {
+            if (!finishShown) {
+              finishShown = true;
+              showFinish(exchange);
+              refreshTable();
+            }
+            return again();
+          }
+          if (exchange.status === "succeeded") {
+            var label = (exchange.connection && exchange.connection.label) || name;
+            setStatus("Connected: " + label + ".", "ok");
+            document.dispatchEvent(new CustomEvent("dockside:connected", {detail: exchange}));
+            return refreshUntilSynced(Date.now() + 90000);
+          }
+          if (exchange.status === "failed") {
+            setStatus(exchange.error || "Connecting failed. Please try again.", "error");
+            return refreshTable();
+          }
+          if (Date.now() - started > POLL_PATIENCE_MS) {
+            setStatus("Still connecting " + name + "… this can take a few minutes.", "busy");
+          }
+          return again();
+        });
+    }
+
+    return step();
+  }
+
+  // "Almost there": the connection exists at Trackstar, and a reconnect (same connection,
+  // same history) finishes it. The button opens the same Link instance as the row's own.
+  function showFinish(exchange) {
+    setStatus(exchange.message || "Almost there: reconnect to finish.", "busy");
+    var ref = exchange.reconnect_connection_id;
+    if (!ref) return;
+    statusLine.appendChild(document.createTextNode(" "));
+    statusLine.appendChild(el("button", {
+      type: "button", id: "finish-reconnect", class: "btn small primary", text: "Reconnect",
+      onclick: function () {
+        reconnect({buttonId: "reconnect-" + ref, ref: String(ref)});
+      },
+    }));
   }
 
   function displayName(slug) {
@@ -156,7 +220,7 @@
     if (target.connectionId) body.connection_id = target.connectionId;
     return storeToken(body, 0)
       .then(function (exchange) {
-        return poll(exchange.status_url, displayName(integrationName), Date.now() + 120000);
+        return follow(exchange.status_url, displayName(integrationName));
       })
       .catch(function (e) { setStatus(e.message, "error"); });
   }

@@ -293,7 +293,11 @@ def test_a_magic_link_reconnects_the_connection_its_page_offered(
         response = _store(
             client,
             # The one get-link-token minted for this reconnect.
-            link_token=make_link_token(customer=customer, reinstall=existing),
+            link_token=make_link_token(
+                customer=customer,
+                reinstall=existing,
+                magic_link=MagicLink.objects.get(customer=customer),
+            ),
             connection_id=offered["ref"],
         )
 

@@ -3,7 +3,7 @@
 import pytest
 
 from connections import services
-from connections.models import AuthCodeExchange, Connection
+from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
 from connections.trackstar import TrackstarUnavailable
 from tests.builders import make_link_token
 
@@ -172,6 +172,72 @@ def test_a_connection_made_before_the_worker_died_is_recovered(trackstar, custom
     assert connection.customer == customer
     assert connection.status == Connection.Status.NEEDS_RECONNECT
     assert "Reconnect" in connection.last_error
+
+
+def _spend_then_retry(trackstar, customer, exchange) -> None:
+    """A first attempt reached Trackstar (the code is spent) and its worker died before the
+    commit; the retry (the redelivered task, or the sweep's) then runs the service."""
+    trackstar.exchange(
+        AuthCodeExchange.objects.get(pk=exchange.pk).auth_code, customer_id=customer.public_id
+    )
+    AuthCodeExchange.objects.filter(pk=exchange.pk).update(attempts=1)
+    services.exchange_process(exchange_id=exchange.pk)
+
+
+def test_a_recovery_without_its_token_emails_the_customer_a_reconnect_link_once(
+    trackstar, customer, mailoutbox, django_capture_on_commit_callbacks
+):
+    exchange = submit(trackstar, customer)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        _spend_then_retry(trackstar, customer, exchange)
+
+    connection = Connection.objects.get()
+    assert connection.status == Connection.Status.NEEDS_RECONNECT
+    assert connection.reconnect_cause == Connection.ReconnectCause.TOKEN_MISSING
+    assert connection.reconnect_notified_at is not None
+    assert [m.to for m in mailoutbox] == [[customer.contact_email]]
+    assert "almost done" in mailoutbox[0].body
+    link = MagicLink.objects.get(reinstall_connection=connection)
+    assert link.emailed_to == customer.contact_email and link.is_usable
+    assert AuditEntry.objects.filter(
+        action="connection.needs_reconnect", connection=connection
+    ).exists()
+    # The same incident, told again (the health poll, a second recovery): no second email.
+    with django_capture_on_commit_callbacks(execute=True):
+        services.connection_mark_needs_reconnect(
+            connection_id=connection.pk,
+            reason="again",
+            cause=Connection.ReconnectCause.TOKEN_MISSING,
+        )
+    assert len(mailoutbox) == 1
+
+
+def test_a_recovery_takes_the_token_of_a_connection_created_that_came_first(
+    trackstar, customer, mailoutbox, django_capture_on_commit_callbacks
+):
+    exchange = submit(trackstar, customer)
+    code = AuthCodeExchange.objects.get(pk=exchange.pk).auth_code
+    made = trackstar.exchange(code, customer_id=customer.public_id)
+    # Its connection.created was stored and set aside: our exchange was still pending.
+    services.webhook_receive(
+        svix_id="msg_created",
+        payload={
+            "connection_id": made["connection_id"],
+            "event_type": "connection.created",
+            "data": {"access_token": made["access_token"]},
+        },
+    )
+    AuthCodeExchange.objects.filter(pk=exchange.pk).update(attempts=1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.exchange_process(exchange_id=exchange.pk)
+
+    connection = Connection.objects.get()
+    assert connection.status == Connection.Status.ACTIVE
+    assert connection.access_token == made["access_token"]
+    assert connection.reconnect_cause == ""
+    assert mailoutbox == []
 
 
 def test_sweep_enqueues_only_stale_pending_exchanges(trackstar, customer, monkeypatch):

@@ -3,11 +3,12 @@ store-token driven over HTTP against the sandbox (the worker's step is the servi
 
 import dataclasses
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db.models import F
 from django.test import Client
+from svix.webhooks import Webhook
 
 from connections import services
 from connections.models import (
@@ -16,10 +17,13 @@ from connections.models import (
     LinkTokenGrant,
     MagicLink,
     UnassignedConnection,
+    WebhookEvent,
 )
 from connections.trackstar import TrackstarUnavailable
+from tests.builders import make_user
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
+EXTENSIV = {"client_id": "c", "client_secret": "s", "tpl_guid": "g"}
 
 
 def link_token_for(client, **headers) -> str:
@@ -182,6 +186,137 @@ def test_a_delete_owed_while_trackstar_is_down_is_kept_and_done_later(
     assert not remote_exists(trackstar, remote_id)
 
 
+@pytest.fixture
+def owed_delete(trackstar, acme, globex, owed, django_capture_on_commit_callbacks):
+    """A refused exchange (Globex's code on Acme's page) whose connection is still to be
+    deleted at Trackstar, which now answers 503 to it."""
+    globex_code = trackstar.authorize(link_token_for(globex), "shipbob", {"api_key": "sk_g"})
+    with django_capture_on_commit_callbacks(execute=False):
+        store_token(acme, globex_code, link_token_for(acme))
+    exchange = process(AuthCodeExchange.objects.get().pk, django_capture_on_commit_callbacks)
+    assert exchange.refused_delete == AuthCodeExchange.RefusedDelete.OWED
+    trackstar.set_faults(statuses=[503], paths="/connections")
+    owed.clear()
+    return exchange
+
+
+@pytest.fixture
+def delete_retries(monkeypatch):
+    """The countdowns the delete task asked to be retried with (instead of publishing)."""
+    from celery.exceptions import Retry
+
+    from connections.tasks import exchanges as exchange_tasks
+
+    countdowns = []
+
+    def retry(*, exc=None, countdown=None, **kwargs):
+        countdowns.append(countdown)
+        return Retry(exc=exc, when=countdown)
+
+    monkeypatch.setattr(exchange_tasks.exchange_refused_delete, "retry", retry)
+    monkeypatch.setattr(exchange_tasks, "backoff", lambda retries: 250.0)  # a late retry
+    return countdowns
+
+
+def run_delete_task(exchange_id: int, retries: int = 0) -> None:
+    from connections.tasks import exchanges as exchange_tasks
+
+    task = exchange_tasks.exchange_refused_delete
+    task.push_request(retries=retries)
+    try:
+        task.run(exchange_id)
+    finally:
+        task.pop_request()
+
+
+def later(exchange, by: timedelta) -> None:
+    """As if `by` had passed since the row was last touched (and its retry scheduled)."""
+    AuthCodeExchange.objects.filter(pk=exchange.pk).update(
+        updated_at=F("updated_at") - by,
+        refused_delete_retry_at=F("refused_delete_retry_at") - by,
+    )
+
+
+def test_the_sweep_starts_no_second_delete_while_the_tasks_own_retry_is_due(
+    owed_delete, owed, delete_retries
+):
+    from celery.exceptions import Retry
+
+    with pytest.raises(Retry):
+        run_delete_task(owed_delete.pk, retries=7)
+    assert delete_retries == [250.0]
+
+    later(owed_delete, timedelta(seconds=90))  # the retry is still 160 s away
+    services.exchanges_sweep()
+    assert owed == []
+    later(owed_delete, timedelta(minutes=5))  # long overdue: that retry was lost
+    services.exchanges_sweep()
+    assert owed == [owed_delete.pk]
+
+
+def test_a_delete_out_of_retries_waits_and_a_week_later_gives_up_telling_staff_once(
+    trackstar, owed_delete, owed, delete_retries, mailoutbox
+):
+    run_delete_task(owed_delete.pk, retries=8)  # the last retry: no more of its own
+
+    later(owed_delete, timedelta(minutes=2))
+    services.exchanges_sweep()
+    assert owed == []  # not a new chain every minute: after a pause
+    later(owed_delete, timedelta(minutes=15))
+    services.exchanges_sweep()
+    assert owed == [owed_delete.pk]
+    assert mailoutbox == []
+
+    # Trackstar has been down for a week of such tries.
+    AuthCodeExchange.objects.filter(pk=owed_delete.pk).update(
+        finished_at=F("finished_at") - timedelta(days=7)
+    )
+    run_delete_task(owed_delete.pk)  # no Retry: it ends here
+
+    exchange = AuthCodeExchange.objects.get(pk=owed_delete.pk)
+    assert exchange.refused_delete == AuthCodeExchange.RefusedDelete.GAVE_UP
+    assert exchange.refused_access_token == ""
+    assert "7 days" in exchange.refused_delete_error
+    [alert] = mailoutbox
+    assert exchange.refused_connection_id in alert.subject
+    assert "Trackstar's dashboard" in alert.body
+    # Once: nothing retries it, nothing mails again, nothing adopts it meanwhile.
+    later(exchange, timedelta(hours=1))
+    owed.clear()
+    services.exchanges_sweep()
+    assert owed == []
+    assert services.exchange_refused_delete(exchange_id=exchange.pk) is None
+    assert len(mailoutbox) == 1
+    trackstar.clear_faults()
+    remote_id = exchange.refused_connection_id
+    assert (
+        services.connection_adopt(
+            trackstar_connection_id=remote_id,
+            access_token=trackstar.connection(remote_id)["access_token"],
+            details=trackstar.get_connection(remote_id),
+            customer_id=trackstar.connection(remote_id)["customer_id"],
+            seen_via=UnassignedConnection.SeenVia.WEBHOOK,
+        )
+        is None
+    )
+
+
+def test_a_delete_with_no_token_to_do_it_with_ends_instead_of_looping(
+    owed_delete, owed, mailoutbox
+):
+    AuthCodeExchange.objects.filter(pk=owed_delete.pk).update(refused_access_token="")
+
+    services.exchange_refused_delete(exchange_id=owed_delete.pk)
+
+    exchange = AuthCodeExchange.objects.get(pk=owed_delete.pk)
+    assert exchange.refused_delete == AuthCodeExchange.RefusedDelete.GAVE_UP
+    assert "no access token" in exchange.refused_delete_error
+    assert len(mailoutbox) == 1
+    later(exchange, timedelta(minutes=10))
+    services.exchanges_sweep()
+    assert owed == []  # not re-run every minute
+
+
 def test_an_answer_without_a_customer_id_is_bound_by_the_link_token_and_connected(
     trackstar, acme, customer, owed, django_capture_on_commit_callbacks, monkeypatch
 ):
@@ -224,6 +359,38 @@ def test_a_retry_of_a_stored_code_answers_with_its_exchange_after_the_link_token
     assert AuthCodeExchange.objects.count() == 1
 
 
+def test_a_link_token_is_taken_only_from_whom_it_was_handed_to(
+    trackstar, acme, customer, portal_user, django_capture_on_commit_callbacks
+):
+    """A link token is one Link session's: another owner of the customer, the visitor of
+    another of its magic links, or of the same customer's portal, cannot submit a code
+    with it (a token seen over a shoulder, in a log, in a shared browser's history)."""
+    colleague = Client()
+    colleague.force_login(make_user(customer=customer))
+    link_visitor = open_magic_link(customer)
+    other_link_visitor = open_magic_link(customer)
+    owners = link_token_for(acme)
+    visitors = link_token_for(link_visitor, **MAGIC)
+
+    with django_capture_on_commit_callbacks(execute=False):
+        refused = [
+            store_token(colleague, "ac_1", owners),
+            store_token(link_visitor, "ac_2", owners, **MAGIC),
+            store_token(other_link_visitor, "ac_3", visitors, **MAGIC),
+            store_token(acme, "ac_4", visitors),
+        ]
+        mine = (
+            store_token(acme, "ac_5", owners),
+            store_token(link_visitor, "ac_6", visitors, **MAGIC),
+        )
+
+    assert [r.status_code for r in refused] == [403] * 4
+    assert all("start on this page" in r.json()["error"] for r in refused)
+    assert [r.status_code for r in mine] == [202, 202]
+    assert AuthCodeExchange.objects.count() == 2  # nothing written for the refused ones
+    assert [link.use_count for link in MagicLink.objects.order_by("pk")] == [1, 0]
+
+
 def test_a_webhook_first_for_another_wms_than_the_page_said_is_not_adopted_past_the_exchange(
     trackstar, customer, owed, django_capture_on_commit_callbacks
 ):
@@ -263,6 +430,150 @@ def test_a_webhook_first_for_another_wms_than_the_page_said_is_not_adopted_past_
     assert exchange.refused_delete == AuthCodeExchange.RefusedDelete.OWED
     assert owed == [exchange.pk]
     assert Connection.objects.count() == 0
+
+
+# --- A code kept from store-token: what Link made is not adopted past the magic link --------
+
+
+def deliver_connection_created(trackstar, made, svix_id="msg_created"):
+    """Trackstar's connection.created for a connection Link made, over HTTP and signed
+    (API.md §8, §10), then applied as the webhook worker does."""
+    payload = {
+        "connection_id": made["connection_id"],
+        "integration_name": made["integration_name"],
+        "integration_type": "general",
+        "event_type": "connection.created",
+        "customer_id": made["customer_id"],
+        "data": {"created_date": "2026-12-01T10:00:00Z", "access_token": made["access_token"]},
+    }
+    body = json.dumps(payload)
+    at = datetime.now(UTC)
+    headers = {
+        "HTTP_SVIX_ID": svix_id,
+        "HTTP_SVIX_TIMESTAMP": str(int(at.timestamp())),
+        "HTTP_SVIX_SIGNATURE": Webhook(trackstar.webhook_secret).sign(svix_id, at, body),
+    }
+    response = Client().post(
+        "/webhooks/trackstar/", body, content_type="application/json", **headers
+    )
+    assert response.status_code == 200, response.content
+    return services.webhook_apply(event_id=WebhookEvent.objects.get(svix_id=svix_id).pk)
+
+
+def open_magic_link(customer, **kwargs) -> Client:
+    issued = services.magic_link_issue(customer=customer, created_by=None, **kwargs)
+    visitor = Client()
+    visitor.get(issued.url[issued.url.index("/connect/") :], follow=True)
+    return visitor
+
+
+def test_a_wms_the_link_does_not_allow_connected_without_store_token_is_not_adopted(
+    trackstar, customer, staff_user, django_capture_on_commit_callbacks
+):
+    """A ShipBob-only link. The visitor takes the link token our page hands out, connects
+    Extensiv in Link and never calls store-token. Trackstar made the connection with the
+    customer's customer_id and says so in connection.created: adopting it gave the
+    customer a WMS the link does not allow, and left the link unspent, to do it again."""
+    visitor = open_magic_link(customer, allowed_integrations=["shipbob"])
+    link_token = link_token_for(visitor, **MAGIC)
+    code = trackstar.authorize(link_token, "extensiv-3pl-central", EXTENSIV)
+    # Link makes the connection when the visitor finishes; the sandbox makes it when the
+    # code is exchanged, so Trackstar's side of it is played here (no store-token).
+    made = trackstar.exchange(code)
+    assert made["customer_id"] == customer.public_id
+
+    with django_capture_on_commit_callbacks(execute=True):
+        event = deliver_connection_created(trackstar, made)
+
+    assert event.status == WebhookEvent.Status.PROCESSED
+    assert not Connection.objects.filter(customer=customer).exists()
+    held = UnassignedConnection.objects.get(trackstar_connection_id=made["connection_id"])
+    assert held.resolution == ""  # waiting for staff, with its token (they may assign it)
+    assert "allows only ShipBob" in held.held_reason
+    assert held.access_token == made["access_token"]
+    link = MagicLink.objects.get()
+    assert link.use_count == 0 and link.completed_at is None
+    # Staff see it in the unassigned list, and why it waits for them.
+    staff = Client()
+    staff.force_login(staff_user)
+    page = staff.get("/admin/connections/unassignedconnection/").content.decode()
+    assert made["connection_id"] in page and "allows only ShipBob" in page
+    # Nothing adopts it later either: the link token expires, the reconcile job comes.
+    LinkTokenGrant.objects.update(expires_at=F("expires_at") - timedelta(hours=2))
+    services.connections_reconcile()
+    deliver_connection_created(trackstar, made, svix_id="msg_created_again")
+    assert not Connection.objects.exists()
+    assert remote_exists(trackstar, made["connection_id"])  # never deleted: staff decide
+
+
+def test_an_allowed_wms_connected_without_store_token_does_not_leave_the_link_unspent(
+    trackstar, customer, django_capture_on_commit_callbacks
+):
+    """The same with a WMS the link allows: a one-use link would otherwise make any
+    number of connections, none of them spending its use."""
+    visitor = open_magic_link(customer, allowed_integrations=["shipbob"])
+    made = trackstar.exchange(
+        trackstar.authorize(link_token_for(visitor, **MAGIC), "shipbob", {"api_key": "sk_1"})
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver_connection_created(trackstar, made)
+
+    assert not Connection.objects.exists()
+    held = UnassignedConnection.objects.get(trackstar_connection_id=made["connection_id"])
+    assert "never reached Dockside" in held.held_reason
+    assert MagicLink.objects.get().use_count == 0
+
+
+def test_a_webhook_before_store_token_is_still_stored_by_its_exchange(
+    trackstar, customer, acme, django_capture_on_commit_callbacks
+):
+    """The normal cases stay as they were: a magic link's connect whose connection.created
+    arrives before its store-token is stored by the exchange (the wait for staff ends);
+    a portal owner's unrestricted connect is adopted by the webhook, then stored; and a
+    connection made in Trackstar's dashboard, no Link open, is adopted."""
+    capture = django_capture_on_commit_callbacks
+    visitor = open_magic_link(customer, allowed_integrations=["shipbob"])
+    link_token = link_token_for(visitor, **MAGIC)
+    code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_1"})
+    exchange_result = services.exchanges.trackstar_client().exchange_auth_code(auth_code=code)
+    made = trackstar.get_connection(exchange_result.connection_id)
+    made = {**made, "access_token": exchange_result.access_token}
+    with capture(execute=True):
+        deliver_connection_created(trackstar, made)
+    with capture(execute=False):
+        assert store_token(visitor, code, link_token, **MAGIC).status_code == 202
+    exchange = AuthCodeExchange.objects.get()
+    with capture(execute=True):
+        services.exchanges._complete(exchange, exchange_result)  # the worker's answer
+
+    connection = Connection.objects.get(trackstar_connection_id=made["connection_id"])
+    assert (connection.customer, connection.status) == (customer, Connection.Status.ACTIVE)
+    held = UnassignedConnection.objects.get(trackstar_connection_id=made["connection_id"])
+    assert held.resolution == UnassignedConnection.Resolution.ASSIGNED
+    assert held.connection == connection
+    assert MagicLink.objects.get().use_count == 1
+
+    # A portal owner's own connect, its token open: adopted when its webhook comes first.
+    owners = trackstar.exchange(
+        trackstar.authorize(link_token_for(acme), "extensiv-3pl-central", EXTENSIV)
+    )
+    with capture(execute=True):
+        deliver_connection_created(trackstar, owners, svix_id="msg_owner")
+    assert Connection.objects.get(trackstar_connection_id=owners["connection_id"]).status == (
+        Connection.Status.ACTIVE
+    )
+
+    # Made in Trackstar's dashboard for this customer: adopted as ever (the magic link's
+    # token above is answered for by its exchange).
+    dashboard = trackstar.dashboard_connect(
+        "shipbob", customer_id=customer.public_id, webhook=False
+    )
+    with capture(execute=True):
+        deliver_connection_created(trackstar, dashboard, svix_id="msg_dashboard")
+    assert Connection.objects.get(trackstar_connection_id=dashboard["connection_id"]).customer == (
+        customer
+    )
 
 
 # --- A refusal the visitor caused keeps the link's use; ours are never deleted ---------------
@@ -380,8 +691,12 @@ def test_a_connection_made_before_the_code_reached_us_is_not_recovered(
     trackstar.dashboard_connect("shipbob", customer_id=customer.public_id, webhook=False)
 
     def two_minutes_later(exchange):
-        # As if the visitor submitted the code two minutes after that connection was made.
+        # As if the visitor opened Link, and submitted the code, two minutes after that
+        # connection was made.
         AuthCodeExchange.objects.filter(pk=exchange.pk).update(
+            created_at=F("created_at") + timedelta(minutes=2)
+        )
+        LinkTokenGrant.objects.filter(pk=exchange.link_token_id).update(
             created_at=F("created_at") + timedelta(minutes=2)
         )
 
@@ -422,10 +737,12 @@ def test_a_made_up_reconnect_code_after_a_503_does_not_pass_for_a_reconnect(
         services.exchange_process(exchange_id=made_up.pk)
     made_up = process(made_up.pk, capture)
 
-    assert made_up.status == AuthCodeExchange.Status.FAILED  # the credentials still fail
+    assert made_up.status == AuthCodeExchange.Status.FAILED
     assert trackstar.connection(made["connection_id"])["broken"] is True
 
     # The genuine lost answer: Trackstar reinstalled it, the worker died before saving.
+    # Nothing at Trackstar tells it from the made-up one, so it fails too: harmless, the
+    # connection keeps its id and token, and reconnecting again finishes it.
     link_token = reconnect_token_for(acme, mine)
     code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_new"})
     genuine = store_reconnect(acme, capture, code, link_token, mine)
@@ -433,5 +750,105 @@ def test_a_made_up_reconnect_code_after_a_503_does_not_pass_for_a_reconnect(
     AuthCodeExchange.objects.filter(pk=genuine.pk).update(attempts=1)
     genuine = process(genuine.pk, capture)
 
-    assert genuine.status == AuthCodeExchange.Status.SUCCEEDED
-    assert genuine.connection == mine
+    assert genuine.status == AuthCodeExchange.Status.FAILED
+    assert genuine.last_error == services.exchanges.REINSTALL_UNCONFIRMED
+    mine.refresh_from_db()
+    assert mine.status == Connection.Status.NEEDS_RECONNECT
+    assert mine.access_token == made["access_token"]
+    link_token = reconnect_token_for(acme, mine)
+    code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_new"})
+    again = process(store_reconnect(acme, capture, code, link_token, mine).pk, capture)
+    assert again.status == AuthCodeExchange.Status.SUCCEEDED
+    assert again.connection == mine
+
+
+def test_a_made_up_code_after_a_503_on_a_reconnect_link_does_not_spend_it(
+    trackstar, customer, django_capture_on_commit_callbacks
+):
+    """A healthy connection and a one-use reconnect link for it. The visitor submits a
+    made-up code; Trackstar answers 503, then 422 to the retry. A healthy target used to
+    count as "reinstalled": the exchange succeeded, the link was spent, nothing changed."""
+    made, mine = own_connection(trackstar, customer)
+    issued = services.magic_link_issue(
+        customer=customer, created_by=None, reinstall_connection=mine
+    )
+    visitor = Client()
+    visitor.get(issued.url[issued.url.index("/connect/") :], follow=True)
+    capture = django_capture_on_commit_callbacks
+    with capture(execute=False):
+        response = store_token(visitor, "ac_made_up", link_token_for(visitor, **MAGIC), **MAGIC)
+    assert response.status_code == 202
+    exchange = AuthCodeExchange.objects.get()
+    assert exchange.reinstall_connection == mine
+    trackstar.set_faults(statuses=[503], paths="/link/exchange", count=1)
+    with pytest.raises(TrackstarUnavailable):
+        services.exchange_process(exchange_id=exchange.pk)
+
+    exchange = process(exchange.pk, capture)
+
+    assert exchange.status == AuthCodeExchange.Status.FAILED
+    status = visitor.get(response.json()["status_url"], **MAGIC).json()
+    assert status["status"] == "failed" and "Please reconnect again" in status["error"]
+    link = MagicLink.objects.get()
+    assert link.use_count == 0 and link.is_usable  # the visitor may try again
+    assert link.completed_at is None
+    mine.refresh_from_db()
+    assert (mine.status, mine.access_token) == (Connection.Status.ACTIVE, made["access_token"])
+
+
+def test_a_lost_answer_is_recovered_though_the_code_reached_us_minutes_after_link(
+    trackstar, acme, customer, django_capture_on_commit_callbacks
+):
+    """connect.js retries store-token for a minute or two (a 429, a dropped answer), while
+    Link made the connection when the visitor finished: the window starts at the link
+    token, not at the row."""
+    link_token = link_token_for(acme)
+    code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_1"})
+    with django_capture_on_commit_callbacks(execute=False):
+        response = store_token(acme, code, link_token)
+    exchange = AuthCodeExchange.objects.get(public_id=response.json()["exchange_id"])
+    made = trackstar.exchange(exchange.auth_code)  # the first attempt; its worker died
+    AuthCodeExchange.objects.filter(pk=exchange.pk).update(
+        attempts=1, created_at=F("created_at") + timedelta(minutes=2)
+    )
+
+    exchange = process(exchange.pk, django_capture_on_commit_callbacks)
+
+    assert exchange.status == AuthCodeExchange.Status.SUCCEEDED
+    assert exchange.connection.trackstar_connection_id == made["connection_id"]
+    assert exchange.connection.customer == customer
+
+
+def test_a_made_up_code_after_a_503_does_not_take_the_connection_of_a_connect_in_flight(
+    trackstar, acme, customer, django_capture_on_commit_callbacks
+):
+    """Two connects of one customer (two tabs, two colleagues). The second one's code made
+    its connection at Trackstar, and its worker has not stored it yet: the first one, a
+    made-up code retried after a 503, must not pass it off as its own."""
+    in_flight = {}
+
+    def another_connect_reaches_trackstar(exchange):
+        link_token = link_token_for(acme)
+        code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_2"})
+        response = store_token(acme, code, link_token)
+        in_flight["exchange"] = AuthCodeExchange.objects.get(
+            public_id=response.json()["exchange_id"]
+        )
+        in_flight["made"] = trackstar.exchange(code)  # its answer is on its way
+
+    made_up = _made_up_code_after_a_503(
+        trackstar,
+        acme,
+        django_capture_on_commit_callbacks,
+        before_processing=another_connect_reaches_trackstar,
+    )
+
+    assert made_up.status == AuthCodeExchange.Status.FAILED
+    assert made_up.connection is None
+    assert Connection.objects.count() == 0
+    # The other one's worker died too; its own retry recovers what is its.
+    other = in_flight["exchange"]
+    AuthCodeExchange.objects.filter(pk=other.pk).update(attempts=1)
+    other = process(other.pk, django_capture_on_commit_callbacks)
+    assert other.status == AuthCodeExchange.Status.SUCCEEDED
+    assert other.connection.trackstar_connection_id == in_flight["made"]["connection_id"]

@@ -33,7 +33,7 @@ def store(client, auth_code="ac_1", integration="shipbob", **extra):
     link = MagicLink.objects.filter(pk=(client.session.get(grant_key) or [None])[-1]).first()
     if link is not None and "link_token" not in extra:
         extra["link_token"] = make_link_token(
-            customer=link.customer, reinstall=link.reinstall_connection
+            customer=link.customer, reinstall=link.reinstall_connection, magic_link=link
         )
     body = json.dumps({"auth_code": auth_code, "integration_name": integration, **extra})
     return client.post("/portal/store-token", body, content_type="text/plain", **MAGIC)
@@ -122,7 +122,7 @@ def test_two_links_opened_in_one_browser_each_act_for_their_own_tab(client, cust
     assert config["reinstallConnectionId"] == first.pk
 
     seen = []
-    fake = lambda *, customer, reinstall: seen.append(reinstall) or "lt_fake"  # noqa: E731
+    fake = lambda *, customer, reinstall, **actor: seen.append(reinstall) or "lt_fake"  # noqa: E731
     with mock.patch.object(services, "link_token_create", fake):
         for headers in ({"HTTP_X_DOCKSIDE_LINK": ref}, {}):
             response = client.post(
@@ -274,7 +274,7 @@ def test_a_failed_exchange_gives_the_use_back(
         exchange = services.exchange_submit(
             customer=customer,
             auth_code="made-up",
-            link_token=make_link_token(customer=customer),
+            link_token=make_link_token(customer=customer, magic_link=issued.link),
             integration_name="shipbob",
             source=Connection.Source.MAGIC_LINK,
             magic_link=issued.link,
@@ -399,3 +399,39 @@ def test_the_invalid_link_page_says_whom_to_contact(client, db):
     page = client.get("/connect/not-a-real-token-at-all-0123456789/").content.decode()
 
     assert "support@dockside.local" in page
+
+
+@pytest.mark.parametrize("max_uses", [1, 2])
+def test_a_link_visitor_learns_how_a_recovery_without_its_token_finishes(
+    client, customer, max_uses, django_capture_on_commit_callbacks
+):
+    issued = issue(customer, max_uses=max_uses)
+    client.get(f"/connect/{token_of(issued)}/")
+    with django_capture_on_commit_callbacks(execute=False):
+        response = store(client)
+    # The worker died after Trackstar answered; the retry recovered the connection, without
+    # its token, and the customer's contact was emailed a reconnect link.
+    connection = make_connection(
+        customer=customer, access_token="", status=Connection.Status.PENDING
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.connection_mark_needs_reconnect(
+            connection_id=connection.pk,
+            reason="The connection was made, but its access token did not reach us.",
+            cause=Connection.ReconnectCause.TOKEN_MISSING,
+        )
+    AuthCodeExchange.objects.update(status=AuthCodeExchange.Status.SUCCEEDED, connection=connection)
+
+    body = client.get(response.json()["status_url"], **MAGIC).json()
+
+    assert body["reconnect_to_finish"] is True
+    assert body["message"].startswith("Almost there: reconnect to finish.")
+    if max_uses == 1:
+        # The link is used up: the emailed link does it.
+        assert body["reconnect_connection_id"] is None
+        assert "emailed" in body["message"]
+    else:
+        # A use is left: the page reconnects it, named by a reference bound to the link.
+        from connections.views import magic_link_reconnect_ref
+
+        assert body["reconnect_connection_id"] == magic_link_reconnect_ref(issued.link, connection)

@@ -69,6 +69,10 @@ def test_a_member_cannot_disconnect(member, live, trackstar, method):
     response = getattr(member, method)(f"/portal/connections/{live.pk}/disconnect")
 
     assert response.status_code == 403
+    # A page that says why and leads back, not a bare "403 Forbidden".
+    page = response.content.decode()
+    assert "Only an owner of this account can disconnect a WMS." in page
+    assert 'href="/portal/"' in page
     live.refresh_from_db()
     assert live.status == Connection.Status.ACTIVE and live.access_token
     assert at_trackstar(trackstar, live)  # no DELETE went to Trackstar

@@ -234,7 +234,8 @@ def test_invite_a_portal_user(
 def test_staff_store_token_records_staff_and_who(
     staff, customer, staff_user, django_capture_on_commit_callbacks
 ):
-    link_token = make_link_token(customer=customer)  # as the staff page's get-link-token
+    # As the staff page's get-link-token handed it to this staff user.
+    link_token = make_link_token(customer=customer, user=staff_user, source="staff")
     with django_capture_on_commit_callbacks(execute=False):
         response = staff.post(
             f"/admin/customers/customer/{customer.pk}/connect/store-token",
@@ -274,10 +275,10 @@ def test_non_staff_cannot_reach_staff_screens(client, portal_user, customer, url
 
 
 def test_staff_store_token_takes_only_a_link_token_minted_for_that_customer(
-    staff, customer, other_customer
+    staff, customer, other_customer, staff_user
 ):
     # Staff's page for Globex minted this one; the code is submitted on Acme's page.
-    theirs = make_link_token(customer=other_customer)
+    theirs = make_link_token(customer=other_customer, user=staff_user, source="staff")
 
     response = staff.post(
         f"/admin/customers/customer/{customer.pk}/connect/store-token",
@@ -324,7 +325,13 @@ def test_portal_login_locks_out_after_repeated_failures(client, portal_user):
     )
 
     assert response.status_code == 429
-    assert "Too many failed logins" in response.content.decode()
+    page = response.content.decode()
+    assert "Too many failed logins" in page
+    # How long, whom to write to, and the way back: not a dead end.
+    assert "paused for 15 minutes" in page
+    assert "support@dockside.local" in page
+    assert 'href="/portal/login/"' in page
+    assert response["Retry-After"] == "900"
 
 
 def test_view_only_staff_cannot_run_actions(client, customer):

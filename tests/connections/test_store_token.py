@@ -1,10 +1,12 @@
 import json
+import uuid
 
 import pytest
 from django.db import connection as db_connection
 
-from connections.models import AuthCodeExchange
-from tests.builders import make_link_token
+from connections.models import AuthCodeExchange, Connection
+from customers.models import Membership
+from tests.builders import make_connection, make_link_token, make_user
 
 URL = "/portal/store-token"
 
@@ -16,9 +18,9 @@ def portal_client(client, portal_user):
 
 
 @pytest.fixture
-def link_token(customer):
-    """One our get-link-token handed to this customer's page."""
-    return make_link_token(customer=customer)
+def link_token(customer, portal_user):
+    """One our get-link-token handed to this customer's page, for portal_user."""
+    return make_link_token(customer=customer, user=portal_user)
 
 
 def post(client, body, content_type="text/plain", *, link_token=None):
@@ -141,7 +143,9 @@ def test_another_customers_auth_code_is_refused(
 ):
     body = {"auth_code": "ac_shared", "integration_name": "shipbob"}
     client.force_login(other_portal_user)
-    theirs = make_link_token(customer=other_portal_user.memberships.get().customer)
+    theirs = make_link_token(
+        customer=other_portal_user.memberships.get().customer, user=other_portal_user
+    )
     with django_capture_on_commit_callbacks(execute=False):
         assert post(client, body, link_token=theirs).status_code == 202
     client.force_login(portal_user)
@@ -173,7 +177,7 @@ def test_the_same_code_submitted_at_the_same_moment_is_one_exchange(
     from connections import services
 
     monkeypatch.setattr(services.exchanges, "exchange_enqueue", lambda *, exchange_id: True)
-    link_token = make_link_token(customer=customer)
+    link_token = make_link_token(customer=customer, user=portal_user)
     barrier = threading.Barrier(4)
     answers = []
 
@@ -212,8 +216,14 @@ def test_a_code_without_the_link_token_is_refused(portal_client):
 
 
 @pytest.mark.parametrize("whose", ["other customer", "never minted"])
-def test_a_link_token_this_customer_never_received_is_refused(portal_client, other_customer, whose):
-    token = make_link_token(customer=other_customer) if whose == "other customer" else "lt_x"
+def test_a_link_token_this_customer_never_received_is_refused(
+    portal_client, other_customer, other_portal_user, whose
+):
+    token = (
+        make_link_token(customer=other_customer, user=other_portal_user)
+        if whose == "other customer"
+        else "lt_x"
+    )
 
     response = post(
         portal_client, {"auth_code": "ac_1", "integration_name": "shipbob"}, link_token=token
@@ -241,15 +251,17 @@ def test_an_expired_link_token_is_refused(portal_client, customer, link_token):
     assert AuthCodeExchange.objects.count() == 0
 
 
-def test_a_link_token_for_another_reconnect_is_refused(portal_client, customer, connection):
+def test_a_link_token_for_another_reconnect_is_refused(
+    portal_client, portal_user, customer, connection
+):
     from tests.builders import make_connection
 
     other = make_connection(customer=customer)
     body = {"auth_code": "ac_1", "integration_name": "shipbob"}
     for token, target in [
-        (make_link_token(customer=customer, reinstall=connection), None),
-        (make_link_token(customer=customer), connection.pk),
-        (make_link_token(customer=customer, reinstall=other), connection.pk),
+        (make_link_token(customer=customer, user=portal_user, reinstall=connection), None),
+        (make_link_token(customer=customer, user=portal_user), connection.pk),
+        (make_link_token(customer=customer, user=portal_user, reinstall=other), connection.pk),
     ]:
         extra = {"connection_id": target} if target else {}
         response = post(portal_client, {**body, **extra}, link_token=token)
@@ -281,3 +293,50 @@ def test_get_link_token_hands_out_a_token_store_token_then_takes(
     assert exchange.customer == customer
     assert exchange.link_token.customer == customer
     assert token not in exchange.link_token.token_hash  # only its SHA-256 is kept
+
+
+def _recovered_without_token(customer, *, user=None):
+    """An exchange that succeeded by recovery, its connection still waiting for its token."""
+    connection = make_connection(
+        customer=customer,
+        access_token="",
+        status=Connection.Status.NEEDS_RECONNECT,
+        reconnect_cause=Connection.ReconnectCause.TOKEN_MISSING,
+        last_error="The connection was made, but its access token did not reach us.",
+    )
+    exchange = AuthCodeExchange.objects.create(
+        customer=customer,
+        auth_code_hash=uuid.uuid4().hex,
+        integration_name="shipbob",
+        source=Connection.Source.PORTAL,
+        created_by=user,
+        status=AuthCodeExchange.Status.SUCCEEDED,
+        connection=connection,
+    )
+    return exchange, connection
+
+
+@pytest.mark.parametrize("role", [Membership.Role.OWNER, Membership.Role.MEMBER])
+def test_the_status_of_a_recovery_without_token_says_reconnect_to_finish(client, customer, role):
+    user = make_user(customer=customer, role=role)
+    client.force_login(user)
+    exchange, connection = _recovered_without_token(customer, user=user)
+
+    body = client.get(f"/portal/exchanges/{exchange.public_id}").json()
+
+    assert body["status"] == "succeeded"
+    assert body["reconnect_to_finish"] is True
+    assert body["message"].startswith("Almost there: reconnect to finish.")
+    assert body["connection"]["status"] == "needs_reconnect"
+    if role == Membership.Role.OWNER:
+        # What the page sends to get-link-token to reconnect that very connection.
+        assert body["reconnect_connection_id"] == str(connection.pk)
+    else:
+        assert body["reconnect_connection_id"] is None
+        assert "An owner of your account" in body["message"]
+    # Once the token came (a late connection.created), it is an ordinary success.
+    Connection.objects.filter(pk=connection.pk).update(
+        status=Connection.Status.ACTIVE, reconnect_cause="", access_token="tok"
+    )
+    body = client.get(f"/portal/exchanges/{exchange.public_id}").json()
+    assert body["reconnect_to_finish"] is False and body["message"] == ""

@@ -317,3 +317,20 @@ def test_the_backfill_form_offers_only_what_trackstar_can_backfill(staff, synced
         assert f">{offered}<" in page
     for not_offered in ("Inventory", "Warehouses", "Shipping methods"):
         assert f">{not_offered}<" not in page
+
+
+def test_a_second_reread_while_the_first_is_queued_joins_it_and_the_panel_says_so(
+    staff, synced, django_capture_on_commit_callbacks
+):
+    url = f"/admin/connections/connection/{synced.pk}/resync/?resource=orders&mode=reread"
+    with django_capture_on_commit_callbacks(execute=False) as first:
+        staff.post(url)
+    with django_capture_on_commit_callbacks(execute=False) as second:
+        response = staff.post(url, follow=True)
+
+    assert "Re-reading orders from Trackstar." in response.content.decode()
+    assert (len(first), len(second)) == (1, 0)  # one message: the second press joined
+    orders = ResourceSync.objects.get(connection=synced, resource="orders")
+    assert (orders.requested_kind, orders.requested_full) == ("manual", True)
+    panel = staff.get(f"/admin/connections/connection/{synced.pk}/change/").content.decode()
+    assert "Queued (Re-read, asked just now)" in panel

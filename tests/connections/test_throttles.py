@@ -1,6 +1,7 @@
 """Limits an attacker could turn against other people: login lockouts, /connect/ guessing,
 and the Link endpoints that spend the organisation's Trackstar budget."""
 
+import hashlib
 import json
 import time
 import uuid
@@ -8,15 +9,18 @@ from datetime import timedelta
 
 import pytest
 from axes.models import AccessAttempt
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core import signing
 from django.core.cache import cache
 from django.db.models import F
 from django.test import Client, override_settings
 
 from connections import services
-from connections.login_throttle import DEVICE_COOKIE, login_slowdown_reset
+from connections.login_throttle import DEVICE_COOKIE, login_failures, login_slowdown_clear
 from connections.models import AuditEntry, AuthCodeExchange
-from tests.builders import PASSWORD, make_customer, make_user
+from customers.models import Membership
+from tests.builders import PASSWORD, make_customer, make_link_token, make_user
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
 BALANCER = "10.0.0.1"
@@ -29,7 +33,7 @@ def username(db):
     name = f"victim-{uuid.uuid4().hex[:10]}"
     make_user(username=name)
     yield name
-    login_slowdown_reset(name)
+    login_slowdown_clear(name)
 
 
 def log_in(client, username, password, *, address=None, forwarded=None):
@@ -118,17 +122,64 @@ def test_many_addresses_slow_the_username_down_and_never_lock_it(settings, usern
     for i in range(21):  # 21 addresses, one failure each: axes locks none of them
         log_in(Client(), username, "wrong", address=f"198.51.100.{i + 1}")
 
+    # A new browser on the attacker's network (the /24) shares the attacker's pace.
     new_browser = Client()
-    paced = log_in(new_browser, username, PASSWORD, address="192.0.2.10")
-    usual = log_in(usual_browser, username, PASSWORD)
+    paced = log_in(new_browser, username, PASSWORD, address="198.51.100.200")
+    usual = log_in(usual_browser, username, PASSWORD, address="198.51.100.201")
     time.sleep(1.2)
-    after_the_pause = log_in(new_browser, username, PASSWORD, address="192.0.2.10")
+    after_the_pause = log_in(new_browser, username, PASSWORD, address="198.51.100.200")
 
     assert paced.status_code == 429
     assert paced["Retry-After"] == "1"
     assert "wait 1 second" in paced.content.decode()
     assert usual.status_code == 302  # a browser the user logged in from is never slowed
     assert after_the_pause.status_code == 302
+
+
+def test_an_address_axes_locked_out_cannot_slow_the_username_for_anyone(settings, username):
+    """Tries axes refuses during a lockout check no password. They used to count toward
+    the per-username limit, so one address reached it in seconds, then held the one pace
+    slot there was: the real user, on a new browser elsewhere, got 429 after 429."""
+    settings.LOGIN_SLOWDOWN_AFTER = 20
+    settings.LOGIN_SLOWDOWN_SECONDS = 30
+    attacker = Client()
+    statuses = [
+        log_in(attacker, username, "wrong", address="203.0.113.5").status_code for _ in range(40)
+    ]
+
+    victim = log_in(Client(), username, PASSWORD, address="198.51.100.7")
+
+    assert statuses[4:] == [429] * 36  # axes locks that address at the fifth
+    assert login_failures(username) == 5  # the wrong passwords axes checked
+    assert victim.status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("attacker", "attackers_network_too", "victim"),
+    [
+        ("203.0.113.{}", "203.0.113.250", "198.51.100.7"),
+        ("2001:db8:0:1::{}", "2001:db8:0:1:ffff::1", "2001:db8:0:2::7"),
+        # The same client in IPv4-mapped IPv6 form is on the same /24.
+        ("203.0.113.{}", "::ffff:203.0.113.251", "198.51.100.7"),
+    ],
+)
+def test_an_attackers_pace_is_kept_for_the_attackers_network_not_the_real_users(
+    settings, username, attacker, attackers_network_too, victim
+):
+    """The pace was one slot per username: every try of the attacker took it, and the real
+    user's first try from a new browser met a 429. It is one slot per (username, client
+    network), so the attacker only ever waits for their own."""
+    settings.LOGIN_SLOWDOWN_AFTER = 20
+    settings.LOGIN_SLOWDOWN_SECONDS = 30
+    for i in range(25):  # one wrong password from each of 25 addresses: axes locks none
+        log_in(Client(), username, "wrong", address=attacker.format(i + 1))
+
+    again = log_in(Client(), username, "wrong", address=attackers_network_too)
+    real_user = log_in(Client(), username, PASSWORD, address=victim)
+
+    assert login_failures(username) == 21  # the 22nd to 25th waited for the slot
+    assert again.status_code == 429
+    assert real_user.status_code == 302
 
 
 def test_a_paced_try_is_not_counted_by_axes(settings, username):
@@ -154,40 +205,139 @@ def test_a_forged_device_cookie_is_ignored(settings, username):
     assert log_in(client, username, PASSWORD).status_code == 429
 
 
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [" {}", "{} ", "\t{}\r\n", "fullwidth"],
+    ids=["leading-space", "trailing-space", "tab-and-newline", "fullwidth"],
+)
+def test_spaces_and_fullwidth_letters_count_as_the_username(settings, username, typed):
+    """The login form strips the username and applies NFKC before authenticate(), so each
+    of these is a guess at the real username, and axes counts it so; the slowdown counted
+    it under another name, and never slowed the real one."""
+    settings.LOGIN_SLOWDOWN_AFTER = 3
+    settings.LOGIN_SLOWDOWN_SECONDS = 30
+    variant = _fullwidth(username) if typed == "fullwidth" else typed.format(username)
+    for i in range(4):  # the fourth takes the slot of the network's pace
+        log_in(Client(), variant, "wrong", address=f"203.0.113.{i + 1}")
+
+    paced = log_in(Client(), username, PASSWORD, address="203.0.113.50")
+
+    assert set(AccessAttempt.objects.values_list("username", flat=True)) == {username}
+    assert login_failures(username) == 4
+    assert paced.status_code == 429
+
+
+def test_a_right_password_with_the_username_typed_with_spaces_is_a_login(username):
+    """It logs in (the form strips the username): it was counted as a failure, and the
+    browser was given no device cookie."""
+    client = Client()
+
+    response = log_in(client, f" {username} ", PASSWORD)
+
+    assert response.status_code == 302
+    assert DEVICE_COOKIE in client.cookies
+    assert login_failures(username) == login_failures(f" {username} ") == 0
+
+
+def test_another_case_is_another_username(settings, username):
+    """ModelBackend looks the username up as typed (case-sensitive): a guess at
+    VICTIM-… is no guess at victim-…, so it does not count toward its slowdown."""
+    for i in range(3):
+        log_in(Client(), username.upper(), "wrong", address=f"203.0.113.{i + 1}")
+
+    assert login_failures(username) == 0
+    assert login_failures(username.upper()) == 3
+
+
+def _unkeyed_digests(text: str) -> set[str]:
+    data = text.encode()
+    return {
+        digest[:n]
+        for name in ("md5", "sha1", "sha256", "sha512")
+        for digest in [hashlib.new(name, data).hexdigest()]
+        for n in (16, 32, len(digest))
+    }
+
+
+def test_neither_the_device_cookie_nor_a_cache_key_can_be_checked_against_a_username(
+    username,
+):
+    """The cookie (readable by anyone who sees it: signing only signs) and the cache keys
+    held sha256(username)[:32]: a list of likely usernames told whose browser it was."""
+    browser = Client()
+    log_in(browser, username, PASSWORD)
+    log_in(Client(), username, "wrong")
+
+    payload = browser.cookies[DEVICE_COOKIE].value.split(":")[0]
+    readable = signing.b64_decode(payload.encode()).decode()
+    guesses = _unkeyed_digests(username)
+
+    assert not any(guess in readable for guess in guesses)
+    assert login_failures(username) == 1
+    assert not any(cache.get(f"login-failures:{guess}") for guess in guesses)
+
+
+def test_a_password_change_ends_a_browsers_exemption(settings, username):
+    """The device cookie is bound to the password: whoever logged in with a password the
+    user has since changed is not spared the slowdown (the user's browser is trusted again
+    once it logs in with the new one)."""
+    settings.LOGIN_SLOWDOWN_AFTER = 1
+    settings.LOGIN_SLOWDOWN_SECONDS = 30
+    browser = Client()
+    assert log_in(browser, username, PASSWORD, address="203.0.113.9").status_code == 302
+    browser.post("/portal/logout/")
+    log_in(Client(), username, "wrong", address="203.0.113.10")
+    log_in(Client(), username, "wrong", address="203.0.113.11")  # takes the network's slot
+    exempt = log_in(browser, username, PASSWORD, address="203.0.113.9")
+    browser.post("/portal/logout/")
+    user = get_user_model().objects.get(username=username)
+    user.set_password("a-new-password-1")
+    user.save()
+
+    after_the_change = log_in(browser, username, "a-new-password-1", address="203.0.113.9")
+
+    assert exempt.status_code == 302
+    assert after_the_change.status_code == 429
+
+
 # --- Logins: staff unlock -------------------------------------------------------------------
 
 
-def _lock(username):
+def _lock(username, address="127.0.0.1"):
     client = Client()
     for _ in range(5):
-        log_in(client, username, "wrong")
-    assert log_in(client, username, PASSWORD).status_code == 429
+        log_in(client, username, "wrong", address=address)
+    assert log_in(client, username, PASSWORD, address=address).status_code == 429
     return client
 
 
-def _unlock(staff_client):
+def _unlock(staff_client, attempts=None):
+    attempts = AccessAttempt.objects.all() if attempts is None else attempts
     return staff_client.post(
         "/admin/axes/accessattempt/",
-        {
-            "action": "unlock",
-            "_selected_action": list(AccessAttempt.objects.values_list("pk", flat=True)),
-        },
+        {"action": "unlock", "_selected_action": list(attempts.values_list("pk", flat=True))},
     )
+
+
+def _staff(*codenames):
+    staff = make_user(username=f"ops-{uuid.uuid4().hex[:6]}", is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="axes", codename__in=codenames)
+    )
+    client = Client()
+    client.force_login(staff)
+    return staff, client
 
 
 def test_staff_who_may_delete_attempts_unlock_a_username(settings, username):
     settings.LOGIN_SLOWDOWN_AFTER = 5
     settings.LOGIN_SLOWDOWN_SECONDS = 600
     locked_client = _lock(username)
-    staff = make_user(username=f"ops-{uuid.uuid4().hex[:6]}", is_staff=True)
-    staff.user_permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label="axes",
-            codename__in=["view_accessattempt", "delete_accessattempt"],
-        )
-    )
-    staff_client = Client()
-    staff_client.force_login(staff)
+    staff, staff_client = _staff("view_accessattempt", "delete_accessattempt")
 
     response = _unlock(staff_client)
 
@@ -195,18 +345,32 @@ def test_staff_who_may_delete_attempts_unlock_a_username(settings, username):
     assert not AccessAttempt.objects.filter(username=username).exists()
     entry = AuditEntry.objects.get(action="login.unlocked")
     assert (entry.actor, entry.detail["username"]) == (staff, username)
-    # Neither the lockout nor the per-username slowdown (past 5 failures) holds.
+    assert entry.detail["ip_address"] == "127.0.0.1"
+    # Neither the lockout nor the slowdown's slot (past 5 failures) holds for that address.
     assert log_in(locked_client, username, PASSWORD).status_code == 302
+
+
+def test_unlock_lifts_the_selected_addresss_lockout_not_the_attackers(username):
+    """Unlock cleared the username from every address (and its whole count): staff
+    unlocking the real user also unlocked the attacker who had locked the real user out."""
+    attacker = _lock(username, address="203.0.113.5")
+    victim = _lock(username, address="198.51.100.7")
+    _staff_user, staff_client = _staff("view_accessattempt", "delete_accessattempt")
+
+    _unlock(staff_client, AccessAttempt.objects.filter(ip_address="198.51.100.7"))
+
+    still_locked = log_in(attacker, username, PASSWORD, address="203.0.113.5")
+    unlocked = log_in(victim, username, PASSWORD, address="198.51.100.7")
+    assert still_locked.status_code == 429
+    assert unlocked.status_code == 302
+    assert login_failures(username) == 10  # the attacker's five still count
+    entry = AuditEntry.objects.get(action="login.unlocked")
+    assert (entry.detail["ip_address"], entry.detail["attempts"]) == ("198.51.100.7", 1)
 
 
 def test_staff_who_may_only_view_attempts_cannot_unlock(username):
     locked_client = _lock(username)
-    viewer = make_user(username=f"viewer-{uuid.uuid4().hex[:6]}", is_staff=True)
-    viewer.user_permissions.add(
-        Permission.objects.get(content_type__app_label="axes", codename="view_accessattempt")
-    )
-    viewer_client = Client()
-    viewer_client.force_login(viewer)
+    _viewer, viewer_client = _staff("view_accessattempt")
 
     listing = viewer_client.get("/admin/axes/accessattempt/")
     _unlock(viewer_client)
@@ -218,6 +382,56 @@ def test_staff_who_may_only_view_attempts_cannot_unlock(username):
     assert AccessAttempt.objects.filter(username=username).exists()
     assert not AuditEntry.objects.filter(action="login.unlocked").exists()
     assert log_in(locked_client, username, PASSWORD).status_code == 429
+
+
+CLEAR_SLOWDOWN = "/admin/axes/accessattempt/clear-slowdown/"
+
+
+def _slow_down(settings, username):
+    """Past the limit by one failure from each of six addresses (axes locks none), the
+    pace's slot of their network taken for ten minutes."""
+    settings.LOGIN_SLOWDOWN_AFTER = 5
+    settings.LOGIN_SLOWDOWN_SECONDS = 600
+    for i in range(6):
+        log_in(Client(), username, "wrong", address=f"203.0.113.{i + 1}")
+    assert log_in(Client(), username, PASSWORD, address="203.0.113.50").status_code == 429
+
+
+def test_staff_clear_a_slowdown_whose_lockout_records_have_gone(settings, username):
+    """A slowdown outlives axes' records (they expire with the cool-off; one failure per
+    address never made one worth selecting): Unlock had nothing to select."""
+    _slow_down(settings, username)
+    AccessAttempt.objects.all().delete()  # expired
+    staff, staff_client = _staff("view_accessattempt", "delete_accessattempt")
+
+    listing = staff_client.get("/admin/axes/accessattempt/")
+    form = staff_client.get(CLEAR_SLOWDOWN)
+    unknown = staff_client.post(CLEAR_SLOWDOWN, {"username": "nobody-by-that-name"})
+    response = staff_client.post(CLEAR_SLOWDOWN, {"username": f" {username}"})
+
+    assert CLEAR_SLOWDOWN in listing.content.decode()
+    assert form.status_code == 200
+    assert unknown.status_code == 200
+    assert "No user has this username" in unknown.content.decode()
+    assert response.status_code == 302
+    assert login_failures(username) == 0
+    entry = AuditEntry.objects.get(action="login.slowdown_cleared")
+    assert (entry.actor, entry.detail) == (staff, {"username": username, "failures": 6})
+    assert log_in(Client(), username, PASSWORD, address="203.0.113.51").status_code == 302
+
+
+def test_staff_who_may_only_view_attempts_cannot_clear_a_slowdown(settings, username):
+    _slow_down(settings, username)
+    _viewer, viewer_client = _staff("view_accessattempt")
+
+    listing = viewer_client.get("/admin/axes/accessattempt/")
+    form = viewer_client.get(CLEAR_SLOWDOWN)
+    response = viewer_client.post(CLEAR_SLOWDOWN, {"username": username})
+
+    assert CLEAR_SLOWDOWN not in listing.content.decode()
+    assert form.status_code == response.status_code == 403
+    assert login_failures(username) == 6
+    assert not AuditEntry.objects.filter(action="login.slowdown_cleared").exists()
 
 
 # --- /connect/ guesses ------------------------------------------------------------------------
@@ -325,21 +539,77 @@ def test_staff_link_tokens_are_limited_too(settings, customer, link_tokens):
     assert len(link_tokens) == 2
 
 
-def test_store_token_is_limited_before_anything_is_parsed(
-    settings, portal_user, django_capture_on_commit_callbacks
+def store_token_body(auth_code: str, link_token: str = "lt_x") -> str:
+    body = {"auth_code": auth_code, "integration_name": "shipbob", "link_token": link_token}
+    return json.dumps(body)
+
+
+def test_store_token_is_limited_for_what_would_write_an_exchange(
+    settings, customer, portal_user, django_capture_on_commit_callbacks
 ):
     settings.STORE_TOKEN_LIMIT_PER_USER = 10
     client = Client()
     client.force_login(portal_user)
-    body = json.dumps({"auth_code": "ac_x", "integration_name": "no-such-wms"})
+    link_token = make_link_token(customer=customer, user=portal_user)
+    bad = json.dumps({"auth_code": "ac_x", "integration_name": "no-such-wms"})
 
     with django_capture_on_commit_callbacks(execute=False):
-        statuses = [
-            client.post("/portal/store-token", body, content_type="text/plain").status_code
+        refused = [
+            client.post("/portal/store-token", bad, content_type="text/plain").status_code
             for _ in range(11)
         ]
+        codes = [
+            client.post(
+                "/portal/store-token", store_token_body(f"ac_{i}", link_token), "text/plain"
+            ).status_code
+            for i in range(11)
+        ]
+        # connect.js retrying a code we hold writes nothing, and is answered.
+        retry = client.post(
+            "/portal/store-token", store_token_body("ac_0", link_token), "text/plain"
+        )
 
-    assert statuses == [400] * 10 + [429]
+    assert refused == [400] * 11  # refused before any Trackstar write: nothing charged
+    assert codes == [202] * 10 + [429]
+    assert AuthCodeExchange.objects.count() == 10
+    assert retry.status_code == 202
+
+
+def test_members_who_may_not_connect_do_not_spend_the_owners_budget(
+    settings, customer, portal_user, link_tokens, django_capture_on_commit_callbacks
+):
+    """Three read-only members, ten tries each, used to take the customer's thirty link
+    tokens (and store-tokens) a minute: the owner then got 429s."""
+    settings.LINK_TOKEN_LIMIT_PER_USER = settings.STORE_TOKEN_LIMIT_PER_USER = 10
+    settings.LINK_TOKEN_LIMIT_PER_CUSTOMER = settings.STORE_TOKEN_LIMIT_PER_CUSTOMER = 30
+    members = []
+    for _ in range(3):
+        member = Client()
+        member.force_login(make_user(customer=customer, role=Membership.Role.MEMBER))
+        members.append(member)
+    owner = Client()
+    owner.force_login(portal_user)
+    owners_token = make_link_token(customer=customer, user=portal_user)
+
+    with django_capture_on_commit_callbacks(execute=False):
+        refused = [
+            response.status_code
+            for member in members
+            for _ in range(10)
+            for response in (
+                get_link_token(member),
+                member.post("/portal/store-token", store_token_body("ac_m"), "text/plain"),
+            )
+        ]
+        owner_link = get_link_token(owner)
+        owner_store = owner.post(
+            "/portal/store-token", store_token_body("ac_owner", owners_token), "text/plain"
+        )
+
+    assert refused == [403] * 60
+    assert link_tokens == [link_tokens[0]]  # only the owner's reached Trackstar
+    assert owner_link.status_code == 200
+    assert owner_store.status_code == 202
 
 
 def test_another_customer_is_unaffected_by_a_busy_one(db, settings, link_tokens):

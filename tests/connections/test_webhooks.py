@@ -233,6 +233,40 @@ def test_the_access_token_in_connection_created_is_stored_encrypted(client, cust
     assert event.status == WebhookEvent.Status.PROCESSED
 
 
+def test_a_late_connection_created_finishes_a_recovery_and_voids_its_reconnect_email(
+    client, customer, django_capture_on_commit_callbacks
+):
+    recovered = make_connection(
+        customer=customer, access_token="", status=Connection.Status.PENDING
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.connection_mark_needs_reconnect(
+            connection_id=recovered.pk,
+            reason="The connection was made, but its access token did not reach us.",
+            cause=Connection.ReconnectCause.TOKEN_MISSING,
+        )
+    emailed = MagicLink.objects.get(reinstall_connection=recovered)
+    assert len(mail.outbox) == 1
+
+    event = _apply(
+        client,
+        {
+            "connection_id": recovered.trackstar_connection_id,
+            "event_type": "connection.created",
+            "data": {"access_token": "trackstar_eyLATE"},
+        },
+        "msg_late_token",
+    )
+
+    assert event.status == WebhookEvent.Status.PROCESSED
+    recovered.refresh_from_db()
+    assert recovered.status == Connection.Status.ACTIVE
+    assert recovered.access_token == "trackstar_eyLATE"
+    assert recovered.reconnect_cause == "" and recovered.last_error == ""
+    emailed.refresh_from_db()
+    assert emailed.state == MagicLink.State.REVOKED  # its reconnect has nothing left to do
+
+
 def test_a_late_connection_created_does_not_revive_a_disconnected_connection(client, customer):
     gone = make_connection(
         customer=customer, access_token="", status=Connection.Status.DISCONNECTED
@@ -333,3 +367,28 @@ def test_the_sweep_resends_only_events_that_waited_too_long(connection, monkeypa
     assert services.webhooks_sweep() == 2
     assert sorted(sent) == sorted([never.pk, lost.pk])
     assert recent.pk not in sent
+
+
+def test_the_sweep_resends_an_event_lost_a_minute_and_a_half_ago_but_not_a_retry_due_later(
+    connection, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # Both handed to the broker 90 s ago; then Redis restarted empty. One of them had its
+    # task say it retries in two minutes (Trackstar busy): that retry is not lost yet.
+    lost, retrying = (
+        WebhookEvent.objects.create(svix_id=svix_id, event_type="order.updated", payload={})
+        for svix_id in ("m_lost", "m_retrying")
+    )
+    WebhookEvent.objects.update(
+        received_at=timezone.now() - timedelta(seconds=90),
+        enqueued_at=timezone.now() - timedelta(seconds=90),
+    )
+    services.webhook_retry_scheduled(event_id=retrying.pk, countdown=120)
+    sent = []
+    monkeypatch.setattr("connections.tasks.webhook_apply.delay", sent.append)
+
+    assert services.webhooks_sweep() == 1
+    assert sent == [lost.pk]

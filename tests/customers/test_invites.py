@@ -2,6 +2,7 @@
 (and to add users, for a new account), and only a superuser attaches a staff account to a
 customer, by invitation, on the customer's page or in the membership admin."""
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core import mail
@@ -110,6 +111,30 @@ def test_an_invitation_makes_a_member_unless_told_otherwise(customer, staff_user
 
     assert response.status_code == 302
     assert Membership.objects.get(user__email="someone@acme.example").role == "member"
+
+
+@pytest.mark.parametrize(
+    ("role", "members_can_connect", "promised"),
+    [("member", False, False), ("member", True, True), ("owner", False, True)],
+)
+def test_the_invitation_promises_what_the_role_allows(
+    customer,
+    staff_user,
+    mailoutbox,
+    django_capture_on_commit_callbacks,
+    role,
+    members_can_connect,
+    promised,
+):
+    customer.members_can_connect = members_can_connect
+    customer.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = invite(logged_in(staff_user), customer, "someone@acme.example", role=role)
+
+    assert response.status_code == 302
+    [mail] = mailoutbox
+    assert ("connect your warehouse management system" in mail.body) is promised
+    assert "see its warehouse data" in mail.body
 
 
 def test_a_bad_role_is_a_form_error(customer, staff_user):

@@ -36,7 +36,8 @@ def _worker_is_idle(name: str) -> bool:
         if (busy() or {}).get(node, True):  # no reply counts as busy
             return False
     with celery_app.connection_for_read() as conn:  # tasks not yet handed to a worker
-        return conn.default_channel.client.llen(celery_app.conf.task_default_queue) == 0
+        redis = conn.default_channel.client
+        return not any(redis.llen(queue.name) for queue in celery_app.conf.task_queues)
 
 
 def _wait_for_idle_worker(name: str, timeout: float = 60.0) -> None:

@@ -23,6 +23,17 @@ def enqueued(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def dispatch(django_capture_on_commit_callbacks):
+    """One dispatcher tick, its messages sent as they are once its transaction commits."""
+
+    def tick(**kwargs) -> int:
+        with django_capture_on_commit_callbacks(execute=True):
+            return sync_dispatch_due(**kwargs)
+
+    return tick
+
+
 def state(connection, resource="orders", *, due_in: float, **fields):
     fields.setdefault("history_ready", True)
     return ResourceSync.objects.create(
@@ -33,7 +44,7 @@ def state(connection, resource="orders", *, due_in: float, **fields):
     )
 
 
-def test_dispatch_picks_only_what_is_due_oldest_first_and_caps(customer, enqueued):
+def test_dispatch_picks_only_what_is_due_oldest_first_and_caps(customer, enqueued, dispatch):
     active = [make_connection(customer=customer) for _ in range(4)]
     due_old = state(active[0], due_in=-600, high_water_mark=timezone.now())
     due_new = state(active[1], due_in=-60)
@@ -47,9 +58,9 @@ def test_dispatch_picks_only_what_is_due_oldest_first_and_caps(customer, enqueue
     broken = make_connection(customer=customer, status=Connection.Status.NEEDS_RECONNECT)
     state(broken, due_in=-900)
 
-    first = sync_dispatch_due(limit=2)
-    second = sync_dispatch_due(limit=2)
-    third = sync_dispatch_due(limit=2)
+    first = dispatch(limit=2)
+    second = dispatch(limit=2)
+    third = dispatch(limit=2)
 
     assert (first, second, third) == (2, 1, 0)
     assert enqueued == [
@@ -63,33 +74,35 @@ def test_dispatch_picks_only_what_is_due_oldest_first_and_caps(customer, enqueue
     assert {due_new.pk, due_newest.pk} <= set(ResourceSync.objects.values_list("pk", flat=True))
 
 
-def test_dispatch_gives_sync_state_to_active_connections_without_it(customer, enqueued, settings):
+def test_dispatch_gives_sync_state_to_active_connections_without_it(
+    customer, enqueued, dispatch, settings
+):
     connection = make_connection(customer=customer, available_actions=["get_orders"])
 
     # The state is made, but the first read waits for Trackstar's initial sync…
-    assert sync_dispatch_due() == 0
+    assert dispatch() == 0
     assert ResourceSync.objects.get(connection=connection).history_ready is False
     # …and happens anyway if Trackstar never says it finished: never skip data.
     later = timezone.now() + timedelta(seconds=settings.SYNC_HISTORY_WAIT_SECONDS + 60)
-    assert sync_dispatch_due(now=later) == 1
+    assert dispatch(now=later) == 1
     assert enqueued == [(connection.pk, "orders", "initial")]
 
 
 def test_dispatch_skips_missing_permissions_and_everything_while_the_key_is_refused(
-    customer, enqueued
+    customer, enqueued, dispatch
 ):
     connection = make_connection(customer=customer)
     state(connection, "orders", due_in=-60)
     state(connection, "returns", due_in=-60, permission_error="No access to returns.")
 
-    assert sync_dispatch_due() == 1
+    assert dispatch() == 1
     assert enqueued == [(connection.pk, "orders", "initial")]
 
     from connections.services import account_key_rejected
 
     account_key_rejected(error="Invalid or missing x-trackstar-api-key.")
     ResourceSync.objects.update(next_sync_at=timezone.now())
-    assert sync_dispatch_due() == 0
+    assert dispatch() == 0
 
 
 def test_schedule_is_staggered_deterministically_over_the_interval():
@@ -176,14 +189,14 @@ def test_connecting_schedules_the_initial_sync(
 
 
 def test_a_force_sync_without_its_completion_event_is_read_after_the_timeout(
-    customer, enqueued, settings
+    customer, enqueued, dispatch, settings
 ):
     connection = make_connection(customer=customer)
     asked = timezone.now() - timedelta(seconds=settings.SYNC_FORCE_TIMEOUT_SECONDS + 1)
     state(connection, "orders", due_in=+600, force_sync_requested_at=asked)
     state(connection, "inventory", due_in=+600, force_sync_requested_at=timezone.now())
 
-    sync_dispatch_due()
+    dispatch()
 
     assert enqueued == [(connection.pk, "orders", SyncRun.Kind.FORCE)]
     assert ResourceSync.objects.get(resource="orders").force_sync_requested_at is None

@@ -1,9 +1,13 @@
 """The sync service against the real sandbox over HTTP, on the real database."""
 
+import threading
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
+from django.db import connections as db_connections
 from django.utils import timezone
 
 from connections.models import (
@@ -19,6 +23,7 @@ from connections.services import health as health_service
 from connections.services import sync as sync_service
 from connections.services import sync_resource, sync_schedule_initial
 from connections.trackstar import TrackstarUnavailable
+from tests.db_faults import terminate_this_connection
 
 from .conftest import sandbox_counts, sandbox_records
 
@@ -32,18 +37,23 @@ def local_count(connection, resource):
     return RECORD_MODELS[resource].objects.filter(connection=connection).count()
 
 
-def test_initial_sync_copies_exactly_what_the_sandbox_holds(connect, sandbox, no_enqueue):
+def test_initial_sync_copies_exactly_what_the_sandbox_holds(
+    connect, sandbox, no_enqueue, django_capture_on_commit_callbacks
+):
     connection = connect(orders=2500, inventory=1200)
 
-    scheduled = sync_schedule_initial(connection=connection)
+    with django_capture_on_commit_callbacks(execute=True):
+        scheduled = sync_schedule_initial(connection=connection)
     outcomes = {
         r: sync_resource(connection_id=connection.pk, resource=r, kind="initial") for r in scheduled
     }
 
     assert sorted(scheduled) == sorted(RECORD_MODELS)
-    assert sorted(no_enqueue[:-1]) == sorted((r, "initial") for r in RECORD_MODELS)
-    # And a health check, which reads Trackstar's historical_sync_completed map.
-    assert no_enqueue[-1] == ("health", connection.pk)
+    # The syncs are requested (sent once the request commits), and a health check, which
+    # reads Trackstar's historical_sync_completed map.
+    assert sorted(no_enqueue, key=str) == sorted(
+        [*((r, "initial") for r in RECORD_MODELS), ("health", connection.pk)], key=str
+    )
     expected = sandbox_counts(sandbox, connection)
     assert {r: local_count(connection, r) for r in RECORD_MODELS} == expected
     for resource, outcome in outcomes.items():
@@ -327,3 +337,91 @@ def test_a_page_costs_a_constant_handful_of_queries(
         outcome = sync_resource(connection_id=connection.pk, resource="orders")
 
     assert outcome.run.records == 5000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_database_connection_keeps_the_run_and_its_cursor(connect, sandbox, monkeypatch):
+    connection = connect(orders=2500)
+    commit = sync_service._commit_page
+    calls = []
+
+    def lose_the_connection_before_page_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            terminate_this_connection()  # a failover between two pages
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(sync_service, "_commit_page", lose_the_connection_before_page_2)
+    with pytest.raises(OperationalError):  # for the task, which retries it in seconds
+        sync_resource(connection_id=connection.pk, resource="orders")
+
+    run = SyncRun.objects.get()
+    assert (run.status, run.pages, run.records) == ("running", 1, 1000)
+    assert "Internal error" not in run.error
+    state = ResourceSync.objects.get(connection=connection, resource="orders")
+    assert state.current_run_id == run.pk
+    assert state.lease_token is None  # the retry takes it at once, not after the lease
+
+    monkeypatch.setattr(sync_service, "_commit_page", commit)
+    last = sync_resource(connection_id=connection.pk, resource="orders")
+    assert last.status == "succeeded" and last.run.pk == run.pk
+    # Page 1 was not read again: three pages in all, in two attempts.
+    assert (last.run.pages, last.run.records, last.run.attempts) == (3, 2500, 2)
+    assert local_count(connection, "orders") == 2500
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_page_keeps_its_lease_while_another_worker_asks(
+    connect, sandbox, settings, monkeypatch
+):
+    settings.SYNC_LEASE_SECONDS = 3
+    monkeypatch.setattr(sync_service, "PAGE_RETRIES", 0)
+    connection = connect(orders=500)
+    # One page that takes twice the lease (a slow Trackstar, or the shared rate limit).
+    sandbox.set_faults(rate=1.0, statuses=[], delay_ms=6000, paths="/wms/orders", count=1)
+    asked = {}
+
+    def another_worker():
+        time.sleep(4.5)  # past the lease the first run took
+        try:
+            asked["outcome"] = sync_resource(connection_id=connection.pk, resource="orders")
+        finally:
+            db_connections.close_all()
+
+    other = threading.Thread(target=another_worker)
+    other.start()
+    outcome = sync_resource(connection_id=connection.pk, resource="orders")
+    other.join()
+    sandbox.clear_faults()
+
+    assert outcome.status == "succeeded" and outcome.run.attempts == 1
+    assert asked["outcome"].status == "busy"  # not a takeover: the lease was renewed
+    assert SyncRun.objects.count() == 1
+    assert local_count(connection, "orders") == 500
+
+
+def test_a_run_whose_worker_died_is_enqueued_once_its_lease_lapses(connect, no_enqueue):
+    connection = connect()
+    now = timezone.now()
+    run = SyncRun.objects.create(connection=connection, resource="orders", kind="initial")
+    live = SyncRun.objects.create(connection=connection, resource="returns", kind="manual")
+    states = ResourceSync.objects.filter(connection=connection)
+    # A lease renewed last 31 s ago (its worker died), and one renewed a second ago.
+    states.filter(resource="orders").update(
+        current_run=run,
+        lease_token=uuid.uuid4(),
+        lease_expires_at=now - timedelta(seconds=1),
+        next_sync_at=now - timedelta(seconds=1),
+    )
+    states.filter(resource="returns").update(
+        current_run=live,
+        lease_token=uuid.uuid4(),
+        lease_expires_at=now + timedelta(seconds=29),
+        next_sync_at=now + timedelta(seconds=29),
+    )
+
+    assert sync_service.sync_resume_orphaned() == 1
+    assert no_enqueue == [("orders", "initial")]
+    # Not again while its task waits in the queue.
+    assert sync_service.sync_resume_orphaned() == 0
+    assert no_enqueue == [("orders", "initial")]

@@ -2,6 +2,7 @@
 
 import pytest
 from celery.exceptions import Retry
+from django.db import InterfaceError, OperationalError
 
 from connections import services
 from connections.services.sync import SyncOutcome
@@ -37,11 +38,12 @@ def test_a_finished_run_returns_its_status(outcome):
 
 def test_out_of_time_enqueues_the_rest(outcome, monkeypatch):
     calls = []
-    monkeypatch.setattr(sync_tasks.sync_resource, "delay", lambda *a: calls.append(a))
+    monkeypatch.setattr(sync_tasks.sync_resource, "delay", lambda *a, **kw: calls.append((a, kw)))
     outcome["value"] = SyncOutcome("continue")
 
     assert run_task() == "continue"
-    assert calls == [(1, "orders", "incremental", False)]
+    # A resume only: should the run be over when it arrives, it starts no new one.
+    assert calls == [((1, "orders", "incremental", False), {"requested": True})]
 
 
 def test_a_held_lease_is_tried_again_later(outcome):
@@ -61,3 +63,24 @@ def test_trackstar_unavailable_is_retried_then_the_run_fails(outcome, monkeypatc
     assert failed == []
     assert run_task(retries=sync_tasks.SYNC_MAX_RETRIES) == "failed"
     assert failed[0]["resource"] == "orders"
+
+
+def test_a_lost_database_connection_is_retried_in_seconds_and_the_run_kept(outcome, monkeypatch):
+    failed, retried = [], []
+    monkeypatch.setattr(services, "sync_fail", lambda **kw: failed.append(kw))
+    monkeypatch.setattr(
+        sync_tasks.sync_resource, "retry", lambda **kw: retried.append(kw) or Retry()
+    )
+
+    outcome["value"] = OperationalError("server closed the connection unexpectedly")
+    with pytest.raises(Retry):
+        run_task()
+    outcome["value"] = InterfaceError("connection already closed")
+    with pytest.raises(Retry):
+        run_task(retries=3)
+    # Seconds, not the minutes a Trackstar outage waits; and never "Internal error".
+    assert retried[0]["countdown"] <= 2 and retried[1]["countdown"] <= 16
+    # Still down after every retry: the run keeps its cursor, and the lapsed lease brings
+    # it back (sync_resume_orphaned) once the database is.
+    assert run_task(retries=sync_tasks.SYNC_MAX_RETRIES) == "database_unavailable"
+    assert failed == []
