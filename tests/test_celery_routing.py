@@ -119,3 +119,21 @@ def test_the_visibility_timeout_stays_above_the_task_time_limit():
     production = _celery_conf(PRODUCTION_ENV)
     _assert_no_double_delivery(production)
     assert production["queues"] == list(settings.QUEUE_NAMES)  # no prefix in production
+
+
+def test_production_takes_the_visibility_timeout_it_is_given_and_refuses_a_short_one():
+    """production.py used to hard-code 3600 s, so CELERY_VISIBILITY_TIMEOUT did nothing."""
+    longer = _celery_conf({**PRODUCTION_ENV, "CELERY_VISIBILITY_TIMEOUT": "7200"})
+    assert longer["visibility_timeout"] == 7200
+
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV}
+    short = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={**clean, **PRODUCTION_ENV, "CELERY_VISIBILITY_TIMEOUT": "600"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert short.returncode != 0
+    assert "CELERY_VISIBILITY_TIMEOUT" in short.stderr

@@ -282,6 +282,16 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://
 # How long Redis waits before handing an unacknowledged task (its worker died) to another
 # worker. Tests that kill a worker set it short.
 BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+# For a Redis broker, here and in production.py.
+REDIS_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
+    # kombu sweeps for abandoned messages every interval x throttle seconds (100 s by
+    # default); with a short visibility timeout, sweep at the same pace.
+    "unacked_restore_interval": max(1, min(10, BROKER_VISIBILITY_TIMEOUT // 10)),
+    "unacked_restore_throttle": 10 if BROKER_VISIBILITY_TIMEOUT >= 600 else 1,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker: messages are files in var/broker, so the demo needs no server.
     _broker_dir = VAR_DIR / "broker"
@@ -295,15 +305,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
-        # kombu sweeps for abandoned messages every interval x throttle seconds (100 s by
-        # default); with a short visibility timeout, sweep at the same pace.
-        "unacked_restore_interval": max(1, min(10, BROKER_VISIBILITY_TIMEOUT // 10)),
-        "unacked_restore_throttle": 10 if BROKER_VISIBILITY_TIMEOUT >= 600 else 1,
-        "socket_connect_timeout": 2,
-        "socket_timeout": 5,
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_BROKER_TRANSPORT_OPTIONS
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or None)
 CELERY_TASK_IGNORE_RESULT = True
 # Four queues, so a customer's exchange never waits behind a sync: a worker started with

@@ -9,10 +9,13 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
 from .base import (
+    BROKER_VISIBILITY_TIMEOUT,
+    CELERY_TASK_TIME_LIMIT,
     DEV_FIELD_ENCRYPTION_KEY,
     DEV_SECRET_KEY,
     DEV_TRACKSTAR_API_KEY,
     DEV_TRACKSTAR_WEBHOOK_SECRET,
+    REDIS_BROKER_TRANSPORT_OPTIONS,
     REDIS_CACHE_OPTIONS,
     env,
 )
@@ -32,11 +35,8 @@ TRACKSTAR_LINK_SCRIPT_URL = env(
 REDIS_URL = env("REDIS_URL")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": 3600,
-    "socket_connect_timeout": 2,
-    "socket_timeout": 5,
-}
+# The same Redis options as base.py (CELERY_VISIBILITY_TIMEOUT counts here too).
+CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_BROKER_TRANSPORT_OPTIONS
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -74,6 +74,8 @@ def _is_fernet_key(value: str) -> bool:
 
 
 _refused = {
+    # Redis must not hand a live task to a second worker (see base.py).
+    "CELERY_VISIBILITY_TIMEOUT": BROKER_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT,
     "SECRET_KEY": SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50,
     "TRACKSTAR_API_KEY": TRACKSTAR_API_KEY == DEV_TRACKSTAR_API_KEY,
     "TRACKSTAR_WEBHOOK_SECRET": TRACKSTAR_WEBHOOK_SECRET == DEV_TRACKSTAR_WEBHOOK_SECRET
