@@ -89,7 +89,7 @@ def cache_or(default: T, call: Callable[[], T]) -> T:
         return default
 
 
-def broker_send(task: Any, *args: object) -> bool:
+def broker_send(task: Any, *args: object, **kwargs: object) -> bool:
     """task.delay(*args); False, with nothing sent, while the broker (Redis) is down or hung.
     For tasks whose work is a row in the database that a sweep enqueues again (exchanges,
     webhook events): the request that wrote the row answers at once. A hung Redis costs a
@@ -103,7 +103,7 @@ def broker_send(task: Any, *args: object) -> bool:
     if redis_is_down(name):
         return False
     try:
-        task.delay(*args)
+        task.delay(*args, **kwargs)
     except BrokerError as e:
         redis_failed(name, "the task queue (rows wait for their sweep)", e)
         return False

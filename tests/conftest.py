@@ -52,3 +52,14 @@ def trackstar(settings, sandbox):
     cache.clear()
     yield sandbox
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _redis_breakers_closed():
+    """A test that made Redis or the broker fail must not leave this process skipping them
+    (connections.degrade keeps a failure for 10 s) for the tests after it."""
+    from connections import degrade
+
+    degrade.reset()
+    yield
+    degrade.reset()

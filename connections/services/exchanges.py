@@ -11,7 +11,6 @@ from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
 
 from customers.models import Customer
 
@@ -561,9 +560,7 @@ def refused_delete_enqueue(*, exchange_id: int) -> bool:
     """With the broker down, the row stays owed and the sweep enqueues it later."""
     from ..tasks import exchange_refused_delete as task
 
-    try:
-        task.delay(exchange_id)
-    except BrokerError:
+    if not broker_send(task, exchange_id):
         logger.warning(
             "Broker unavailable; refused connection of exchange %s left for the sweep",
             exchange_id,

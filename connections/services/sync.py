@@ -33,10 +33,10 @@ from django.db import connection as db_connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
 
 from ..clients import trackstar_client
 from ..database import DATABASE_LOST, database_connection_drop
+from ..degrade import broker_send
 from ..models import RECORD_MODELS, Connection, ResourceSync, SyncedRecord, SyncRun
 from ..models.records import parse_datetime
 from ..ratelimit import acquire, trackstar_get_limiter
@@ -705,9 +705,8 @@ def _enqueue(connection_id: int, resource: str, kind: str, full: bool = False) -
     is still waiting or a run is there to resume, so a copy of it does nothing."""
     from ..tasks import sync_resource as sync_resource_task
 
-    try:
-        sync_resource_task.delay(connection_id, resource, kind, full, requested=True)
-    except BrokerError:
+    # Through the breaker: a "Resync now" in admin must not hang on a hung Redis.
+    if not broker_send(sync_resource_task, connection_id, resource, kind, full, requested=True):
         # Leave the row due and the request unsent: the dispatcher sends it once the broker
         # is back.
         now = timezone.now()
