@@ -7,7 +7,7 @@ import requests
 from config.celery_app import app as celery_app
 from connections import services
 from connections.models import AuthCodeExchange, Connection
-from tests.builders import PASSWORD
+from tests.builders import PASSWORD, make_customer, make_user
 
 
 @pytest.fixture
@@ -27,6 +27,15 @@ def live_trackstar(transactional_db, trackstar, live_server, celery_worker_proce
         trackstar.reset()
     Connection.objects.update(sync_paused=True)  # queued syncs now end at once
     _wait_for_idle_worker(celery_worker_process.name)
+
+
+@pytest.fixture
+def acme():
+    """The portal customer of the browser tests, with its owner "acme" (password as the
+    builders set it)."""
+    customer = make_customer(name="Acme Outdoor")
+    make_user(username="acme", customer=customer)
+    return customer
 
 
 def _worker_is_idle(name: str) -> bool:

@@ -7,19 +7,12 @@ from playwright.sync_api import expect
 
 from connections import services
 from connections.models import Connection, MagicLink
-from tests.builders import make_customer, make_user
+from tests.builders import make_user
 from tests.e2e.conftest import connect_in_modal, login
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 ASYNC = 30_000  # ms: Link, the worker's exchange and the page's polling
-
-
-@pytest.fixture
-def acme():
-    customer = make_customer(name="Acme Outdoor")
-    make_user(username="acme", customer=customer)
-    return customer
 
 
 def test_the_portal_connects_under_the_policy(

@@ -21,19 +21,11 @@ from playwright.sync_api import expect
 from svix.webhooks import Webhook
 
 from connections.models import AuthCodeExchange, Connection, MagicLink
-from tests.builders import make_customer, make_user
 from tests.e2e.conftest import connect_in_modal, login, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 STATUS = "#connect-status"
-
-
-@pytest.fixture
-def acme():
-    customer = make_customer(name="Acme Outdoor")
-    make_user(username="acme", customer=customer)
-    return customer
 
 
 @pytest.fixture

@@ -10,19 +10,12 @@ from playwright.sync_api import expect
 
 from connections import services
 from connections.models import AuthCodeExchange, Connection, ResourceSync
-from tests.builders import make_connection, make_customer, make_user
+from tests.builders import make_connection, make_user
 from tests.e2e.conftest import connected_through_exchange, login, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 ASYNC = 30_000  # ms: Link, the worker's exchange and the page's polling
-
-
-@pytest.fixture
-def acme():
-    customer = make_customer(name="Acme Outdoor")
-    make_user(username="acme", customer=customer)
-    return customer
 
 
 def _pick(page, integration: str = "ShipBob"):

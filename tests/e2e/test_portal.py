@@ -8,17 +8,9 @@ from playwright.sync_api import expect
 from config.celery_app import app as celery_app
 from connections import services
 from connections.models import AuthCodeExchange, Connection
-from tests.builders import make_customer, make_user
 from tests.e2e.conftest import connect_in_modal, connected_through_exchange, login, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def acme():
-    customer = make_customer(name="Acme Outdoor")
-    make_user(username="acme", customer=customer)
-    return customer
 
 
 def test_customer_connects_a_wms_and_sees_itconnected_through_exchange(

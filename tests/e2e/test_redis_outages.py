@@ -14,17 +14,10 @@ from connections import services
 from connections.models import AuthCodeExchange, Connection, Order, WebhookEvent
 from connections.tasks import exchanges_sweep as exchanges_sweep_task
 from connections.tasks import webhooks_sweep as webhooks_sweep_task
-from tests.builders import make_connection, make_customer, make_link_token, make_user
+from tests.builders import make_connection, make_link_token
 from tests.e2e.conftest import login, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def acme():
-    customer = make_customer(name="Acme Outdoor")
-    make_user(username="acme", customer=customer)
-    return customer
 
 
 @pytest.fixture
