@@ -25,7 +25,10 @@ pids=()
 stopping=""
 cleanup() {
   stopping=1
-  trap - INT TERM EXIT
+  # Ignore further INT/TERM while stopping (make passes its own TERM on): a second signal
+  # must not end this function before the kill -9 below, leaving workers behind.
+  trap '' INT TERM
+  trap - EXIT
   echo; echo "==> Stopping Dockside demo"
   kill "${pids[@]}" 2>/dev/null || true
   # Give them 10 s to finish what they are doing (the worker acks late), then insist.
@@ -66,6 +69,9 @@ cat <<TXT
                                                            bright / dockside-demo
   Health             http://$DEMO_HOST:$DEMO_PORT/healthz
   Trackstar sandbox  $TRACKSTAR_BASE_URL  (API key: $TRACKSTAR_API_KEY)
+
+  In the sandbox's Link, any WMS credentials connect; a key or password containing
+  "wrong" is refused, as a real WMS would.
 
 TXT
 # Stop everything as soon as any one process exits, so a crash is not hidden.
