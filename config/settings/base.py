@@ -435,10 +435,20 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    "filters": {"redact_link_tokens": {"()": "config.log_filters.RedactLinkTokens"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         # urllib3 logs full URLs at DEBUG; keep it quiet so nothing sensitive leaks.
         "urllib3": {"level": "WARNING"},
+        # Request lines name the URL: no magic-link token in them (they go on to Django's
+        # handlers, mail_admins included, and to the root's).
+        "django.request": {"filters": ["redact_link_tokens"]},
+        "django.server": {
+            "handlers": ["console"],
+            "filters": ["redact_link_tokens"],
+            "level": "INFO",
+            "propagate": False,
+        },
     },
 }

@@ -435,3 +435,25 @@ def test_a_link_visitor_learns_how_a_recovery_without_its_token_finishes(
         from connections.views import magic_link_reconnect_ref
 
         assert body["reconnect_connection_id"] == magic_link_reconnect_ref(issued.link, connection)
+
+
+@pytest.mark.parametrize("state", ["spent", "unknown"])
+def test_a_link_page_that_stays_on_the_token_url_keeps_the_token_out_of_the_log(
+    client, customer, caplog, state
+):
+    """A spent or unknown link answers on /connect/<token>/ itself; Django logs that 410/404
+    with the path. The token must not reach the log (or the admins' error mail)."""
+    issued = issue(customer)
+    token = token_of(issued)
+    if state == "spent":
+        MagicLink.objects.filter(pk=issued.link.pk).update(use_count=1)
+    else:
+        token = token[::-1]
+
+    with caplog.at_level("WARNING", logger="django.request"):
+        response = client.get(f"/connect/{token}/")
+
+    assert response.status_code in (404, 410)
+    lines = [r.getMessage() for r in caplog.records if r.name == "django.request"]
+    assert lines and all(token not in line for line in lines)
+    assert any("/connect/<token>/" in line for line in lines)
