@@ -167,3 +167,58 @@ def test_redis_emptied_with_queued_work_completes_from_the_database(
     assert Order.objects.filter(connection=connection).count() == 5
     assert AuthCodeExchange.objects.get().status == AuthCodeExchange.Status.SUCCEEDED
     assert Connection.objects.get(integration_name="shiphero").status == Connection.Status.ACTIVE
+
+
+def test_redis_emptied_under_running_workers_still_gets_the_sweeps_sends_delivered(
+    sandbox_here, acme, private_redis, private_redis_worker
+):
+    """FLUSHALL while workers run (not only a restart): the queue bindings go too, and the
+    sweep in a worker that declared them before must still get its sends delivered."""
+    from config.celery_app import app
+
+    connection = make_connection(customer=acme, trackstar_connection_id="conn_flushed_live")
+
+    def lost_event(n: int) -> WebhookEvent:
+        services.webhook_receive(
+            svix_id=f"msg_live_{n}",
+            payload={
+                "connection_id": connection.trackstar_connection_id,
+                "event_type": "order.created",
+                "data": {
+                    "id": f"ord_live_{n}",
+                    "order_number": f"#{2000 + n}",
+                    "status": "open",
+                    "created_date": "2026-11-01T10:00:00Z",
+                    "updated_date": "2026-11-01T10:00:00Z",
+                },
+            },
+        )
+        return WebhookEvent.objects.get(svix_id=f"msg_live_{n}")
+
+    # Stored before any worker runs, its message then lost: the worker's own sweep sends it
+    # again, and that worker's producer has declared the queues.
+    lost_event(0)
+    private_redis.flushall()
+    private_redis_worker()
+    backdate_pending_work(90)
+    webhooks_sweep_task.delay()
+    wait_for(
+        lambda: Order.objects.filter(connection=connection).count() == 1,
+        timeout=30,
+        message="the first sweep to bring the first event back",
+    )
+
+    # Redis emptied again, the worker still running: its producer remembers the queues.
+    # The event's own message is lost with the bindings (this process declared before too).
+    private_redis.flushall()
+    lost_event(1)
+    assert Order.objects.filter(connection=connection).count() == 1
+    backdate_pending_work(90)
+    app._after_fork()  # this process publishes afresh (and so declares); the worker does not
+    webhooks_sweep_task.delay()
+
+    wait_for(
+        lambda: Order.objects.filter(connection=connection).count() == 2,
+        timeout=30,
+        message="the sweep, in a worker that declared before the flush, to bring it back",
+    )
