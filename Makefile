@@ -18,4 +18,4 @@ format:
 
 bench:
 	scripts/bootstrap.sh requirements-dev.txt
-	.venv/bin/python -m bench
+	.venv/bin/python -m bench $(if $(SECTIONS),--sections $(SECTIONS))

@@ -1,12 +1,14 @@
 """`make bench`: sync ingestion, measured against the sandbox on PostgreSQL (DESIGN.md §10).
 
-    python -m bench [--orders N] [--inventory N] [--baseline N] [--rss 100000,1000000]
+    python -m bench [--sections ingest,dispatcher,recovery,interactive,scaling]
+                    [--orders N] [--inventory N] [--baseline N] [--rss 100000,1000000]
 
-Environment: BENCH_ORDERS, BENCH_INVENTORY, BENCH_BASELINE, BENCH_RSS the same knobs.
-Uses DATABASE_URL (PostgreSQL) when set, else starts a throwaway server with
-scripts/services.sh. Creates and drops its own database (test_<name>_bench).
+Environment: BENCH_SECTIONS, BENCH_ORDERS, BENCH_INVENTORY, BENCH_BASELINE, BENCH_RSS the
+same knobs. Uses DATABASE_URL (PostgreSQL) and REDIS_URL when both are set, else starts
+throwaway servers with scripts/services.sh. Creates and drops its own database
+(test_<name>_bench). The sections other than ingest are issue 12's: bench/fleet.py.
 
-For each resource it prints, in records/s:
+The ingest section prints, for each resource, in records/s:
   fetch-only     the sandbox's serving rate as the client sees it (HTTP + JSON, no DB)
   production     services.sync_resource: the real path, sandbox -> PostgreSQL
   baseline       the naive path: update_or_create per record (on a subset, --baseline)
@@ -31,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
+# ingest: the tables below; the others are issue 12's, in bench/fleet.py.
+ALL_SECTIONS = ("ingest", "dispatcher", "recovery", "interactive", "scaling")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -52,6 +56,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=os.environ.get("BENCH_RSS", "100000,1000000"),
         help="comma list of orders counts to measure peak RSS at; '' skips",
     )
+    parser.add_argument(
+        "--sections",
+        default=os.environ.get("BENCH_SECTIONS", ",".join(ALL_SECTIONS)),
+        help=f"comma list of {', '.join(ALL_SECTIONS)} (default all)",
+    )
     parser.add_argument("--child", choices=["rss"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--records", type=int, help=argparse.SUPPRESS)
@@ -66,7 +75,7 @@ def _reexec_with_throwaway_postgres() -> None:
         f"source {ROOT}/scripts/services.sh && services_start && trap services_stop EXIT && "
         f'"{sys.executable}" -m bench "$@"'
     )
-    print("==> DATABASE_URL is not set: starting a throwaway PostgreSQL", flush=True)
+    print("==> DATABASE_URL or REDIS_URL is not set: starting throwaway servers", flush=True)
     result = subprocess.run(["bash", "-c", script, "bench", *sys.argv[1:]], cwd=ROOT)
     sys.exit(result.returncode)
 
@@ -417,8 +426,10 @@ def main(argv: list[str]) -> None:
     if args.child == "rss":
         run_rss_child(args)
         return
-    if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
-        _reexec_with_throwaway_postgres()
+    if not os.environ.get("DATABASE_URL", "").startswith(
+        ("postgres://", "postgresql://")
+    ) or not os.environ.get("REDIS_URL"):
+        _reexec_with_throwaway_postgres()  # and Redis, which the workers' sections need
     # A database of our own, dropped at the end; child processes use it as it is.
     os.environ["DATABASE_URL"] = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/dockside_bench"
     log = tempfile.TemporaryFile()
@@ -445,6 +456,8 @@ def main(argv: list[str]) -> None:
 def report(args: argparse.Namespace, base_url: str) -> None:
     from django.db import connection as db_connection
 
+    from bench.fleet import SECTIONS
+
     with db_connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         pg_version = cursor.fetchone()[0]
@@ -455,6 +468,19 @@ def report(args: argparse.Namespace, base_url: str) -> None:
         f"PostgreSQL {pg_version}, {info['platform']}",
         flush=True,
     )
+    chosen = [name.strip() for name in args.sections.split(",") if name.strip()]
+    unknown = set(chosen) - set(ALL_SECTIONS)
+    if unknown:
+        raise SystemExit(f"Unknown sections {sorted(unknown)}; choose from {ALL_SECTIONS}")
+    for name in chosen:
+        if name == "ingest":
+            report_ingest(args, base_url)
+        else:
+            SECTIONS[name](base_url)
+            print(f"\nLoad average {os.getloadavg()[0]:.2f} after {name}.\n", flush=True)
+
+
+def report_ingest(args: argparse.Namespace, base_url: str) -> None:
     sizes = {"orders": args.orders, "inventory": args.inventory}
     rows = []
     for resource_name, total in sizes.items():

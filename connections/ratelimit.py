@@ -118,19 +118,22 @@ class RedisTokenBucket:
 class LocalTokenBucket:
     """The same bucket in this process only: right when one worker process is all there is."""
 
-    def __init__(self, *, rate: float, burst: int, prefix: str = KEY_PREFIX) -> None:
+    def __init__(
+        self, *, rate: float, burst: int, prefix: str = KEY_PREFIX, clock=time.monotonic
+    ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be positive and burst at least 1")
         self.rate = rate
         self.burst = burst
         self.prefix = prefix
+        self._clock = clock
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float]] = {}
 
     def take(self, access_token: str) -> float:
         key = bucket_key(access_token, self.prefix)
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             tokens, ts = self._buckets.get(key, (float(self.burst), now))
             tokens = min(self.burst, tokens + (now - ts) * self.rate)
             if tokens >= 1:

@@ -10,6 +10,7 @@ import pathlib
 import random
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -77,6 +78,8 @@ FUNCTION_RESOURCES = {fn: res for res, (fn, _) in RESOURCES.items()}
 ERROR_KINDS = ("invalid_credentials", "missing_permission")
 CONNECTIONS_PAGE = 100  # GET /connections takes only page_token, so the page size is ours
 LATE_MAX = 10_000
+# /_sandbox/requests keeps the most recent API requests, a few minutes of a busy test.
+REQUEST_LOG_SIZE = 50_000
 BACKFILL_MAX = 1000
 LATE_AGE_MS = 2 * data.DAY_MS  # ingest-late: WMS dates this long before the dataset's anchor
 
@@ -157,6 +160,11 @@ class Sandbox:
             lambda: self.settings.webhook_secret, lambda: self.settings.webhook_retry_delays
         )
         self.limiter = RateLimiter()
+        # What the rate limit saw, for tests to check a client's pacing (never part of
+        # Trackstar's API): (epoch seconds, method, path, connection_id or None, status).
+        self.requests: deque[tuple[float, str, str, str | None, int]] = deque(
+            maxlen=REQUEST_LOG_SIZE
+        )
         self.faults: dict | None = None
         spec = orjson.loads(SPEC_PATH.read_bytes())
         self.filters = listing.load_filter_specs(spec, WMS_PATHS)
@@ -226,7 +234,9 @@ class Sandbox:
             bucket = conn.access_token if conn else "key:" + self.settings.api_key
             limit = self.settings.get_rate if kind == "get" else self.settings.write_rate
             allowed, headers = self.limiter.hit(bucket, kind, limit)
+            logged = [time.time(), request.method, request.url.path, conn and conn.connection_id]
             if not allowed:
+                self.requests.append((*logged, 429))
                 return _error(429, "Rate limit exceeded.", headers)
             try:
                 response = await (handler(request, conn) if token else handler(request))
@@ -235,6 +245,7 @@ class Sandbox:
             if conn is not None:
                 conn.last_used = time.time()
                 conn.times_used += 1
+            self.requests.append((*logged, response.status_code))
             response.headers.update(headers)
             return response
 
@@ -1245,6 +1256,7 @@ class Sandbox:
             setattr(self.settings, name, copy.deepcopy(getattr(self.initial_settings, name)))
         self.faults = None
         self.limiter.windows.clear()
+        self.requests.clear()
         self._cancel_timers()
         self.sender.clear()
         return _json({"reset": True})
@@ -1254,6 +1266,18 @@ class Sandbox:
 
     async def webhook_log(self, request: Request) -> Response:
         return _json({"deliveries": self.sender.log})
+
+    async def request_log(self, request: Request) -> Response:
+        connection_id = request.query_params.get("connection_id")
+        return _json(
+            {
+                "requests": [
+                    {"at": at, "method": method, "path": path, "connection_id": cid, "status": st}
+                    for at, method, path, cid, st in self.requests
+                    if connection_id is None or cid == connection_id
+                ]
+            }
+        )
 
     # -- routing -----------------------------------------------------------------------------
     def routes(self) -> list[Route]:
@@ -1360,6 +1384,7 @@ class Sandbox:
             Route("/_sandbox/config", control(self.config), methods=["GET", "POST"]),
             Route("/_sandbox/reset", control(self.reset), methods=["POST"]),
             Route("/_sandbox/webhooks", control(self.webhook_log), methods=["GET"]),
+            Route("/_sandbox/requests", control(self.request_log), methods=["GET"]),
         ]
         return routes
 

@@ -217,7 +217,10 @@ TRACKSTAR_TIMEOUT = (
 # Trackstar allows 10 GET/s per access token (API.md §7); every worker shares this budget
 # through a Redis token bucket (a per-process one without Redis).
 TRACKSTAR_GET_RATE = env.float("TRACKSTAR_GET_RATE", default=10.0)
-TRACKSTAR_GET_BURST = env.int("TRACKSTAR_GET_BURST", default=int(TRACKSTAR_GET_RATE) or 1)
+# One: requests spaced 1/rate apart, so no second ever holds more than the rate. A burst
+# equal to the rate let a fresh bucket send twice the rate in its first second (burst plus
+# refill), which Trackstar's per-second limit answers with 429s.
+TRACKSTAR_GET_BURST = env.int("TRACKSTAR_GET_BURST", default=1)
 # A sync holds its (connection, resource) lease this long past its last renewal. A live
 # run renews it on every page and, while a page waits (the shared rate limit, a slow
 # Trackstar, a retry-after), every third of it: a heartbeat. A worker that died lets it
@@ -242,8 +245,9 @@ SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=15 * 60)
 SYNC_SLOW_INTERVAL_SECONDS = env.int("SYNC_SLOW_INTERVAL_SECONDS", default=3 * 60 * 60)
 # At most this many syncs enqueued per dispatcher tick (every minute), as many requests sent
 # again, and as many new connections given sync state (a big import: their first reads
-# are spread over the interval, not all in one minute).
-SYNC_DISPATCH_BATCH = env.int("SYNC_DISPATCH_BATCH", default=500)
+# are spread over the interval, not all in one minute). 5,000: 10,000 connections make about
+# 3,450 resource syncs due a minute (BENCHMARKS.md, dispatcher); 500 fell behind by hours.
+SYNC_DISPATCH_BATCH = env.int("SYNC_DISPATCH_BATCH", default=5000)
 # A requested sync (staff's resync or re-read, a webhook's, a first or a scheduled one) is a
 # row before it is a message. A request no run has taken this long after its message went
 # out is presumed lost with the broker's data, and the dispatcher sends it again; the wait

@@ -179,6 +179,12 @@ class SandboxServer:
         path = f"/_sandbox/connections/{connection_id}/ingest-late"
         return self._ok(self.post(path, {"resource": resource, "count": count}))["ids"]
 
+    def requests(self, connection_id: str | None = None) -> list[dict]:
+        """The API requests that reached the rate limit, oldest first (a 429 included):
+        [{at, method, path, connection_id, status}], one connection's with connection_id."""
+        params = {"connection_id": connection_id} if connection_id else None
+        return self._ok(self.get("/_sandbox/requests", params=params))["requests"]
+
     def dataset(self, connection_id: str, **counts: int) -> dict:
         body = {"connection_id": connection_id, "counts": counts}
         return self._ok(self.post("/_sandbox/dataset", body))

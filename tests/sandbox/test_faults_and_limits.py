@@ -62,6 +62,24 @@ def test_rate_limit_per_access_token(sandbox, linked):
     assert sandbox.wms(token, "/wms/warehouses").status_code == 200
 
 
+def test_request_log_records_each_call_with_its_connection_time_and_status(sandbox, linked):
+    sandbox.configure(get_rate=2)
+    token, connection_id = linked["access_token"], linked["connection_id"]
+    time.sleep(1 - time.time() % 1)
+    before = time.time()
+    codes = [sandbox.wms(token, "/wms/orders").status_code for _ in range(3)]
+
+    log = sandbox.requests(connection_id)
+    assert [(r["method"], r["path"], r["status"]) for r in log] == [
+        ("GET", "/wms/orders", code) for code in codes
+    ]
+    assert codes == [200, 200, 429]  # the 429 is logged too
+    assert all(before <= r["at"] <= time.time() for r in log)
+    assert {r["connection_id"] for r in sandbox.requests()} >= {connection_id}
+    sandbox.reset()
+    assert sandbox.requests() == []
+
+
 def test_write_rate_is_separate(sandbox, linked):
     sandbox.configure(get_rate=1, write_rate=100)
     headers = {**sandbox.headers, "x-trackstar-access-token": linked["access_token"]}

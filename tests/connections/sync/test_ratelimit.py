@@ -108,3 +108,25 @@ def test_a_sync_runs_on_while_redis_is_down(connect, no_enqueue, redis_down):
 
     assert outcome.status == "succeeded"
     assert Order.objects.filter(connection=connection).count() == 30
+
+
+def test_the_shipped_bucket_never_lets_a_second_hold_more_than_the_rate(settings):
+    """Trackstar counts GETs per second per token. A fresh bucket holding `burst` tokens
+    sends burst + rate in its first second: with the old default (burst = rate = 10), 19."""
+    from connections.ratelimit import LocalTokenBucket
+
+    now = [0.0]
+    bucket = LocalTokenBucket(
+        rate=settings.TRACKSTAR_GET_RATE,
+        burst=settings.TRACKSTAR_GET_BURST,
+        clock=lambda: now[0],
+    )
+    sent = []
+    while now[0] < 0.999 and len(sent) < 100:  # the first second (10 x 0.1 is not quite 1.0)
+        wait = bucket.take("tok")
+        if wait:
+            now[0] += wait + 1e-9  # floats: a wait of 1e-17 would not move the clock
+        else:
+            sent.append(now[0])
+
+    assert len(sent) <= settings.TRACKSTAR_GET_RATE

@@ -270,8 +270,9 @@ def import_connections(customer: Customer, n: int) -> list[Connection]:
 # and one update of them, the requests to send again; plus three savepoints (two
 # statements each: the test runs in a transaction). The old tick took four statements per
 # connection without sync state. (At most: an update more for timed-out force syncs and
-# for re-sends, and an insert per 1000 new rows.)
-DISPATCH_MAX_QUERIES = 13
+# for re-sends, and an insert per 1000 new rows.) Bounded by SYNC_DISPATCH_BATCH (5,000:
+# five inserts of new rows at most), never by the number of connections.
+DISPATCH_MAX_QUERIES = 13 + 5
 
 
 @pytest.mark.parametrize("n", [100, 10_000])
