@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,6 +16,7 @@ from django.utils import timezone
 from customers.models import Customer
 
 from ..clients import trackstar_client
+from ..database import DATABASE_LOST, database_connection_drop
 from ..degrade import broker_send
 from ..models import (
     AuthCodeExchange,
@@ -404,9 +406,33 @@ def exchange_process(*, exchange_id: int) -> AuthCodeExchange | None:
             exchange_id=exchange.pk,
             reason=f"Trackstar refused the connection: {e.message}. Please connect again.",
         )
-    _complete(exchange, result)
+    _complete_durably(exchange, result)
     logger.info("Auth code exchanged", extra={**log_extra, "connection_id": result.connection_id})
     return exchange
+
+
+# Trackstar answered: the access token exists only in this process now (the code is spent,
+# and Trackstar's API never shows a token again). A lost database connection here would
+# lose it, so the save is tried again on fresh connections for about a failover's length
+# before the error goes up (and the retry's recovery can at best ask for a reconnect).
+COMPLETE_RETRY_DELAYS = (0.5, 1, 2, 4, 8)
+
+
+def _complete_durably(exchange: AuthCodeExchange, result: ExchangeResult) -> None:
+    for delay in (*COMPLETE_RETRY_DELAYS, None):
+        try:
+            _complete(exchange, result)
+            return
+        except DATABASE_LOST:
+            if delay is None or transaction.get_connection().in_atomic_block:
+                raise  # inside a caller's transaction a fresh connection cannot help
+            logger.warning(
+                "Database lost while saving an exchanged token; trying again in %ss",
+                delay,
+                extra={"exchange_id": exchange.pk},
+            )
+            database_connection_drop()
+            time.sleep(delay)
 
 
 def _release(exchange: AuthCodeExchange, *, error: str) -> None:

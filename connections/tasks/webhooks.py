@@ -3,11 +3,11 @@
 import logging
 
 from celery import shared_task
-from django.db import OperationalError as DatabaseOperationalError
 
 from .. import services
+from ..database import DATABASE_LOST, database_connection_drop
 from ..trackstar import TrackstarRateLimited, TrackstarUnavailable
-from .retry import backoff
+from .retry import backoff, database_backoff
 
 logger = logging.getLogger(__name__)
 
@@ -16,9 +16,15 @@ logger = logging.getLogger(__name__)
 def webhook_apply(self, event_id: int) -> None:
     try:
         services.webhook_apply(event_id=event_id)
-    except DatabaseOperationalError as e:
-        # A lock timeout or a dropped connection may pass: try again shortly.
-        raise self.retry(exc=e, countdown=2**self.request.retries) from e
+    except DATABASE_LOST as e:
+        # A lock timeout or a dropped connection (OperationalError, or InterfaceError for a
+        # connection already closed) may pass: try again in seconds on a fresh connection.
+        # After the last retry the event is still received, and the sweep resends it.
+        database_connection_drop()
+        if self.request.retries >= self.max_retries:
+            logger.warning("Webhook event %s left for the sweep: %s", event_id, e)
+            return
+        raise self.retry(exc=e, countdown=database_backoff(self.request.retries)) from e
     except (TrackstarRateLimited, TrackstarUnavailable) as e:
         # A truncated event's record could not be fetched yet: the event stays received.
         if self.request.retries < self.max_retries:

@@ -99,3 +99,27 @@ def test_a_database_lost_while_trackstar_is_down_leaves_the_claim_free_for_the_r
     assert exchange.claimed_until is None
     run_task(exchange.pk, retries=1)
     assert_connected_with_its_token(exchange, trackstar)
+
+
+def test_a_database_lost_after_trackstar_answered_keeps_the_token(
+    trackstar, customer, retried, monkeypatch
+):
+    """The code is spent once Trackstar answers and the token is never shown again: a
+    connection lost while saving it must not turn into "reconnect to finish"."""
+    exchange = submit(trackstar, customer)
+    monkeypatch.setattr(exchange_service, "COMPLETE_RETRY_DELAYS", (0.01, 0.01))
+    real_complete = exchange_service._complete
+    calls = []
+
+    def complete_after_a_failover(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            terminate_this_connection()  # between Trackstar's answer and our save
+        return real_complete(*args, **kwargs)
+
+    monkeypatch.setattr(exchange_service, "_complete", complete_after_a_failover)
+    run_task(exchange.pk)
+
+    assert retried == []  # no task retry was needed: the save itself was tried again
+    assert len(calls) == 2
+    assert_connected_with_its_token(exchange, trackstar)
