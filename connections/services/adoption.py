@@ -18,6 +18,7 @@ from django.utils import timezone
 from customers.models import Customer
 
 from ..clients import trackstar_client
+from ..degrade import broker_send
 from ..integrations import integration_display_name
 from ..models import (
     AuthCodeExchange,
@@ -194,12 +195,13 @@ def _create(
     unassigned.connection = connection
     unassigned.access_token = ""  # it lives on the connection now
     unassigned.save()
-    audit_record(
-        actor=actor,
-        action="connection.adopted",
-        connection=connection,
-        seen_via=unassigned.seen_via,
-    )
+    if actor is None:  # staff's assign writes its own entry (unassigned_assign)
+        audit_record(
+            actor=None,
+            action="connection.adopted",
+            connection=connection,
+            seen_via=unassigned.seen_via,
+        )
     transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
     logger.info(
         "Adopted a connection made in Trackstar",
@@ -356,11 +358,7 @@ class BrokerUnavailable(Exception):
 
 
 def reconcile_enqueue() -> None:
-    from kombu.exceptions import OperationalError
-
     from ..tasks import connections_reconcile as task
 
-    try:
-        task.delay()
-    except OperationalError as e:
-        raise BrokerUnavailable from e
+    if not broker_send(task):
+        raise BrokerUnavailable
