@@ -12,7 +12,7 @@ from ..clients import trackstar_client
 from ..integrations import integration_display_name
 from ..models import Connection, MagicLink, ResourceSync
 from ..trackstar import RESOURCE_ACTIONS, TrackstarAuthError, TrackstarError, TrackstarNotFound
-from .audit import Actor, audit_record, user_or_none
+from .audit import Actor, ActorKind, audit_record, user_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +136,19 @@ def connection_import(*, customer: Customer, access_token: str, actor: Actor) ->
 
 def connection_set_paused(*, connection: Connection, paused: bool, actor: Actor) -> Connection:
     with transaction.atomic():
-        connection.sync_paused = paused
-        connection.save(update_fields=["sync_paused", "updated_at"])
-        audit_record(
-            actor=actor,
-            action="connection.sync_paused" if paused else "connection.sync_resumed",
-            connection=connection,
+        # Pausing a paused connection changes nothing, and says nothing in the audit log.
+        changed = (
+            Connection.objects.filter(pk=connection.pk)
+            .exclude(sync_paused=paused)
+            .update(sync_paused=paused, updated_at=timezone.now())
         )
+        connection.sync_paused = paused
+        if changed:
+            audit_record(
+                actor=actor,
+                action="connection.sync_paused" if paused else "connection.sync_resumed",
+                connection=connection,
+            )
     return connection
 
 
@@ -192,6 +198,10 @@ def connection_mark_needs_reconnect(
                 actor=None,
                 action="connection.needs_reconnect",
                 connection=connection,
+                # A token that never reached us is our finding; the others, Trackstar's.
+                by=ActorKind.SYSTEM
+                if cause == Connection.ReconnectCause.TOKEN_MISSING
+                else ActorKind.TRACKSTAR,
                 cause=cause,
                 reason=reason,
             )
@@ -352,7 +362,8 @@ def connection_rename(*, connection: Connection, label: str, actor: Actor) -> Co
         old = connection.label
         connection.label = label
         connection.save(update_fields=["label", "updated_at"])
-        audit_record(
-            actor=actor, action="connection.renamed", connection=connection, old=old, new=label
-        )
+        if old != label:
+            audit_record(
+                actor=actor, action="connection.renamed", connection=connection, old=old, new=label
+            )
     return connection

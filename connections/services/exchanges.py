@@ -36,7 +36,7 @@ from ..trackstar import (
     TrackstarUnavailable,
 )
 from .account import account_key_rejected
-from .audit import Actor, audit_record, user_or_none
+from .audit import Actor, ActorKind, audit_record, user_or_none
 from .connections import connection_default_label, connection_mark_needs_reconnect
 from .magic_links import (
     magic_link_completed,
@@ -759,6 +759,7 @@ def _connection_store(
     *, connection: Connection | None, exchange: AuthCodeExchange, result: ExchangeResult
 ) -> Connection:
     now = timezone.now()
+    reconnected = connection is not None
     if connection is None:
         connection = Connection(
             customer=exchange.customer,
@@ -779,6 +780,7 @@ def _connection_store(
     connection.connected_at = now
     connection.disconnected_at = None
     connection.save()
+    _audit_connected(connection, exchange, reconnected=reconnected)
     # Its connection.created may have come first, while the link token was open, and been
     # kept for staff (adoption.py): the exchange that answers for it settles that.
     UnassignedConnection.objects.filter(
@@ -798,6 +800,22 @@ def _connection_store(
     # Sync its data once the connection is committed (a reconnect continues from its mark).
     transaction.on_commit(lambda: sync_schedule_initial(connection=connection), robust=True)
     return connection
+
+
+def _audit_connected(
+    connection: Connection, exchange: AuthCodeExchange, *, reconnected: bool, **detail
+) -> None:
+    """Whoever got the auth code connected it: staff through admin's Link, else the
+    customer (a portal user, or a magic link's visitor, who has no user)."""
+    audit_record(
+        actor=exchange.created_by,
+        action="connection.reconnected" if reconnected else "connection.connected",
+        connection=connection,
+        by=ActorKind.STAFF if exchange.source == Connection.Source.STAFF else ActorKind.CUSTOMER,
+        source=exchange.source,
+        exchange_id=str(exchange.public_id),
+        **detail,
+    )
 
 
 class RecoveryAmbiguous(Exception):
@@ -911,7 +929,7 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
         locked = AuthCodeExchange.objects.select_for_update().get(pk=exchange.pk)
         if locked.status != AuthCodeExchange.Status.PENDING:
             return True
-        connection, _ = Connection.objects.get_or_create(
+        connection, created = Connection.objects.get_or_create(
             trackstar_connection_id=candidate,
             defaults={
                 "customer": exchange.customer,
@@ -928,6 +946,8 @@ def _recover_from_trackstar(exchange: AuthCodeExchange) -> bool:
         )
         if connection.customer_id != exchange.customer_id:
             return False  # stored for another customer meanwhile: not this exchange's
+        if created:
+            _audit_connected(connection, exchange, reconnected=False, recovered=True)
         _end(locked, status=AuthCodeExchange.Status.SUCCEEDED, connection=connection)
         if not connection.access_token:
             _token_from_webhook_or_reconnect(connection)
