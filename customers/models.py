@@ -1,4 +1,6 @@
 import secrets
+import zoneinfo
+from functools import cache
 
 from django.conf import settings
 from django.db import models
@@ -6,6 +8,13 @@ from django.db import models
 
 def _new_public_id() -> str:
     return f"cus_{secrets.token_hex(8)}"
+
+
+@cache
+def timezone_choices() -> list[tuple[str, str]]:
+    # A callable, so the migration does not carry the ~600 zone names (and cached: listing
+    # them reads the zone files).
+    return [(name, name.replace("_", " ")) for name in sorted(zoneinfo.available_timezones())]
 
 
 class Customer(models.Model):
@@ -23,6 +32,13 @@ class Customer(models.Model):
         help_text="Let portal users with the member role connect a new WMS. Only owners "
         "reconnect and disconnect.",
     )
+    # The portal shows times in this zone, and reads its date filters in it.
+    timezone = models.CharField(
+        max_length=64,
+        choices=timezone_choices,
+        default="UTC",
+        help_text="Times in the portal are shown in this time zone.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -30,6 +46,13 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        try:
+            return zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return zoneinfo.ZoneInfo("UTC")
 
 
 class Membership(models.Model):

@@ -318,7 +318,7 @@ QUERY_KEYS = (
     "page p o q e all to from status status__exact sku resource mode customer "
     "customer__id__exact reinstall_connection next _changelist_filters _to_field _popup "
     "state funnel created_at__gte created_at__day term app_label model_name field_name "
-    "integration_name"
+    "integration_name connection"
 ).split()
 # Real names, so a garbage value reaches the code behind the key.
 QUERY_REAL_VALUES = (
@@ -1295,6 +1295,12 @@ KNOWN_BAD_QUERIES = [
     "status=%ED%A0%80",
     wsgi_raw("status=\ud800&sku=\udfff"),
     "sku=" + "x" * 5000,
+    "q=" + "x" * 5000,
+    "q=%25%5F%5C",
+    "from=2026-12-01&to=2026-11-01",
+    "status=teleported",
+    "connection=abc",
+    "connection=" + "9" * 30,
 ]
 
 
@@ -1634,6 +1640,7 @@ def test_the_sweep_covers_the_url_map():
         "portal:store_token",
         "portal:exchange_status",
         "portal:disconnect",
+        "portal:order_detail",
         "connect",
         "trackstar_webhook",
         "admin:customers_customer_invite",

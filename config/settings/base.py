@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    # GinIndex(OpClass(...)) for the portal's trigram search indexes (PostgreSQL only).
+    "django.contrib.postgres",
     "axes",
     "customers",
     "connections",

@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
+from django.db.models.functions import Upper
 
 from customers.models import Customer
 
@@ -26,6 +28,13 @@ def parse_datetime(value: Any) -> datetime | None:
         return None
     # A date without a zone would be ambiguous; Trackstar documents UTC, so read it so.
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _trigram_index(field: str, name: str) -> GinIndex:
+    """A pg_trgm index for the portal's case-insensitive contains-search on `field`:
+    Django's icontains is UPPER(field) LIKE UPPER('%x%') on PostgreSQL, so the index is on
+    UPPER(field). Created on PostgreSQL only (migration 0015)."""
+    return GinIndex(OpClass(Upper(field), name="gin_trgm_ops"), name=name)
 
 
 def _text(value: Any, max_length: int) -> str:
@@ -152,6 +161,8 @@ class InventoryItem(SyncedRecord):
         indexes = [
             models.Index(fields=["customer", "sku"], name="inventory_customer_sku"),
             models.Index(fields=["customer", "-updated_date"], name="inventory_customer_updated"),
+            _trigram_index("sku", "inventory_sku_trgm"),
+            _trigram_index("name", "inventory_name_trgm"),
         ]
 
     @staticmethod
@@ -192,6 +203,8 @@ class Order(SyncedRecord):
             # The portal lists orders newest first, optionally within a created range.
             models.Index(fields=["customer", "-created_date"], name="order_customer_created"),
             models.Index(fields=["customer", "order_number"], name="order_customer_number"),
+            _trigram_index("order_number", "order_number_trgm"),
+            _trigram_index("reference_id", "order_reference_trgm"),
         ]
 
     @staticmethod

@@ -1,0 +1,57 @@
+"""Filters of the portal's data pages: counts, money, order status colours."""
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from django import template
+from django.utils.formats import number_format
+
+register = template.Library()
+
+# What an order's status means to its customer, as a colour (static/portal/data.css).
+ORDER_TONES = {
+    "fulfilled": "ok",
+    "shipped": "ok",  # a shipment's status
+    "partially_fulfilled": "progress",
+    "open": "progress",
+    "confirmed": "progress",
+    "processing": "progress",
+    "picked": "progress",
+    "packed": "progress",
+    "backordered": "warn",
+    "exception": "bad",
+    "cancelled": "muted",
+}
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$", "JPY": "¥"}
+# ISO 4217 currencies without minor units, among those the WMSs report.
+ZERO_DECIMAL = {"JPY", "KRW", "CLP", "VND", "ISK"}
+
+
+@register.filter
+def order_tone(status: str) -> str:
+    return ORDER_TONES.get(status or "", "neutral")
+
+
+@register.filter
+def count(value) -> str:
+    """12345 -> "12,345"; None -> "—"."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "—" if value is None or value == "" else str(value)
+    return number_format(value, force_grouping=True)
+
+
+@register.filter
+def money(amount: Decimal | None, currency: str = "") -> str:
+    """Decimal("1234.5"), "USD" -> "$1,234.50"; another code -> "1,234.50 SEK"."""
+    if amount is None:
+        return "—"
+    places = 0 if currency in ZERO_DECIMAL else 2
+    try:
+        rounded = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    except InvalidOperation:  # more digits than a Decimal context holds: not a real price
+        return "—"
+    text = number_format(abs(rounded), decimal_pos=places, force_grouping=True)
+    sign = "−" if rounded < 0 else ""
+    if currency in CURRENCY_SYMBOLS:
+        return f"{sign}{CURRENCY_SYMBOLS[currency]}{text}"
+    return f"{sign}{text} {currency}".strip()
