@@ -1,7 +1,9 @@
 """Staff screens. Every action calls a service, so admin cannot skip validation, enqueueing
 or the audit log."""
 
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from axes.admin import AccessAttemptAdmin, AccessFailureLogAdmin, AccessLogAdmin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
@@ -12,8 +14,14 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Max, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -21,6 +29,8 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.views.decorators.debug import sensitive_post_parameters
 
 from customers.admin import CustomerAdmin
@@ -36,6 +46,9 @@ from .forms import (
     TokenImportForm,
     UnassignedAssignForm,
     UnassignedDeleteForm,
+    pk_or_none,
+    reconnect_choices,
+    reconnect_label,
 )
 from .integrations import connection_label, integration_display_name
 from .login_throttle import login_username
@@ -53,6 +66,7 @@ from .models import (
 )
 from .models.sync import resource_label
 from .selectors import Freshness
+from .services.audit import audit_sentence
 from .services.connections import connection_label_clean
 from .services.logins import login_slowdown_lift, login_unlock
 from .templatetags.portal import ago
@@ -296,6 +310,96 @@ admin.site.register(Customer, ConnectionsCustomerAdmin)
 # --- Connections ----------------------------------------------------------------------------
 
 
+def who(connection: Connection) -> str:
+    """How feedback names a connection: "ShipBob 2 of Acme Outdoor"."""
+    return f"{connection_label(connection)} of {connection.customer.name}"
+
+
+def _names(connections: list[Connection], most: int = 5) -> str:
+    names = [who(c) for c in connections[:most]]
+    if len(connections) > most:
+        names.append(f"{len(connections) - most} more")
+    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
+
+
+def _last_full_read_records() -> Subquery:
+    """Records the resource's last complete full read brought: the "about" of a full
+    read's progress (Trackstar's total_count is the page's, not the whole list's)."""
+    return Subquery(
+        SyncRun.objects.filter(
+            connection=OuterRef("connection"),
+            resource=OuterRef("resource"),
+            status=SyncRun.Status.SUCCEEDED,
+            since__isnull=True,
+        )
+        .order_by("-started_at")
+        .values("records")[:1]
+    )
+
+
+def sync_panel_rows(connection: Connection) -> QuerySet[ResourceSync]:
+    return (
+        ResourceSync.objects.filter(connection=connection)
+        .select_related("current_run", "connection")
+        .annotate(expected_records=_last_full_read_records())
+        .order_by("resource")
+    )
+
+
+def run_retrying(run: SyncRun | None) -> bool:
+    """A run that stopped on an error it will get over (Trackstar busy or unreachable, a
+    lost database connection): it keeps its cursor and the task tries again."""
+    return run is not None and run.status == SyncRun.Status.RUNNING and bool(run.error)
+
+
+def sync_state(resource_sync: ResourceSync) -> dict:
+    """The sync panel's State cell, as words and numbers (the page and its poll share it)."""
+    words, busy = "", False
+    records: int | None = None
+    expected: int | None = None
+    run = resource_sync.current_run
+    if resource_sync.unsupported:
+        words = "Not offered by this WMS"
+    elif resource_sync.paused or resource_sync.connection.sync_paused:
+        words = "Paused"
+    elif run is not None and run.status == SyncRun.Status.RUNNING:
+        busy = True
+        records = run.records
+        if run.since is None:
+            expected = getattr(resource_sync, "expected_records", None) or None
+        if run_retrying(run):
+            words = (
+                f"Retrying (attempt {run.attempts}, {run.records:,} records so far). "
+                f"Last error: {run.error}"
+            )
+        elif run.pages == 0:
+            words = "Starting: asking Trackstar for the first page"
+        elif expected and expected >= run.records:
+            words = f"Syncing: {run.records:,} of about {expected:,} records"
+        else:
+            words = f"Syncing: {run.records:,} records so far"
+        if resource_sync.requested_at is not None:
+            words += "; one more run asked, after this one"
+    elif resource_sync.requested_at is not None and resource_sync.enabled:
+        busy = True
+        kind = resource_sync.requested_kind
+        label = SyncRun.Kind(kind).label if kind in SyncRun.Kind.values else "Sync"
+        words = f"Queued ({label}, asked {ago(resource_sync.requested_at)})"
+    else:
+        words = "Scheduled" if resource_sync.enabled else "Disabled"
+    if resource_sync.force_sync_requested_at is not None:
+        busy = True
+    return {
+        "resource": resource_sync.resource,
+        "state": words,
+        "records": records,
+        "expected": expected,
+        "retrying": run_retrying(run),
+        "busy": busy,
+        "last_error": resource_sync.last_error,
+    }
+
+
 class ResourceSyncInline(admin.TabularInline):
     """The sync panel: one row per resource, with its last run and a resync button."""
 
@@ -312,7 +416,7 @@ class ResourceSyncInline(admin.TabularInline):
         "last_success_at",
         "freshness",
         "next_sync_at",
-        "last_error",
+        "last_error_cell",
         "resync",
     )
     ordering = ["resource"]
@@ -320,25 +424,54 @@ class ResourceSyncInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    # The panel is the connection's: whoever may see the connection sees it, and nothing
+    # in it is edited in the form (its buttons post to their own views).
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("connections.view_connection") or request.user.has_perm(
+            "connections.change_connection"
+        )
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_fields(self, request, obj=None):
+        if request.user.has_perm("connections.change_connection"):
+            return self.fields
+        return tuple(f for f in self.fields if f != "resync")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("current_run")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("current_run", "connection")
+            .annotate(expected_records=_last_full_read_records())
+        )
 
     @admin.display(description="State")
     def state(self, obj: ResourceSync) -> str:
-        if obj.unsupported:
-            return "Not offered by this WMS"
-        if obj.paused or obj.connection.sync_paused:
-            return "Paused"
-        run = obj.current_run
-        if run is not None and run.status == SyncRun.Status.RUNNING:
-            words = f"Running: {run.pages} pages, {run.records} records so far"
-            if obj.requested_at is not None:
-                words += "; one more run asked, after this one"
-            return words
-        if obj.requested_at is not None and obj.enabled:
-            label = SyncRun.Kind(obj.requested_kind).label if obj.requested_kind else "Sync"
-            return f"Queued ({label}, asked {ago(obj.requested_at)})"
-        return "Scheduled" if obj.enabled else "Disabled"
+        state = sync_state(obj)
+        bar = ""
+        if state["expected"] and state["records"] is not None:
+            bar = format_html(
+                '<br><progress max="{}" value="{}" data-sync-progress="{}"></progress>',
+                state["expected"],
+                min(state["records"], state["expected"]),
+                obj.resource,
+            )
+        return format_html(
+            '<span data-sync-state="{}"{}>{}</span>{}',
+            obj.resource,
+            mark_safe(' class="sync-retrying"') if state["retrying"] else "",
+            state["state"],
+            bar,
+        )
+
+    @admin.display(description="Last error")
+    def last_error_cell(self, obj: ResourceSync) -> str:
+        return format_html('<span data-sync-error="{}">{}</span>', obj.resource, obj.last_error)
 
     @admin.display(description="Health")
     def health(self, obj: ResourceSync) -> str:
@@ -420,6 +553,17 @@ class BackfillInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    has_view_permission = ResourceSyncInline.has_view_permission
+    has_change_permission = ResourceSyncInline.has_change_permission
+
+    def get_fields(self, request, obj=None):
+        if request.user.has_perm("connections.change_connection"):
+            return self.fields
+        return tuple(f for f in self.fields if f != "cancel")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
     @admin.display(description="Window")
     def window(self, obj: Backfill) -> str:
         last_day = obj.end_time - timedelta(microseconds=1)  # the end is exclusive
@@ -446,24 +590,165 @@ HEALTH_KINDS = {
 }
 
 
+# --- Needs attention: what a person has to do something about --------------------------------
+
+ATTENTION_ROWS = 100  # per section; the section links to the full list past that
+LINK_EXPIRY_WARNING = timedelta(hours=24)
+# Clicking "Send reconnect link" again within this sends no second email.
+RECONNECT_LINK_RESEND_AFTER = timedelta(minutes=10)
+
+
+@dataclass
+class AttentionSection:
+    key: str
+    title: str
+    help: str
+    rows: list
+    more_url: str = ""
+
+    @property
+    def shown(self) -> list:
+        return self.rows[:ATTENTION_ROWS]
+
+    @property
+    def more(self) -> bool:
+        return len(self.rows) > ATTENTION_ROWS
+
+
+def _retrying_q(prefix: str = "") -> Q:
+    return Q(**{f"{prefix}current_run__status": SyncRun.Status.RUNNING}) & ~Q(
+        **{f"{prefix}current_run__error": ""}
+    )
+
+
+def needs_attention(*, with_links: bool) -> list[AttentionSection]:
+    """Across every customer, for staff: one query a section (and one for the schedules in
+    use), whatever the number of rows."""
+    now = timezone.now()
+    limit = ATTENTION_ROWS + 1
+    live_syncs = ResourceSync.objects.filter(
+        connection__status=Connection.Status.ACTIVE,
+        connection__sync_paused=False,
+        paused=False,
+        enabled=True,
+        unsupported=False,
+    ).select_related("connection__customer", "current_run")
+
+    reconnect = list(
+        Connection.objects.filter(
+            status__in=[Connection.Status.NEEDS_RECONNECT, Connection.Status.ERROR]
+        )
+        .select_related("customer")
+        .order_by("updated_at", "pk")[:limit]
+    )
+    no_access = list(
+        ResourceSync.objects.exclude(permission_error="")
+        .exclude(connection__status=Connection.Status.DISCONNECTED)
+        .select_related("connection__customer")
+        .order_by("permission_error_at", "pk")[:limit]
+    )
+    failing = list(
+        live_syncs.filter(permission_error="")
+        .filter(_retrying_q() | ~Q(last_error=""))
+        .order_by("updated_at", "pk")[:limit]
+    )
+    # "Stale" is older than twice the resource's own schedule. The schedules in use are a
+    # handful of values: one range per value keeps the query portable and indexable.
+    intervals = sorted(
+        set(ResourceSync.objects.values_list("interval_seconds", flat=True).distinct())
+    )
+    stale_q = Q(pk__in=[])
+    for interval in intervals:
+        cutoff = now - timedelta(seconds=2 * interval)
+        stale_q |= Q(interval_seconds=interval) & (
+            Q(last_success_at__lt=cutoff)
+            # Trackstar has the history and it was never read, for as long.
+            | Q(last_success_at__isnull=True, history_ready=True, created_at__lt=cutoff)
+        )
+    stale = list(
+        live_syncs.filter(stale_q, permission_error="", last_error="")
+        .exclude(_retrying_q())
+        .order_by("last_success_at", "pk")[:limit]
+    )
+    unassigned = list(
+        UnassignedConnection.objects.filter(resolution="").order_by("first_seen_at")[:limit]
+    )
+
+    sections = [
+        AttentionSection(
+            "reconnect",
+            "Connections that need reconnecting",
+            "The WMS or Trackstar refuses the saved credentials: nothing syncs until the "
+            "customer reconnects. Send them a reconnect link.",
+            reconnect,
+            reverse("admin:connections_connection_changelist") + "?status__exact=needs_reconnect",
+        ),
+        AttentionSection(
+            "no_access",
+            "Missing permissions",
+            "The WMS user Trackstar signs in with may not read this resource; everything "
+            "else keeps syncing. The customer's WMS administrator grants the access "
+            "(reconnecting with the same credentials will not help); then read it again.",
+            no_access,
+        ),
+        AttentionSection(
+            "failing",
+            "Failing syncs",
+            "Runs that stopped on an error. Those retrying keep trying by themselves.",
+            failing,
+            reverse("admin:connections_syncrun_changelist") + "?status__exact=failed",
+        ),
+        AttentionSection(
+            "stale",
+            "Stale data",
+            "Last read longer ago than twice its schedule, with no error to say why: the "
+            "queue may be long, or a worker stuck.",
+            stale,
+        ),
+        AttentionSection(
+            "unassigned",
+            "Unassigned connections from Trackstar",
+            "Made in Trackstar's dashboard or by Trackstar's own magic links, for no "
+            "customer of ours: assign each to a customer, or delete it at Trackstar.",
+            unassigned,
+            reverse("admin:connections_unassignedconnection_changelist"),
+        ),
+    ]
+    if with_links:
+        expiring = list(
+            MagicLink.objects.filter(
+                revoked_at__isnull=True,
+                use_count=0,
+                expires_at__gt=now,
+                expires_at__lte=now + LINK_EXPIRY_WARNING,
+            )
+            .select_related("customer", "reinstall_connection")
+            .order_by("expires_at", "pk")[:limit]
+        )
+        sections.append(
+            AttentionSection(
+                "links",
+                "Magic links about to expire unused",
+                "They run out within 24 hours and nobody has connected with them yet. "
+                "Remind the customer, or issue a new link.",
+                expiring,
+                reverse("admin:connections_magiclink_changelist") + "?funnel=issued",
+            )
+        )
+    return sections
+
+
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
-    list_display = [
-        "trackstar_connection_id",
-        "customer",
-        "name",
-        "status",
-        "source",
-        "sync_paused",
-        "last_synced_at",
-        "created_by",
-        "connected_at",
-        "last_error_short",
-    ]
+    # Fits 1280 px: who, which WMS, how it is, when it last synced, what is wrong. The
+    # Trackstar id is on the connection's page and found by the search box.
+    list_display = ["customer", "name", "status_label", "last_synced_at", "problem"]
+    list_display_links = ["name"]
     inlines = [ResourceSyncInline, BackfillInline]
     list_filter = ["status", "integration_name", "source", "sync_paused"]
-    search_fields = ["trackstar_connection_id", "customer__name", "integration_name"]
-    list_select_related = ["customer", "created_by"]
+    search_fields = ["trackstar_connection_id", "customer__name", "integration_name", "label"]
+    search_help_text = "Customer, WMS, name or Trackstar connection id"
+    list_select_related = ["customer"]
     autocomplete_fields = ["customer"]
     # The token itself is never rendered: not in the form, not in the list. The label is
     # the one thing staff edit here (saved through services.connection_rename).
@@ -523,15 +808,62 @@ class ConnectionAdmin(admin.ModelAdmin):
             services.connection_rename(connection=obj, label=label, actor=request.user)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Connection]:
+        # One query for the list, whatever its length: the problem column counts here.
         return (
             super()
             .get_queryset(request)
-            .annotate(last_synced_at=Max("resource_syncs__last_success_at"))
+            .annotate(
+                last_synced_at=Max("resource_syncs__last_success_at"),
+                n_no_access=Count("resource_syncs", filter=~Q(resource_syncs__permission_error="")),
+                n_failing=Count(
+                    "resource_syncs",
+                    filter=~Q(resource_syncs__last_error="")
+                    & Q(resource_syncs__permission_error="", resource_syncs__unsupported=False),
+                ),
+                n_retrying=Count(
+                    "resource_syncs",
+                    filter=Q(resource_syncs__current_run__status=SyncRun.Status.RUNNING)
+                    & ~Q(resource_syncs__current_run__error=""),
+                ),
+            )
         )
 
     @admin.display(description="Last sync", ordering="last_synced_at")
     def last_synced_at(self, obj: Connection):
         return obj.last_synced_at  # type: ignore[attr-defined]  # annotated
+
+    @admin.display(description="Status", ordering="status")
+    def status_label(self, obj: Connection) -> str:
+        if obj.sync_paused and obj.status == Connection.Status.ACTIVE:
+            return "Active, syncing paused"
+        return obj.get_status_display()
+
+    @admin.display(description="Problem")
+    def problem(self, obj: Connection) -> str:
+        return self.problem_words(obj)
+
+    @staticmethod
+    def problem_words(obj: Connection) -> str:
+        """What is wrong, in a line ("" when nothing); uses get_queryset's counts."""
+        if obj.status == Connection.Status.DISCONNECTED:
+            return obj.last_error[:80]
+        if obj.status == Connection.Status.NEEDS_RECONNECT:
+            cause = obj.get_reconnect_cause_display() if obj.reconnect_cause else obj.last_error
+            return f"Needs reconnect: {cause[:80]}" if cause else "Needs reconnect"
+        if obj.status == Connection.Status.ERROR:
+            return obj.last_error[:80] or "Error"
+        words = []
+        counts = (
+            (getattr(obj, "n_no_access", 0), "without access"),
+            (getattr(obj, "n_retrying", 0), "retrying"),
+            (getattr(obj, "n_failing", 0), "failing"),
+        )
+        for n, what in counts:
+            if n:
+                words.append(f"{n} resource{'s' if n > 1 else ''} {what}")
+        if not words and obj.last_error:
+            words.append(obj.last_error[:80])
+        return "; ".join(words)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Connections are made through Link or a token import, from the customer's page.
@@ -568,8 +900,260 @@ class ConnectionAdmin(admin.ModelAdmin):
                 wrap(self.backfill_cancel_view),
                 name="connections_connection_backfill_cancel",
             ),
+            path(
+                "<int:pk>/act/<slug:action>/",
+                wrap(self.act_view),
+                name="connections_connection_act",
+            ),
+            path(
+                "<int:pk>/sync-status/",
+                wrap(self.sync_status_view),
+                name="connections_connection_sync_status",
+            ),
+            path(
+                "needs-attention/",
+                wrap(self.needs_attention_view),
+                name="connections_needs_attention",
+            ),
             *super().get_urls(),
         ]
+
+    # --- The connection page's buttons ---------------------------------------------------
+
+    def object_actions(self, request: HttpRequest, connection: Connection) -> list[dict[str, Any]]:
+        """The buttons of a connection's page: what may be done to it now, by this user."""
+        if not self.has_change_permission(request, connection):
+            return []
+        status = connection.status
+        if status == Connection.Status.DISCONNECTED:
+            return []
+        email = connection.customer.contact_email
+        buttons: list[dict[str, Any]] = []
+        if status == Connection.Status.ACTIVE:
+            buttons.append(
+                {
+                    "action": "resync",
+                    "label": "Resync now",
+                    "title": "Ask Trackstar to refresh every resource from the WMS, then read",
+                }
+            )
+        if connection.sync_paused:
+            buttons.append({"action": "resume", "label": "Resume syncing", "title": ""})
+        else:
+            buttons.append({"action": "pause", "label": "Pause syncing", "title": ""})
+        if email:
+            buttons.append(
+                {
+                    "action": "reconnect-link",
+                    "label": "Send reconnect link",
+                    "title": f"Email a magic link to {email} that reconnects this connection",
+                    "primary": status != Connection.Status.ACTIVE,
+                }
+            )
+        buttons.append(
+            {
+                "action": "disconnect",
+                "label": "Disconnect…",
+                "title": "Delete the connection at Trackstar (asks first)",
+                "danger": True,
+            }
+        )
+        return buttons
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        connection = None
+        if str(object_id).isascii() and str(object_id).isdigit():
+            connection = Connection.objects.select_related("customer").filter(pk=object_id).first()
+        context = {**(extra_context or {})}
+        if connection is not None:
+            context["connection_actions"] = self.object_actions(request, connection)
+        return super().change_view(request, object_id, form_url, context)
+
+    def _next_url(self, request: HttpRequest, pk: int) -> str:
+        target = request.POST.get("next") or request.GET.get("next") or ""
+        if target.startswith("/admin/") and url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return target
+        return reverse("admin:connections_connection_change", args=[pk])
+
+    def act_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
+        handlers = {
+            "resync": self._act_resync,
+            "pause": self._act_pause,
+            "resume": self._act_resume,
+            "reconnect-link": self._act_reconnect_link,
+            "disconnect": self._act_disconnect,
+        }
+        if action not in handlers:
+            return HttpResponse("No such action.", status=404, content_type="text/plain")
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        connection = self._changeable(request, pk)
+        connection = Connection.objects.select_related("customer").get(pk=connection.pk)
+        response = handlers[action](request, connection)
+        return response or redirect(self._next_url(request, pk))
+
+    def _act_resync(self, request: HttpRequest, connection: Connection) -> None:
+        asked = connection.resource_syncs.filter(force_sync_requested_at__isnull=False).first()
+        if asked is not None:
+            # A second click, or a second person: Trackstar is on it already.
+            messages.info(
+                request,
+                f"A resync of {who(connection)} is already under way (asked "
+                f"{ago(asked.force_sync_requested_at)}); Dockside reads the changes when "
+                "Trackstar is done.",
+            )
+            return
+        try:
+            requested = services.connection_resync(connection=connection, actor=request.user)
+        except ValidationError as e:
+            messages.error(request, f"{who(connection)}: {' '.join(e.messages)}")
+            return
+        names = ", ".join(resource_label(r).lower() for r in requested)
+        messages.success(
+            request,
+            f"Resync queued for {who(connection)}: Trackstar is refreshing {names} from "
+            "the WMS; Dockside reads the changes when it is done.",
+        )
+
+    def _act_pause(self, request: HttpRequest, connection: Connection) -> None:
+        if connection.sync_paused:
+            messages.info(request, f"Syncing of {who(connection)} was already paused.")
+            return
+        services.connection_set_paused(connection=connection, paused=True, actor=request.user)
+        messages.success(
+            request,
+            f"Paused syncing of {who(connection)}. Its data stays; nothing new is read "
+            "until you resume.",
+        )
+
+    def _act_resume(self, request: HttpRequest, connection: Connection) -> None:
+        if not connection.sync_paused:
+            messages.info(request, f"{who(connection)} was already syncing.")
+            return
+        services.connection_set_paused(connection=connection, paused=False, actor=request.user)
+        messages.success(request, f"Resumed syncing of {who(connection)}.")
+
+    def _act_reconnect_link(self, request: HttpRequest, connection: Connection) -> None:
+        self._send_reconnect_link(request, connection)
+
+    def _send_reconnect_link(self, request: HttpRequest, connection: Connection) -> bool:
+        email = connection.customer.contact_email
+        if connection.status == Connection.Status.DISCONNECTED:
+            messages.warning(
+                request, f"{who(connection)} is disconnected: it cannot be reconnected."
+            )
+            return False
+        if not email:
+            messages.warning(
+                request,
+                f"{connection.customer.name} has no contact email: add one on the "
+                "customer's page, or issue a magic link and send it yourself.",
+            )
+            return False
+        recent = (
+            MagicLink.objects.filter(
+                reinstall_connection=connection,
+                emailed_to=email,
+                revoked_at__isnull=True,
+                use_count=0,
+                expires_at__gt=timezone.now(),
+                created_at__gt=timezone.now() - RECONNECT_LINK_RESEND_AFTER,
+            )
+            .order_by("-created_at")
+            .first()
+        )
+        if recent is not None:
+            # A double click (or two people at once) sends one email, not two.
+            messages.info(
+                request,
+                f"A reconnect link for {who(connection)} was already sent to {email} "
+                f"{ago(recent.created_at)}; not sent again.",
+            )
+            return False
+        services.magic_link_issue(
+            customer=connection.customer,
+            created_by=request.user,
+            reinstall_connection=connection,
+            email_to=email,
+        )
+        messages.success(request, f"Reconnect link sent to {email} for {who(connection)}.")
+        return True
+
+    def _act_disconnect(self, request: HttpRequest, connection: Connection):
+        if connection.status == Connection.Status.DISCONNECTED:
+            messages.info(request, f"{who(connection)} was already disconnected.")
+            return None
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/connections/disconnect_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "opts": self.model._meta,
+                    "title": f"Disconnect {who(connection)}?",
+                    "connections": [connection],
+                    "one": connection,
+                    "next": self._next_url(request, connection.pk),
+                },
+            )
+        try:
+            services.connection_disconnect(connection=connection, actor=request.user)
+        except TrackstarError as e:
+            messages.error(
+                request,
+                f"{who(connection)}: Trackstar did not answer ({e.message}); nothing changed.",
+            )
+            return None
+        messages.success(
+            request,
+            f"Disconnected {who(connection)}: Trackstar deleted the connection; its "
+            "synced data stays.",
+        )
+        return None
+
+    def sync_status_view(self, request: HttpRequest, pk: int) -> JsonResponse:
+        """The sync panel's live progress, polled by static/staff/sync-panel.js."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        connection = get_object_or_404(Connection, pk=pk)
+        rows = [sync_state(rs) for rs in sync_panel_rows(connection)]
+        response = JsonResponse(
+            {
+                "status": connection.status,
+                "busy": any(row["busy"] for row in rows),
+                "resources": rows,
+            }
+        )
+        add_never_cache_headers(response)
+        return response
+
+    # --- Needs attention -----------------------------------------------------------------
+
+    def needs_attention_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        attention = needs_attention(
+            with_links=request.user.has_perm("connections.view_magiclink"),
+        )
+        response = TemplateResponse(
+            request,
+            "admin/connections/needs_attention.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Needs attention",
+                "attention": attention,
+                "may_change": self.has_change_permission(request),
+                "may_act_unassigned": request.user.has_perm("connections.add_connection")
+                and request.user.has_perm("connections.change_connection"),
+                "may_issue_links": request.user.has_perm("connections.add_magiclink"),
+                "here": request.get_full_path(),
+            },
+        )
+        add_never_cache_headers(response)
+        return response
 
     def _changeable(self, request: HttpRequest, pk: int) -> Connection:
         if not self.has_change_permission(request):
@@ -580,6 +1164,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         if request.method != "POST":
             raise PermissionDenied
         connection = self._changeable(request, pk)
+        connection = Connection.objects.select_related("customer").get(pk=connection.pk)
         resource = request.GET.get("resource") or None
         reread = request.GET.get("mode") == "reread"
         service = services.connection_reread if reread else services.connection_resync
@@ -595,12 +1180,12 @@ class ConnectionAdmin(admin.ModelAdmin):
             names = ", ".join(resource_label(r).lower() for r in requested) or "nothing"
             messages.success(
                 request,
-                f"Re-reading {names} from Trackstar."
+                f"Re-reading {names} of {who(connection)} from Trackstar."
                 if reread
-                else f"Trackstar is refreshing {names} from the WMS; Dockside reads "
-                "the changes when Trackstar is done.",
+                else f"Resync queued for {who(connection)}: Trackstar is refreshing {names} "
+                "from the WMS; Dockside reads the changes when Trackstar is done.",
             )
-        return redirect("admin:connections_connection_change", pk)
+        return redirect(self._next_url(request, pk))
 
     def backfill_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         connection = self._changeable(request, pk)
@@ -648,15 +1233,17 @@ class ConnectionAdmin(admin.ModelAdmin):
             messages.success(request, "Backfill cancelled.")
         return redirect("admin:connections_connection_change", pk)
 
-    def _each(self, request: HttpRequest, queryset: QuerySet[Connection], service) -> int:
+    def _each(
+        self, request: HttpRequest, queryset: QuerySet[Connection], service
+    ) -> list[Connection]:
         """Call a service for each connection; say which ones it refused and why."""
-        done = 0
-        for connection in queryset:
+        done = []
+        for connection in queryset.select_related("customer"):
             try:
                 service(connection=connection, actor=request.user)
-                done += 1
+                done.append(connection)
             except ValidationError as e:
-                messages.warning(request, f"{connection}: {' '.join(e.messages)}")
+                messages.warning(request, f"{who(connection)}: {' '.join(e.messages)}")
         return done
 
     @admin.action(description="Resync now: refresh from the WMS, then read", permissions=["change"])
@@ -664,8 +1251,8 @@ class ConnectionAdmin(admin.ModelAdmin):
         if done := self._each(request, queryset, services.connection_resync):
             messages.success(
                 request,
-                f"Trackstar is refreshing {done} connection(s) from the "
-                "WMS; Dockside reads the changes when it is done.",
+                f"Resync queued for {_names(done)}: Trackstar is refreshing from the WMS; "
+                "Dockside reads the changes when it is done.",
             )
 
     @admin.action(
@@ -674,7 +1261,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     )
     def reread_all(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
         if done := self._each(request, queryset, services.connection_reread):
-            messages.success(request, f"Re-reading {done} connection(s) from Trackstar.")
+            messages.success(request, f"Re-reading {_names(done)} from Trackstar.")
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # "Disconnect" keeps history; deleting rows would lose synced data
@@ -683,29 +1270,12 @@ class ConnectionAdmin(admin.ModelAdmin):
     def access_token_masked(self, obj: Connection) -> str:
         return obj.access_token_masked or "—"
 
-    @admin.display(description="Last error")
-    def last_error_short(self, obj: Connection) -> str:
-        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
-
     @admin.action(
         description="Send a reconnect magic link to the customer's contact", permissions=["change"]
     )
     def send_reconnect_link(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
-        sent = 0
         for connection in queryset.select_related("customer"):
-            email = connection.customer.contact_email
-            if not email or connection.status == Connection.Status.DISCONNECTED:
-                messages.warning(request, f"{connection}: no contact email, or disconnected.")
-                continue
-            services.magic_link_issue(
-                customer=connection.customer,
-                created_by=request.user,
-                reinstall_connection=connection,
-                email_to=email,
-            )
-            sent += 1
-        if sent:
-            messages.success(request, f"Sent {sent} reconnect link(s).")
+            self._send_reconnect_link(request, connection)
 
     @admin.action(
         description="Disconnect (deletes the connection at Trackstar)", permissions=["change"]
@@ -727,31 +1297,39 @@ class ConnectionAdmin(admin.ModelAdmin):
                     "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 },
             )
-        done = 0
+        done = []
         for connection in queryset:
             try:
                 services.connection_disconnect(connection=connection, actor=request.user)
-                done += 1
+                done.append(connection)
             except TrackstarError as e:
                 messages.error(
                     request,
-                    f"{connection}: Trackstar did not answer ({e.message}); nothing changed.",
+                    f"{who(connection)}: Trackstar did not answer ({e.message}); nothing changed.",
                 )
         if done:
-            messages.success(request, f"Disconnected {done} connection(s).")
+            messages.success(request, f"Disconnected {_names(done)}.")
         return None
 
     @admin.action(description="Pause scheduled syncing", permissions=["change"])
     def pause_syncing(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
-        for connection in queryset:
+        changed = list(queryset.filter(sync_paused=False).select_related("customer"))
+        for connection in changed:
             services.connection_set_paused(connection=connection, paused=True, actor=request.user)
-        messages.success(request, "Paused.")
+        if changed:
+            messages.success(request, f"Paused syncing of {_names(changed)}.")
+        else:
+            messages.info(request, "Those connections were already paused.")
 
     @admin.action(description="Resume scheduled syncing", permissions=["change"])
     def resume_syncing(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
-        for connection in queryset:
+        changed = list(queryset.filter(sync_paused=True).select_related("customer"))
+        for connection in changed:
             services.connection_set_paused(connection=connection, paused=False, actor=request.user)
-        messages.success(request, "Resumed.")
+        if changed:
+            messages.success(request, f"Resumed syncing of {_names(changed)}.")
+        else:
+            messages.info(request, "Those connections were already syncing.")
 
 
 # --- Magic links -----------------------------------------------------------------------------
@@ -809,12 +1387,84 @@ class MagicLinkAdmin(admin.ModelAdmin):
     search_fields = ["customer__name", "emailed_to"]
     list_select_related = ["customer", "created_by", "reinstall_connection"]
     actions = ["revoke"]
-    readonly_fields = [f.name for f in MagicLink._meta.fields if f.name != "token_hash"]
-    exclude = ["token_hash"]
+    fields = readonly_fields = (
+        "customer",
+        "state_label",
+        "connections_made",
+        "reinstall_link",
+        "allowed_wms",
+        "expires_at",
+        "max_uses",
+        "use_count",
+        "emailed_to",
+        "created_by",
+        "created_at",
+        "first_opened_at",
+        "last_opened_at",
+        "open_count",
+        "completed_at",
+        "expired_at",
+        "revoked_at",
+        "revoked_by",
+    )
 
     @admin.display(description="State")
     def state_label(self, obj: MagicLink) -> str:
         return obj.state_label
+
+    @admin.display(description="WMSes offered")
+    def allowed_wms(self, obj: MagicLink) -> str:
+        if not obj.allowed_integrations:
+            return "Every WMS"
+        return ", ".join(integration_display_name(slug) for slug in obj.allowed_integrations)
+
+    @admin.display(description="Reconnects")
+    def reinstall_link(self, obj: MagicLink) -> str:
+        connection = obj.reinstall_connection
+        if connection is None:
+            return "— (connects a new WMS)"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:connections_connection_change", args=[connection.pk]),
+            connection_label(connection),
+        )
+
+    @admin.display(description="Connection made")
+    def connections_made(self, obj: MagicLink) -> str:
+        made = (
+            Connection.objects.filter(exchanges__magic_link=obj)
+            .distinct()
+            .order_by("created_at", "pk")
+        )
+        if not made:
+            return "None yet"
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a> ({})',
+            (
+                (
+                    reverse("admin:connections_connection_change", args=[c.pk]),
+                    connection_label(c),
+                    c.get_status_display().lower(),
+                )
+                for c in made
+            ),
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Nothing here is edited (revoke is an action): no Save buttons.
+        return super().change_view(
+            request,
+            object_id,
+            form_url,
+            {
+                **(extra_context or {}),
+                "show_save": False,
+                "show_save_and_continue": False,
+                "show_save_and_add_another": False,
+                "show_save_as_new": False,
+            },
+        )
 
     @admin.display(description="Uses")
     def uses(self, obj: MagicLink) -> str:
@@ -844,8 +1494,36 @@ class MagicLinkAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.issued_view),
                 name="connections_magiclink_issued",
             ),
+            path(
+                "reconnect-choices/",
+                self.admin_site.admin_view(self.reconnect_choices_view),
+                name="connections_magiclink_reconnect_choices",
+            ),
             *super().get_urls(),
         ]
+
+    def reconnect_choices_view(self, request: HttpRequest) -> JsonResponse:
+        """The issue form's "Reconnect an existing connection" options for one customer
+        (static/staff/magic-link-form.js asks when the customer changes)."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        customer_pk = pk_or_none(request.GET.get("customer"))
+        if customer_pk is None:
+            return JsonResponse({"error": "Choose a customer."}, status=400)
+        customer = Customer.objects.filter(pk=customer_pk, is_active=True).first()
+        if customer is None:
+            return JsonResponse({"error": "No such customer."}, status=404)
+        response = JsonResponse(
+            {
+                "customer": customer.pk,
+                "contact_email": customer.contact_email,
+                "connections": [
+                    {"id": c.pk, "name": reconnect_label(c)} for c in reconnect_choices(customer.pk)
+                ],
+            }
+        )
+        add_never_cache_headers(response)
+        return response
 
     def issued_view(self, request: HttpRequest) -> HttpResponse:
         issued = request.session.pop(ISSUED_SESSION_KEY, None)
@@ -859,6 +1537,11 @@ class MagicLinkAdmin(admin.ModelAdmin):
                 "title": "Magic link issued" if link else "Magic link",
                 "link": link,
                 "url": decrypt(issued["url"]) if link else None,
+                "allowed_wms": [
+                    integration_display_name(slug) for slug in link.allowed_integrations
+                ]
+                if link
+                else [],
             },
         )
         add_never_cache_headers(response)
@@ -897,7 +1580,7 @@ class MagicLinkAdmin(admin.ModelAdmin):
                 return HttpResponseRedirect(reverse("admin:connections_magiclink_issued"))
         return TemplateResponse(
             request,
-            "admin/connections/form_page.html",
+            "admin/connections/magiclink_form.html",
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
@@ -956,20 +1639,127 @@ class CalendarSafeChangeList(ChangeList):
             raise IncorrectLookupParameters(e) from e
 
 
+class AuditActorKindFilter(admin.SimpleListFilter):
+    title = "who"
+    parameter_name = "by"
+
+    def lookups(self, request, model_admin):
+        return AuditEntry.ActorKind.choices
+
+    def queryset(self, request, queryset):
+        kind = self.value()
+        if kind not in AuditEntry.ActorKind.values:
+            return queryset
+        # Entries from before the kind was written: told apart as AuditEntry.actor_kind does.
+        unwritten = ~Q(detail__has_key="by")
+        older = {
+            AuditEntry.ActorKind.STAFF: Q(actor__is_staff=True),
+            AuditEntry.ActorKind.CUSTOMER: Q(actor__isnull=False, actor__is_staff=False),
+            AuditEntry.ActorKind.TRACKSTAR: Q(
+                actor__isnull=True, action__in=AuditEntry.TRACKSTAR_ACTIONS
+            ),
+            AuditEntry.ActorKind.SYSTEM: Q(actor__isnull=True)
+            & ~Q(action__in=AuditEntry.TRACKSTAR_ACTIONS),
+        }[kind]
+        return queryset.filter(Q(detail__by=kind) | (unwritten & older))
+
+
+class AuditConnectionFilter(admin.SimpleListFilter):
+    """The chosen customer's connections (or the one a link chose): never every connection
+    of every customer in the sidebar."""
+
+    title = "connection"
+    parameter_name = "connection__id__exact"
+
+    def lookups(self, request, model_admin):
+        customer_id = request.GET.get("customer__id__exact", "")
+        chosen = self.value() or ""
+        wanted = Q(pk=int(chosen)) if chosen.isdigit() else Q(pk__in=[])
+        if customer_id.isdigit():
+            wanted |= Q(customer_id=int(customer_id))
+        connections = Connection.objects.filter(wanted).select_related("customer")
+        return [(str(c.pk), f"{connection_label(c)} of {c.customer.name}") for c in connections]
+
+    def has_output(self) -> bool:
+        # Shown (and so applied) whenever one is chosen, even one with nothing to list.
+        return self.value() is not None or super().has_output()
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"Not a connection: {value!r}")
+        return queryset.filter(connection_id=int(value))
+
+
+AUDIT_FIELDS = (
+    "sentence",
+    "created_at",
+    "actor",
+    "actor_kind",
+    "customer",
+    "connection",
+    "action",
+    "detail",
+)
+
+
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "actor", "action", "customer", "connection", "detail_short"]
-    list_filter = ["action", "created_at"]
-    search_fields = ["action", "customer__name", "actor__username"]
+    """Read-only: no add, change or delete, so no Save button on an entry's page."""
+
+    list_display = ["sentence", "created_at", "actor_kind", "action", "detail_short"]
+    list_display_links = ["sentence"]
+    list_filter = [
+        ("customer", admin.RelatedOnlyFieldListFilter),
+        AuditConnectionFilter,
+        AuditActorKindFilter,
+        "action",
+        "created_at",
+    ]
+    search_fields = [
+        "action",
+        "customer__name",
+        "actor__username",
+        "actor__first_name",
+        "actor__last_name",
+        "connection__label",
+        "connection__integration_name",
+        "connection__trackstar_connection_id",
+    ]
     list_select_related = ["actor", "customer", "connection"]
     date_hierarchy = "created_at"
+    fields = readonly_fields = AUDIT_FIELDS
 
     def get_changelist(self, request, **kwargs):
         return CalendarSafeChangeList
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEntry]:
+        # The entry's own page names its customer and connection too.
+        return super().get_queryset(request).select_related("actor", "customer", "connection")
+
+    @admin.display(description="What happened")
+    def sentence(self, obj: AuditEntry) -> str:
+        return audit_sentence(obj)
+
+    @admin.display(description="Who")
+    def actor_kind(self, obj: AuditEntry) -> str:
+        return AuditEntry.ActorKind(obj.actor_kind).label
+
     @admin.display(description="Detail")
     def detail_short(self, obj: AuditEntry) -> str:
         return format_html("<code>{}</code>", str(obj.detail)[:120])
+
+
+def audit_log_url(*, customer: Customer | None = None, connection: Connection | None = None) -> str:
+    """The audit log filtered to one customer or one connection ("View audit log" links)."""
+    url = reverse("admin:connections_auditentry_changelist")
+    if connection is not None:
+        return f"{url}?customer__id__exact={connection.customer_id}&connection__id__exact={connection.pk}"
+    if customer is not None:
+        return f"{url}?customer__id__exact={customer.pk}"
+    return url
 
 
 @admin.register(SyncRun)

@@ -1,11 +1,13 @@
 from datetime import UTC, datetime, time, timedelta
 
 from django import forms
+from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from customers.models import Customer, Membership
 
-from .integrations import integration_catalog
+from .integrations import connection_label, integration_catalog
 from .models import Connection
 from .models.sync import resource_label
 from .services.backfills import backfill_resources
@@ -21,6 +23,36 @@ def _integration_choices() -> list[tuple[str, str]]:
     )
 
 
+def reconnect_label(connection: Connection) -> str:
+    """ "ShipBob 2", or "ShipBob 2 (needs reconnect)" when it is not active."""
+    words = connection_label(connection)
+    if connection.status != Connection.Status.ACTIVE:
+        words += f" ({connection.get_status_display().lower()})"
+    return words
+
+
+class ReconnectChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return reconnect_label(obj)
+
+
+def reconnect_choices(customer_id) -> "QuerySet[Connection]":
+    """The connections a magic link for this customer may reconnect: its own, live ones."""
+    return (
+        Connection.objects.filter(customer_id=customer_id)
+        .exclude(status=Connection.Status.DISCONNECTED)
+        .order_by("created_at", "pk")
+    )
+
+
+def pk_or_none(value) -> int | None:
+    # isascii too: "²".isdigit() is true, and an id lookup of it fails (a 500).
+    text = str(value or "")
+    if text.isascii() and text.isdigit() and len(text) < 19:
+        return int(text)
+    return None
+
+
 class MagicLinkIssueForm(forms.Form):
     customer = forms.ModelChoiceField(queryset=Customer.objects.filter(is_active=True))
     expires_in_days = forms.IntegerField(
@@ -31,14 +63,18 @@ class MagicLinkIssueForm(forms.Form):
     )
     max_uses = forms.IntegerField(label="Maximum uses", min_value=1, max_value=100, initial=1)
     allowed_integrations = forms.MultipleChoiceField(
+        label="WMSes offered",
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Leave all unticked to offer every integration.",
+        help_text="Leave all unticked to offer every WMS.",
     )
-    reinstall_connection = forms.ModelChoiceField(
+    reinstall_connection = ReconnectChoiceField(
+        label="Reconnect an existing connection",
         queryset=Connection.objects.none(),
         required=False,
-        help_text="Reconnect this connection (keeps its id and history) instead of adding one.",
+        empty_label="No: connect a new WMS",
+        help_text="Pick one of the customer's connections to have the link reconnect it "
+        "(it keeps its id and history) instead of adding a new one.",
     )
     send_email = forms.BooleanField(
         required=False,
@@ -48,12 +84,22 @@ class MagicLinkIssueForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["allowed_integrations"].choices = _integration_choices()
-        customer_id = self.data.get("customer") or self.initial.get("customer")
-        # isascii too: "²".isdigit() is true, and an id lookup of it fails (a 500).
-        if customer_id and str(customer_id).isascii() and str(customer_id).isdigit():
-            self.fields["reinstall_connection"].queryset = Connection.objects.filter(
-                customer_id=customer_id
-            ).exclude(status=Connection.Status.DISCONNECTED)
+        customer_pk = pk_or_none(self.data.get("customer") or self.initial.get("customer"))
+        if customer_pk is None and not self.is_bound:
+            # Opened from a connection ("?reinstall_connection=…"): its customer.
+            reinstall_pk = pk_or_none(self.initial.get("reinstall_connection"))
+            if reinstall_pk is not None:
+                connection = Connection.objects.filter(pk=reinstall_pk).first()
+                if connection is not None:
+                    customer_pk = connection.customer_id
+                    self.initial["customer"] = customer_pk
+        # Only the chosen customer's connections: another customer's is "not one of the
+        # choices", whatever the browser sends (and the service refuses it too).
+        if customer_pk is not None:
+            self.fields["reinstall_connection"].queryset = reconnect_choices(customer_pk)
+        self.fields["customer"].widget.attrs["data-reconnect-choices-url"] = reverse(
+            "admin:connections_magiclink_reconnect_choices"
+        )
 
     def clean(self):
         data = super().clean()

@@ -328,7 +328,9 @@ def test_a_second_reread_while_the_first_is_queued_joins_it_and_the_panel_says_s
     with django_capture_on_commit_callbacks(execute=False) as second:
         response = staff.post(url, follow=True)
 
-    assert "Re-reading orders from Trackstar." in response.content.decode()
+    assert "Re-reading orders of Shipbob of Acme Outdoor from Trackstar." in (
+        response.content.decode()
+    )
     assert (len(first), len(second)) == (1, 0)  # one message: the second press joined
     orders = ResourceSync.objects.get(connection=synced, resource="orders")
     assert (orders.requested_kind, orders.requested_full) == ("manual", True)
