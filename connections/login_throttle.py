@@ -27,6 +27,7 @@ django-axes, which counts in the database, still locks a username per address.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,7 @@ from django.shortcuts import render
 from django.utils.crypto import salted_hmac
 
 from .degrade import cache_or
+from .ratelimit import token_bucket
 from .throttle import client_ip
 
 # The login forms whose POSTs are counted: the portal's and the admin's.
@@ -271,3 +273,37 @@ class LoginSlowdownMiddleware:
         setattr(request, LOGIN_ATTEMPT_ATTRIBUTE, username)
         setattr(request, REFUSED_ATTRIBUTE, _refused_by_axes(request, username))
         return None
+
+
+# --- Password reset requests --------------------------------------------------------------
+# Each request may send an email: per client address a few requests per quarter hour (past
+# them a 429 with the wait), and per email address a few emails an hour, past which
+# requests get the same "check your inbox" page and send nothing, so no inbox is flooded
+# and the answer never tells whether an account has that address. Token buckets in Redis
+# (ratelimit.token_bucket), keyed by an HMAC of the email, never the address itself.
+PASSWORD_RESET_PER_ADDRESS = 5
+PASSWORD_RESET_ADDRESS_SECONDS = 15 * 60
+PASSWORD_RESET_PER_EMAIL = 3
+PASSWORD_RESET_EMAIL_SECONDS = 60 * 60
+PASSWORD_RESET_SALT = "dockside.password-reset.email"
+
+
+def password_reset_address_wait(request: HttpRequest) -> int:
+    """Take one request from this client address's budget: 0, else the seconds to wait."""
+    bucket = token_bucket(
+        rate=PASSWORD_RESET_PER_ADDRESS / PASSWORD_RESET_ADDRESS_SECONDS,
+        burst=PASSWORD_RESET_PER_ADDRESS,
+        prefix="dockside:limit:password-reset:address:",
+    )
+    wait = bucket.take(client_ip(request) or "unknown")
+    return max(1, math.ceil(wait)) if wait > 0 else 0
+
+
+def password_reset_email_allowed(email: str) -> bool:
+    """Take one email from this email address's budget; False when it has none left."""
+    bucket = token_bucket(
+        rate=PASSWORD_RESET_PER_EMAIL / PASSWORD_RESET_EMAIL_SECONDS,
+        burst=PASSWORD_RESET_PER_EMAIL,
+        prefix="dockside:limit:password-reset:email:",
+    )
+    return bucket.take(_digest(PASSWORD_RESET_SALT, email.strip().casefold())) <= 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 from functools import wraps
 
 from django.conf import settings
@@ -16,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.cache import never_cache
@@ -33,6 +33,7 @@ from customers.tenancy import (
 
 from . import selectors, services
 from .api import BadRequest, error, json_body, required_string
+from .filters import InventoryFilterForm, OrderFilterForm
 from .forms import ConnectionRenameForm
 from .integrations import (
     connection_label,
@@ -598,16 +599,23 @@ def _may(request: CustomerRequest, action: PortalAction) -> bool:
 
 def _portal_context(request: CustomerRequest) -> dict:
     customer = request.customer
+    # can_connect, can_reconnect, can_disconnect, can_rename: the page shows only what the
+    # user's role may do (the views refuse the rest).
+    permissions = membership_permissions(user=request.user, customer=customer)
+    integrations = integration_catalog()
+    dashboard = selectors.connection_status_list(
+        customer=customer,
+        integrations=integrations,
+        can_reconnect=permissions["can_reconnect"],
+    )
     return {
         "customer": customer,
         "section": "connections",
-        "freshness": selectors.freshness_list(customer=customer),
-        "connections": selectors.connection_list(customer=customer),
-        "integrations": integration_catalog(),
+        "dashboard": dashboard,
+        "freshness": dashboard.freshness,
+        "integrations": integrations,
         "other_customers": customer_list_for_user(user=request.user).exclude(pk=customer.pk),
-        # can_connect, can_reconnect, can_disconnect, can_rename: the page shows only what
-        # the user's role may do (the views refuse the rest).
-        **membership_permissions(user=request.user, customer=customer),
+        **permissions,
     }
 
 
@@ -627,6 +635,79 @@ def portal_index(request: CustomerRequest) -> HttpResponse:
 @customer_required
 def portal_connections_table(request: CustomerRequest) -> HttpResponse:
     return render(request, "portal/_connections.html", _portal_context(request))
+
+
+@require_GET
+def portal_connections_status(request: HttpRequest) -> HttpResponse:
+    """What the dashboard polls while something connects or syncs: per connection its
+    state, the words for it and each resource's freshness and progress. Only the current
+    customer's connections; every role may read it. JSON errors, not login redirects: the
+    caller is a script."""
+    if not request.user.is_authenticated:
+        return error("Log in again to see your connections.", status=403)
+    customer = request_customer(request)
+    if customer is None:
+        return error("Choose which account to show first.", status=403)
+    permissions = membership_permissions(user=request.user, customer=customer)
+    integrations = integration_catalog()
+    dashboard = selectors.connection_status_list(
+        customer=customer, integrations=integrations, can_reconnect=permissions["can_reconnect"]
+    )
+    response = JsonResponse(
+        {
+            "busy": dashboard.busy,
+            "connections": [_status_json(status) for status in dashboard.connections],
+            "connecting": [
+                {
+                    "exchange_id": str(connecting.exchange.public_id),
+                    "integration_name": connecting.exchange.integration_name,
+                    "name": connecting.wms,
+                    "state": connecting.state,
+                    "tone": connecting.tone,
+                    "badge": connecting.badge,
+                }
+                for connecting in dashboard.connecting
+            ],
+        }
+    )
+    add_never_cache_headers(response)
+    return response
+
+
+def _status_json(status: selectors.ConnectionStatus) -> dict:
+    connection = status.connection
+    last = status.last_success_at
+    return {
+        "id": connection.pk,
+        "name": connection.label or status.wms,
+        "status": connection.status,
+        "state": status.state,
+        "tone": status.tone,
+        "badge": status.badge,
+        "words": status.words,
+        "notes": status.notes,
+        "busy": status.busy,
+        "last_success_at": last.isoformat() if last else None,
+        "last_sync": status.last_sync_words,
+        "progress": status.progress,
+        "long_sync": status.long_sync,
+        "resources": [
+            {
+                "resource": item.resource,
+                "label": item.label,
+                "state": item.state,
+                "tone": item.tone,
+                "words": item.words,
+                "reason": item.reason,
+                "last_success_at": item.last_success_at.isoformat()
+                if item.last_success_at
+                else None,
+                "records": item.records,
+                "total": item.total,
+            }
+            for item in status.resources
+        ],
+    }
 
 
 @require_http_methods(["GET", "POST"])
@@ -717,6 +798,13 @@ def choose_customer(request: HttpRequest) -> HttpResponse:
 # --- Magic links -------------------------------------------------------------------------
 
 
+def _link_sender_name(link: MagicLink) -> str:
+    """Who sent the link, as the customer knows them: the issuing staff member's name. Never
+    their username (often an email address) nor their email: the address to write to is
+    our support address."""
+    return link.created_by.get_full_name() if link.created_by else ""
+
+
 def _link_unavailable(request: HttpRequest, link: MagicLink) -> HttpResponse:
     return render(
         request,
@@ -724,6 +812,7 @@ def _link_unavailable(request: HttpRequest, link: MagicLink) -> HttpResponse:
         {
             "reason": link.state,
             "link": link,
+            "sender_name": _link_sender_name(link),
             # Our support address, never the issuing staff member's own email.
             "contact": settings.DOCKSIDE_SUPPORT_EMAIL,
         },
@@ -754,7 +843,12 @@ def connect_page(request: HttpRequest, token: str) -> HttpResponse:
     if link is None:
         # Only misses are throttled: guesses from this address never block a real link.
         if connect_record_miss(request):
-            return render(request, "connect/unavailable.html", {"reason": "throttled"}, status=429)
+            return render(
+                request,
+                "connect/unavailable.html",
+                {"reason": "throttled", "contact": settings.DOCKSIDE_SUPPORT_EMAIL},
+                status=429,
+            )
         return render(
             request,
             "connect/unavailable.html",
@@ -804,6 +898,8 @@ def connect_granted_page(request: HttpRequest) -> HttpResponse:
             "customer": link.customer,
             "link_config": config,
             "integrations": integration_catalog(),
+            "sender_name": _link_sender_name(link),
+            "contact": settings.DOCKSIDE_SUPPORT_EMAIL,
         },
     )
 
@@ -826,27 +922,36 @@ def _pager_query(request: HttpRequest) -> str:
     return f"{encoded}&" if encoded else ""
 
 
-def _date_param(request: HttpRequest, name: str):
-    try:
-        return date.fromisoformat(request.GET.get(name, ""))
-    except ValueError:
-        return None
+def _data_page(request: CustomerRequest, template: str, context: dict) -> HttpResponse:
+    customer = request.customer
+    # Times on the page, and the days of its date filters, are the customer's.
+    with timezone.override(customer.tzinfo):
+        return render(
+            request,
+            template,
+            {"customer": customer, "integrations": integration_catalog(), **context},
+        )
 
 
 @require_GET
 @customer_required
 def portal_inventory(request: CustomerRequest) -> HttpResponse:
     customer = request.customer
-    sku = request.GET.get("sku", "").strip()[:100]
-    return render(
+    connections = selectors.record_connection_list(customer=customer)
+    filters = InventoryFilterForm(request.GET, connections=connections)
+    items = selectors.inventory_list(
+        customer=customer,
+        search=filters.value_of("q") or "",
+        connection=filters.value_of("connection"),
+    )
+    return _data_page(
         request,
         "portal/inventory.html",
         {
-            "customer": customer,
-            "sku": sku,
-            "page": _page(request, selectors.inventory_list(customer=customer, sku=sku)),
+            "filters": filters,
+            "connections": connections,
+            "page": _page(request, items),
             "warehouses": selectors.warehouse_names(customer=customer),
-            "integrations": integration_catalog(),
             "query": _pager_query(request),
             "freshness": selectors.freshness_list(customer=customer, resources=["inventory"]),
             "section": "inventory",
@@ -858,24 +963,38 @@ def portal_inventory(request: CustomerRequest) -> HttpResponse:
 @customer_required
 def portal_orders(request: CustomerRequest) -> HttpResponse:
     customer = request.customer
-    status = request.GET.get("status", "").strip()[:32]
-    created_from, created_to = _date_param(request, "from"), _date_param(request, "to")
+    connections = selectors.record_connection_list(customer=customer)
+    filters = OrderFilterForm(request.GET, connections=connections)
     orders = selectors.order_list(
-        customer=customer, status=status, created_from=created_from, created_to=created_to
+        customer=customer,
+        search=filters.value_of("q") or "",
+        connection=filters.value_of("connection"),
+        status=filters.value_of("status") or "",
+        created_from=filters.value_of("created_from"),
+        created_to=filters.value_of("created_to"),
     )
-    return render(
+    return _data_page(
         request,
         "portal/orders.html",
         {
-            "customer": customer,
-            "status": status,
-            "created_from": created_from,
-            "created_to": created_to,
-            "statuses": selectors.order_statuses(customer=customer),
-            "integrations": integration_catalog(),
+            "filters": filters,
+            "connections": connections,
+            "statuses": selectors.ORDER_STATUSES,
             "query": _pager_query(request),
             "page": _page(request, orders),
             "freshness": selectors.freshness_list(customer=customer, resources=["orders"]),
             "section": "orders",
         },
+    )
+
+
+@require_GET
+@customer_required
+def portal_order_detail(request: CustomerRequest, pk: int) -> HttpResponse:
+    # Another customer's order is not found (404), as one that does not exist.
+    detail = selectors.order_get(customer=request.customer, pk=pk)
+    return _data_page(
+        request,
+        "portal/order_detail.html",
+        {"detail": detail, "order": detail.order, "section": "orders"},
     )

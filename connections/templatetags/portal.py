@@ -58,23 +58,6 @@ def ago(moment: datetime | None) -> str:
     return f"{timesince(moment)} ago"
 
 
-@register.simple_tag
-def health_notes(connection, wms: str) -> list[str]:
-    """Plain-words notes on what keeps a live connection's resources from syncing (uses
-    the prefetched resource_syncs of selectors.connection_list). Resources still waiting
-    for Trackstar's first import share one line."""
-    if connection.status not in ("active", "needs_reconnect"):
-        return []
-    syncs = list(connection.resource_syncs.all())
-    waiting = [rs for rs in syncs if rs.waiting_for_history]
-    notes = [rs.health_words(wms) for rs in syncs if not rs.waiting_for_history]
-    if len(waiting) == 1:
-        notes.append(waiting[0].health_words(wms))
-    elif waiting:
-        notes.append("Waiting for Trackstar to finish importing your history.")
-    return [note for note in notes if note]
-
-
 @register.filter
 def first_sync_pending(connection) -> bool:
     """A live connection with a resource that has not been read yet (waiting for Trackstar's
@@ -86,3 +69,34 @@ def first_sync_pending(connection) -> bool:
         rs.last_success_at is None and not rs.permission_error and not rs.unsupported
         for rs in connection.resource_syncs.all()
     )
+
+
+@register.filter
+def last_success(items) -> datetime | None:
+    """The newest last success among a freshness line's items."""
+    moments = [item.last_success_at for item in items if item.last_success_at]
+    return max(moments) if moments else None
+
+
+# Where Reconnect helps (the credentials or the token broke): a button in plain sight.
+# Elsewhere it waits in the row's menu with Rename and Disconnect.
+RECONNECT_SHOWN = ("needs_reconnect", "error")
+
+
+@register.simple_tag
+def row_actions(
+    status, *, can_reconnect: bool, can_rename: bool, can_disconnect: bool
+) -> dict[str, bool]:
+    """Which of a dashboard row's actions the user sees, and where."""
+    connection = status.connection
+    live = connection.status != "disconnected"
+    reconnect = bool(can_reconnect and live)
+    shown = reconnect and connection.status in RECONNECT_SHOWN
+    actions = {
+        "reconnect_button": shown,
+        "reconnect_in_menu": reconnect and not shown,
+        "rename": bool(can_rename),
+        "disconnect": bool(can_disconnect and live),
+    }
+    actions["menu"] = actions["reconnect_in_menu"] or actions["rename"] or actions["disconnect"]
+    return actions

@@ -59,20 +59,16 @@
     if (!table || !table.dataset.refreshUrl) return Promise.resolve();
     return fetch(table.dataset.refreshUrl, {credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.text() : Promise.reject(); })
-      .then(function (html) { table.innerHTML = html; bindReconnectButtons(); })
+      .then(function (html) {
+        table.innerHTML = html;
+        document.dispatchEvent(new CustomEvent("dockside:table-refreshed", {detail: {by: "connect"}}));
+      })
       .catch(function () { /* the next page load shows it */ });
   }
 
-  // After a connect, Trackstar imports the history and a worker reads it: refresh the
-  // table every few seconds until no live row is still waiting for its first sync.
-  function refreshUntilSynced(deadline) {
-    return refreshTable().then(function () {
-      var waiting = table && table.querySelector("[data-first-sync=waiting]");
-      if (!waiting || Date.now() > deadline) return;
-      return new Promise(function (resolve) { setTimeout(resolve, 3000); })
-        .then(function () { return refreshUntilSynced(deadline); });
-    });
-  }
+  // Whoever replaced the table (this script, or status.js, which follows the first sync
+  // after a connect): its Reconnect buttons are new elements, bound to their Link instance.
+  document.addEventListener("dockside:table-refreshed", function () { bindReconnectButtons(); });
 
   // The page follows an exchange for as long as the server says it is still working (a
   // worker that died mid-exchange is taken up again by the sweep a minute or two later),
@@ -129,8 +125,10 @@
           if (exchange.status === "succeeded") {
             var label = (exchange.connection && exchange.connection.label) || name;
             setStatus("Connected: " + label + ".", "ok");
-            document.dispatchEvent(new CustomEvent("dockside:connected", {detail: exchange}));
-            return refreshUntilSynced(Date.now() + 90000);
+            // status.js follows the row from here: Syncing, then Connected.
+            return refreshTable().then(function () {
+              document.dispatchEvent(new CustomEvent("dockside:connected", {detail: exchange}));
+            });
           }
           if (exchange.status === "failed") {
             setStatus(exchange.error || "Connecting failed. Please try again.", "error");
@@ -220,6 +218,8 @@
     if (target.connectionId) body.connection_id = target.connectionId;
     return storeToken(body, 0)
       .then(function (exchange) {
+        // The page shows the row as Connecting… while the worker exchanges the code.
+        document.dispatchEvent(new CustomEvent("dockside:connecting", {detail: exchange}));
         return follow(exchange.status_url, displayName(integrationName));
       })
       .catch(function (e) { setStatus(e.message, "error"); });

@@ -99,7 +99,7 @@ def test_the_portal_shows_a_line_per_connection_and_never_green_for_a_broken_one
         healthy, broken = block.split('<p class="freshness-line')[1:]
         assert "ShipBob" in healthy and 'class="chip fresh"' in healthy, url
         assert "ShipBob 2" in broken and "needs reconnect, not updating" in broken, url
-        assert "chip fresh" not in broken and "(stale)" in broken, url
+        assert "chip fresh" not in broken and 'class="chip halted"' in broken, url
         assert "Globex" not in block, url
 
 

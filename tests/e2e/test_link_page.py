@@ -109,7 +109,15 @@ def _inits(page) -> dict[str, int]:
 
 
 def _reconnect(page, connection):
+    """A healthy row's Reconnect waits in the row's menu: open that menu (only that one)."""
     row = page.locator(f'#connections-table tr[data-connection-id="{connection.pk}"]')
+    row.locator("details.row-menu").wait_for(state="attached")
+    page.evaluate(
+        """(id) => document.querySelectorAll("details.row-menu").forEach((menu) => {
+          menu.open = menu.closest("tr").dataset.connectionId === String(id);
+        })""",
+        connection.pk,
+    )
     return row.get_by_role("button", name="Reconnect")
 
 

@@ -179,7 +179,8 @@ def test_the_portal_fits_a_phone_with_two_connections(page, live_server, trackst
 
     # The rename form, opened on a row.
     row = page.locator(f'#connections-table tr[data-connection-id="{second.pk}"]')
-    row.locator("summary").click()
+    row.locator("summary.row-menu-toggle").click()
+    row.locator("details.rename > summary").click()
     row.get_by_label("Name", exact=True).fill("ShipBob EU warehouse")
     assert _overflow(page) <= 0
     row.get_by_role("button", name="Save name").click()
