@@ -48,7 +48,11 @@ from .sync import sync_schedule_initial
 
 logger = logging.getLogger(__name__)
 
-EXCHANGE_LEASE = timedelta(seconds=90)
+# How long a claimed attempt is left alone before the sweep takes it as dead. Longer than
+# one attempt can take (Trackstar's connect + read timeout, 33 s, and the save's retries
+# after Trackstar answered, 15.5 s: see test_the_exchange_lease_outlasts_an_attempt);
+# short, because a dead worker's customer waits it out, plus a sweep (30 s).
+EXCHANGE_LEASE = timedelta(seconds=60)
 # How long a pending exchange may sit before the sweep enqueues it again.
 EXCHANGE_STALE_SECONDS = 60
 # Attempts after which the sweep gives up (each task already retries with backoff).
