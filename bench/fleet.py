@@ -14,6 +14,7 @@ on queues of its own (a CELERY_QUEUE_PREFIX), against the bench's database and s
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import tempfile
@@ -374,14 +375,18 @@ def _exchange_latency(base_url: str, web_url: str, username: str, password: str)
     assert answer.status_code == 202, answer.text
     status_url = answer.json()["status_url"]
 
-    def connected() -> bool:
+    def ended() -> dict | None:
         body = session.get(web_url + status_url, timeout=30).json()
-        assert body["status"] != "failed", body
-        return (
-            body["status"] == "succeeded" and (body["connection"] or {}).get("status") == "active"
-        )
+        if body["status"] == "failed":
+            return body
+        active = (body["connection"] or {}).get("status") == "active"
+        return body if body["status"] == "succeeded" and active else None
 
-    _wait(connected, timeout=900, what="an exchange")
+    body = _wait(ended, timeout=900, what="an exchange")
+    if body["status"] == "failed":
+        # Waited out the auth code's life (10 minutes) behind the syncs: the customer's
+        # connect failed ("auth_code has expired"). Counted as never connected.
+        return math.inf
     return time.monotonic() - began
 
 
@@ -449,9 +454,14 @@ def _interactive_run(base_url: str, *, separate: bool, syncs: int, orders: int, 
         "p50": statistics.median(latencies),
         "p95": latencies[max(0, round(0.95 * len(latencies)) - 1)],
         "max": latencies[-1],
+        "failed": sum(math.isinf(latency) for latency in latencies),
         "during": during,
         "total": total,
     }
+
+
+def _seconds(value: float) -> str:
+    return "failed" if math.isinf(value) else f"{value:.2f}"
 
 
 def section_interactive(base_url: str) -> None:
@@ -469,23 +479,30 @@ def section_interactive(base_url: str) -> None:
             base_url, separate=separate, syncs=syncs, orders=orders, n=n
         )
         print(
-            f"    {label}: p50 {r['p50']:.2f} s, p95 {r['p95']:.2f} s "
-            f"({r['during']} of {n} submitted during the syncs)",
+            f"    {label}: p50 {_seconds(r['p50'])} s, p95 {_seconds(r['p95'])} s, "
+            f"{r['failed']} of {n} failed ({r['during']} of {n} ended during the syncs)",
             flush=True,
         )
     workers = {
         "separate queues": "sync+default ×2, interactive+webhooks ×1",
         "one queue": "all queues ×2",
     }
-    print("\n| queues | worker slots | p50 s | p95 s | max s | exchanges during the syncs |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "\n| queues | worker slots | p50 s | p95 s | max s | failed "
+        "(auth code expired) | ended during the syncs |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     for label, r in results.items():
         print(
-            f"| {label} | {workers[label]} | {r['p50']:.2f} | {r['p95']:.2f} | "
-            f"{r['max']:.2f} | {r['during']} of {n} |"
+            f"| {label} | {workers[label]} | {_seconds(r['p50'])} | {_seconds(r['p95'])} | "
+            f"{_seconds(r['max'])} | {r['failed']} of {n} | {r['during']} of {n} |"
         )
     sep, one = results["separate queues"], results["one queue"]
-    print(f"\np95 one queue / separate: {one['p95'] / sep['p95']:.0f}x (target p95 < 5 s)")
+    ratio = one["p95"] / sep["p95"]
+    print(
+        f"\np95 one queue / separate: {'infinite' if math.isinf(ratio) else f'{ratio:.0f}x'}"
+        f" (target p95 < 5 s with separate queues: {'met' if sep['p95'] < 5 else 'not met'})"
+    )
 
 
 # --- scaling ------------------------------------------------------------------------------
