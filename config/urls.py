@@ -16,6 +16,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("livez", views.livez, name="livez"),
     # Browsers ask for it on every page; answer without a 404 in the logs.
     path("favicon.ico", lambda request: HttpResponse(status=204)),
     path("portal/", include("connections.urls")),

@@ -66,3 +66,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
         },
         status=200 if healthy else 503,
     )
+
+
+@never_cache
+@require_GET
+def livez(request: HttpRequest) -> JsonResponse:
+    """For a load balancer's check: this process serves requests. It touches no dependency,
+    so an outage of Redis (which the site rides out) or of the database (which every
+    instance shares) never takes all instances out of rotation at once."""
+    return JsonResponse({"status": "ok"})

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from django.conf import settings
 from redis import RedisError
@@ -87,24 +87,3 @@ def cache_or(default: T, call: Callable[[], T]) -> T:
     except REDIS_ERRORS as e:
         redis_failed(name, "Django's cache (login and /connect/ limits)", e)
         return default
-
-
-def broker_send(task: Any, *args: object, **kwargs: object) -> bool:
-    """task.delay(*args); False, with nothing sent, while the broker (Redis) is down or hung.
-    For tasks whose work is a row in the database that a sweep enqueues again (exchanges,
-    webhook events): the request that wrote the row answers at once. A hung Redis costs a
-    publish its socket timeout (5 s, and twice more with the publish retry): the breaker
-    then keeps this process from paying it on every request."""
-    from kombu.exceptions import OperationalError as BrokerError
-
-    conf = task.app.conf
-    # Keyed by where the broker is, so a test pointing Celery elsewhere has its own breaker.
-    name = f"broker:{conf.broker_write_url or conf.broker_url}"
-    if redis_is_down(name):
-        return False
-    try:
-        task.delay(*args, **kwargs)
-    except BrokerError as e:
-        redis_failed(name, "the task queue (rows wait for their sweep)", e)
-        return False
-    return True

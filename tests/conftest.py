@@ -63,3 +63,29 @@ def _redis_breakers_closed():
     degrade.reset()
     yield
     degrade.reset()
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """Tasks handed to the broker by connections.enqueue, as (task name, args), instead of
+    being published; `published.refuse = n` makes the next n publishes fail as a down
+    broker does."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from config.celery_app import app as celery_app
+
+    class Published(list):
+        refuse = 0
+        attempts = 0  # publishes tried, refused ones too
+
+    sent = Published()
+
+    def send_task(name, args=(), kwargs=None, **options):
+        sent.attempts += 1
+        if sent.refuse:
+            sent.refuse -= 1
+            raise BrokerError("the broker is down")
+        sent.append((name, tuple(args), dict(kwargs or {})))
+
+    monkeypatch.setattr(celery_app, "send_task", send_task)
+    return sent

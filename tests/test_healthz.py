@@ -74,3 +74,14 @@ def test_healthz_is_503_when_the_database_is_down():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["code"] == 503
     assert result["body"]["database"] == "down"
+
+
+def test_livez_stays_200_while_redis_is_down_for_the_load_balancer(client, db, monkeypatch):
+    monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    assert client.get("/healthz").status_code == 503
+
+    response = client.get("/livez")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert client.post("/livez").status_code == 405

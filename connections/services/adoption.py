@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from customers.models import Customer
 
+from .. import enqueue
 from ..clients import trackstar_client
-from ..degrade import broker_send
 from ..integrations import integration_display_name
 from ..models import (
     AuthCodeExchange,
@@ -358,7 +358,5 @@ class BrokerUnavailable(Exception):
 
 
 def reconcile_enqueue() -> None:
-    from ..tasks import connections_reconcile as task
-
-    if not broker_send(task):
+    if not enqueue.reconcile():
         raise BrokerUnavailable

@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from customers.models import Customer
 
+from .. import enqueue
 from ..clients import trackstar_client
 from ..database import DATABASE_LOST, database_connection_drop
-from ..degrade import broker_send
 from ..models import (
     AuthCodeExchange,
     Connection,
@@ -48,7 +48,11 @@ from .sync import sync_schedule_initial
 
 logger = logging.getLogger(__name__)
 
-EXCHANGE_LEASE = timedelta(seconds=90)
+# How long a claimed attempt is left alone before the sweep takes it as dead. Longer than
+# one attempt can take (Trackstar's connect + read timeout, 33 s, and the save's retries
+# after Trackstar answered, 15.5 s: see test_the_exchange_lease_outlasts_an_attempt);
+# short, because a dead worker's customer waits it out, plus a sweep (30 s).
+EXCHANGE_LEASE = timedelta(seconds=60)
 # How long a pending exchange may sit before the sweep enqueues it again.
 EXCHANGE_STALE_SECONDS = 60
 # Attempts after which the sweep gives up (each task already retries with backoff).
@@ -289,9 +293,7 @@ def exchange_submit(
 def exchange_enqueue(*, exchange_id: int) -> bool:
     """Hand the exchange to a worker. With the broker down the row stays pending and the
     sweep enqueues it later: the auth code is not lost, and the user still gets a 202."""
-    from ..tasks import exchange_process as exchange_process_task
-
-    if not broker_send(exchange_process_task, exchange_id):
+    if not enqueue.exchange(exchange_id):
         logger.warning(
             "Broker unavailable; exchange %s left for the sweep",
             exchange_id,
@@ -584,9 +586,7 @@ REFUSED_DELETE_PAUSE = timedelta(minutes=15)
 
 def refused_delete_enqueue(*, exchange_id: int) -> bool:
     """With the broker down, the row stays owed and the sweep enqueues it later."""
-    from ..tasks import exchange_refused_delete as task
-
-    if not broker_send(task, exchange_id):
+    if not enqueue.refused_delete(exchange_id):
         logger.warning(
             "Broker unavailable; refused connection of exchange %s left for the sweep",
             exchange_id,

@@ -25,8 +25,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from .. import enqueue
 from ..clients import trackstar_client
-from ..degrade import broker_send
 from ..integrations import integration_display_name
 from ..models import Connection, ResourceSync
 from ..trackstar import (
@@ -258,9 +258,7 @@ def _check_again(connection: Connection, *, soon: bool) -> None:
 
 def health_check_enqueue(*, connection_id: int) -> bool:
     """Check this connection's health now (a webhook said something changed)."""
-    from ..tasks import connection_health_refresh as task
-
-    if not broker_send(task, connection_id):
+    if not enqueue.health_check(connection_id):
         # The poll picks it up on its next tick.
         Connection.objects.filter(pk=connection_id).update(health_next_check_at=timezone.now())
         return False

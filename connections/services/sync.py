@@ -11,6 +11,7 @@ another worker resumes there. A lost database connection is retried, run and cur
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import itertools
@@ -34,9 +35,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Q
 from django.utils import timezone
 
+from .. import enqueue
 from ..clients import trackstar_client
 from ..database import DATABASE_LOST, database_connection_drop
-from ..degrade import broker_send
 from ..models import RECORD_MODELS, Connection, ResourceSync, SyncedRecord, SyncRun
 from ..models.records import parse_datetime
 from ..ratelimit import acquire, trackstar_get_limiter
@@ -70,13 +71,28 @@ class LeaseLost(Exception):
     """Another worker took this sync's lease: stop without writing anything more."""
 
 
+class SyncStatus(enum.StrEnum):
+    """How one sync task's run of the engine ended."""
+
+    # The run ended:
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNSUPPORTED = "unsupported"  # the WMS does not offer the resource
+    FORBIDDEN = "forbidden"  # a missing permission
+    TOKEN_REJECTED = "token_rejected"
+    DELETED = "deleted"  # at Trackstar
+    # The run waits:
+    PAUSED = "paused"  # Trackstar refuses our API key
+    CONTINUE = "continue"  # out of time: the task enqueues the rest
+    BUSY = "busy"  # another worker holds the lease (retry_in seconds left on it)
+    # Nothing was run:
+    SKIPPED = "skipped"
+    LEASE_LOST = "lease_lost"  # fenced out by another worker
+
+
 @dataclass(frozen=True)
 class SyncOutcome:
-    # succeeded, failed, unsupported, forbidden (a missing permission), token_rejected,
-    # deleted (at Trackstar): the run ended. paused: Trackstar refuses our API key.
-    # continue: out of time, the task enqueues the rest; busy: another worker holds the
-    # lease (retry_in seconds left on it); skipped: nothing to do; lease_lost: fenced out.
-    status: str
+    status: SyncStatus
     run: SyncRun | None = None
     retry_in: float | None = None
 
@@ -703,10 +719,8 @@ def _request_follow_up_of(resource_sync_id: int, run: SyncRun) -> None:
 def _enqueue(connection_id: int, resource: str, kind: str, full: bool = False) -> bool:
     """Publish a request's message (or a resume's). The worker runs it only if the request
     is still waiting or a run is there to resume, so a copy of it does nothing."""
-    from ..tasks import sync_resource as sync_resource_task
-
     # Through the breaker: a "Resync now" in admin must not hang on a hung Redis.
-    if not broker_send(sync_resource_task, connection_id, resource, kind, full, requested=True):
+    if not enqueue.resource_sync(connection_id, resource, kind, full):
         # Leave the row due and the request unsent: the dispatcher sends it once the broker
         # is back.
         now = timezone.now()
@@ -845,9 +859,9 @@ def sync_resource(
         raise ValueError(f"Not a synced resource: {resource!r}")
     connection = Connection.objects.select_related("customer").filter(pk=connection_id).first()
     if connection is None or connection.status != Connection.Status.ACTIVE:
-        return SyncOutcome("skipped")
+        return SyncOutcome(SyncStatus.SKIPPED)
     if not connection.access_token:
-        return SyncOutcome("skipped")
+        return SyncOutcome(SyncStatus.SKIPPED)
     acquired = _lease_acquire(connection, resource, kind, full, requested)
     if isinstance(acquired, SyncOutcome):
         return acquired
@@ -862,7 +876,7 @@ def sync_resource(
         return _run(connection, resource, lease, time_budget, page_budget, log_extra)
     except LeaseLost:
         logger.warning("Lost the sync lease; another worker continues", extra=log_extra)
-        return SyncOutcome("lease_lost", lease.run)
+        return SyncOutcome(SyncStatus.LEASE_LOST, lease.run)
     except (TrackstarRateLimited, TrackstarUnavailable) as e:
         _lease_release(lease, error=f"Trackstar is busy or unreachable; will retry ({e}).")
         raise
@@ -936,7 +950,7 @@ def _lease_acquire(
         expires = resource_sync.lease_expires_at
         if resource_sync.lease_token and expires is not None and expires > now:
             return SyncOutcome(
-                "busy",
+                SyncStatus.BUSY,
                 resource_sync.current_run,
                 retry_in=(expires - now).total_seconds(),
             )
@@ -951,11 +965,11 @@ def _lease_acquire(
         else:
             if requested and not pending:
                 # A copy of a request's message (sent again, redelivered): a run took it.
-                return SyncOutcome("skipped")
+                return SyncOutcome(SyncStatus.SKIPPED)
             if not pending and scheduled and _recently_synced(resource_sync, now):
                 # A duplicate of a scheduled run that already happened (redelivered, or
                 # dispatched twice while the queue was long).
-                return SyncOutcome("skipped")
+                return SyncOutcome(SyncStatus.SKIPPED)
             if pending:
                 kind, full = request_kind, request_full
             mark = resource_sync.high_water_mark
@@ -1002,7 +1016,7 @@ def _skipped(resource_sync: ResourceSync) -> SyncOutcome:
     if resource_sync.requested_at is not None:
         _request_taken(resource_sync)
         resource_sync.save(update_fields=[*_REQUEST_FIELDS, "updated_at"])
-    return SyncOutcome("skipped")
+    return SyncOutcome(SyncStatus.SKIPPED)
 
 
 def _recently_synced(resource_sync: ResourceSync, now: datetime) -> bool:
@@ -1136,7 +1150,7 @@ def _run(
             out_of_pages = page_budget is not None and pages_this_attempt >= page_budget
             if out_of_time or out_of_pages:
                 _lease_release(lease, error="")
-                return SyncOutcome("continue", lease.run)
+                return SyncOutcome(SyncStatus.CONTINUE, lease.run)
     finally:
         # Do not wait for a prefetch nobody needs any more (it ends within the timeout).
         prefetch.shutdown(wait=False, cancel_futures=True)
@@ -1298,7 +1312,7 @@ def _finish_succeeded(
     logger.info(
         "Synced %d %s records in %d pages", run.records, run.resource, run.pages, extra=log_extra
     )
-    return SyncOutcome("succeeded", run)
+    return SyncOutcome(SyncStatus.SUCCEEDED, run)
 
 
 def _finish(lease: _Lease, *, status: str, error: str, **resource_sync_fields: Any) -> SyncRun:
@@ -1331,12 +1345,12 @@ def _finish_failed(lease: _Lease, error: str) -> SyncOutcome:
         error=error,
         next_sync_at=timezone.now() + timedelta(seconds=resource_sync.interval_seconds),
     )
-    return SyncOutcome("failed", run)
+    return SyncOutcome(SyncStatus.FAILED, run)
 
 
 def _finish_unsupported(lease: _Lease, error: str) -> SyncOutcome:
     run = _finish(lease, status=SyncRun.Status.UNSUPPORTED, error=error, unsupported=True)
-    return SyncOutcome("unsupported", run)
+    return SyncOutcome(SyncStatus.UNSUPPORTED, run)
 
 
 def _finish_unauthorized(
@@ -1350,7 +1364,7 @@ def _finish_unauthorized(
     if probe == Probe.KEY_REJECTED:
         # Every sync pauses (the dispatcher stops); this run keeps its cursor and resumes.
         _lease_release(lease, error="Paused: Trackstar refuses our API key.")
-        return SyncOutcome("paused", lease.run)
+        return SyncOutcome(SyncStatus.PAUSED, lease.run)
     if probe == Probe.UNREACHABLE:
         _lease_release(lease, error="Trackstar refused the token and then did not answer.")
         raise TrackstarUnavailable("Trackstar did not answer the check after a 401")
@@ -1358,8 +1372,9 @@ def _finish_unauthorized(
         Probe.DELETED: "Trackstar no longer has this connection: it was deleted there.",
         Probe.TOKEN_REJECTED: "Trackstar refused this connection's access token.",
     }[probe]
+    status = {Probe.DELETED: SyncStatus.DELETED, Probe.TOKEN_REJECTED: SyncStatus.TOKEN_REJECTED}
     run = _finish(lease, status=SyncRun.Status.FAILED, error=message)
-    return SyncOutcome(probe.value, run)
+    return SyncOutcome(status[probe], run)
 
 
 def _finish_forbidden(
@@ -1380,7 +1395,7 @@ def _finish_forbidden(
         permission_error_at=timezone.now(),
     )
     transaction.on_commit(lambda: health_check_enqueue(connection_id=connection.pk), robust=True)
-    return SyncOutcome("forbidden", run)
+    return SyncOutcome(SyncStatus.FORBIDDEN, run)
 
 
 def sync_fail(*, connection_id: int, resource: str, reason: str) -> SyncRun | None:

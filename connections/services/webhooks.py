@@ -10,8 +10,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .. import enqueue
 from ..clients import trackstar_client
-from ..degrade import broker_send
 from ..models import Connection, MagicLink, UnassignedConnection, WebhookEvent
 from ..models.records import RECORD_MODELS
 from ..models.sync import resource_label
@@ -77,9 +77,7 @@ def _without_secrets(payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 
 def webhook_enqueue(*, event_id: int) -> bool:
-    from ..tasks import webhook_apply as webhook_apply_task
-
-    if not broker_send(webhook_apply_task, event_id):
+    if not enqueue.webhook_event(event_id):
         logger.warning("Broker unavailable; webhook event %s left for the sweep", event_id)
         return False
     WebhookEvent.objects.filter(pk=event_id).update(enqueued_at=timezone.now())

@@ -214,7 +214,9 @@ def delete_retries(monkeypatch):
         return Retry(exc=exc, when=countdown)
 
     monkeypatch.setattr(exchange_tasks.exchange_refused_delete, "retry", retry)
-    monkeypatch.setattr(exchange_tasks, "backoff", lambda retries: 250.0)  # a late retry
+    from connections.tasks import retry as retry_policy
+
+    monkeypatch.setattr(retry_policy, "backoff", lambda retries, base: 250.0)  # a late retry
     return countdowns
 
 

@@ -123,3 +123,11 @@ def test_a_database_lost_after_trackstar_answered_keeps_the_token(
     assert retried == []  # no task retry was needed: the save itself was tried again
     assert len(calls) == 2
     assert_connected_with_its_token(exchange, trackstar)
+
+
+def test_the_exchange_lease_outlasts_an_attempt(settings):
+    """A live attempt must not be taken for a dead one (a second exchange of the same code
+    would fail and end in recovery), and the lease is what a dead worker's customer waits."""
+    longest_attempt = sum(settings.TRACKSTAR_TIMEOUT) + sum(exchange_service.COMPLETE_RETRY_DELAYS)
+    lease = exchange_service.EXCHANGE_LEASE.total_seconds()
+    assert longest_attempt < lease <= 60

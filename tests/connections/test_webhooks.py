@@ -347,7 +347,7 @@ def test_a_truncated_record_event_fetches_that_one_record(
     assert len(callbacks) == 1  # the event's own enqueue; no resource sync
 
 
-def test_the_sweep_resends_only_events_that_waited_too_long(connection, monkeypatch):
+def test_the_sweep_resends_only_events_that_waited_too_long(connection, published):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -361,16 +361,15 @@ def test_the_sweep_resends_only_events_that_waited_too_long(connection, monkeypa
         svix_id="m3", event_type="order.updated", payload={}, enqueued_at=now - timedelta(hours=1)
     )
     WebhookEvent.objects.update(received_at=now - timedelta(hours=2))
-    sent = []
-    monkeypatch.setattr("connections.tasks.webhook_apply.delay", sent.append)
 
     assert services.webhooks_sweep() == 2
+    sent = [args[0] for name, args, _ in published if name == "connections.webhook"]
     assert sorted(sent) == sorted([never.pk, lost.pk])
     assert recent.pk not in sent
 
 
 def test_the_sweep_resends_an_event_lost_a_minute_and_a_half_ago_but_not_a_retry_due_later(
-    connection, monkeypatch
+    connection, published
 ):
     from datetime import timedelta
 
@@ -387,8 +386,6 @@ def test_the_sweep_resends_an_event_lost_a_minute_and_a_half_ago_but_not_a_retry
         enqueued_at=timezone.now() - timedelta(seconds=90),
     )
     services.webhook_retry_scheduled(event_id=retrying.pk, countdown=120)
-    sent = []
-    monkeypatch.setattr("connections.tasks.webhook_apply.delay", sent.append)
 
     assert services.webhooks_sweep() == 1
-    assert sent == [lost.pk]
+    assert published == [("connections.webhook", (lost.pk,), {})]

@@ -213,25 +213,14 @@ def test_a_resync_between_two_parts_of_a_long_run_gets_one_run_after_it(
 
 
 def test_a_request_sent_while_the_broker_is_down_waits_for_the_next_tick(
-    connect, monkeypatch, django_capture_on_commit_callbacks
+    connect, published, django_capture_on_commit_callbacks
 ):
-    from kombu.exceptions import OperationalError as BrokerError
-
-    from connections.tasks import sync_resource as sync_resource_task
-
     connection = connect(orders=10)
-    sent = []
+    published.refuse = 1
 
-    def delay(*args, **kwargs):
-        if not sent:
-            sent.append("refused")
-            raise BrokerError("down")
-        sent.append(args)
-
-    monkeypatch.setattr(sync_resource_task, "delay", delay)
     with django_capture_on_commit_callbacks(execute=True):
         sync_service.sync_request_now(connection=connection, resources=["orders"])
-    assert sent == ["refused"]
+    assert published == []
 
     # The next tick is a minute later: past the 10 s this process stays off the broker.
     from connections import degrade
@@ -240,7 +229,9 @@ def test_a_request_sent_while_the_broker_is_down_waits_for_the_next_tick(
     with django_capture_on_commit_callbacks(execute=True):
         sync_dispatch_due()
 
-    assert sent[1:] == [(connection.pk, "orders", "manual", False)]
+    assert published == [
+        ("connections.sync", (connection.pk, "orders", "manual", False), {"requested": True})
+    ]
 
 
 # --- The dispatcher at 10,000 connections ------------------------------------------------------

@@ -5,14 +5,14 @@ from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError
 
 from connections import services
-from connections.services.sync import SyncOutcome
+from connections.services.sync import SyncOutcome, SyncStatus
 from connections.tasks import sync as sync_tasks
 from connections.trackstar import TrackstarUnavailable
 
 
 @pytest.fixture
 def outcome(monkeypatch):
-    result = {"value": SyncOutcome("succeeded")}
+    result = {"value": SyncOutcome(SyncStatus.SUCCEEDED)}
 
     def fake_sync_resource(**kwargs):
         value = result["value"]
@@ -36,18 +36,18 @@ def test_a_finished_run_returns_its_status(outcome):
     assert run_task() == "succeeded"
 
 
-def test_out_of_time_enqueues_the_rest(outcome, monkeypatch):
-    calls = []
-    monkeypatch.setattr(sync_tasks.sync_resource, "delay", lambda *a, **kw: calls.append((a, kw)))
-    outcome["value"] = SyncOutcome("continue")
+def test_out_of_time_enqueues_the_rest(outcome, published):
+    outcome["value"] = SyncOutcome(SyncStatus.CONTINUE)
 
     assert run_task() == "continue"
     # A resume only: should the run be over when it arrives, it starts no new one.
-    assert calls == [((1, "orders", "incremental", False), {"requested": True})]
+    assert published == [
+        ("connections.sync", (1, "orders", "incremental", False), {"requested": True})
+    ]
 
 
 def test_a_held_lease_is_tried_again_later(outcome):
-    outcome["value"] = SyncOutcome("busy", retry_in=5)
+    outcome["value"] = SyncOutcome(SyncStatus.BUSY, retry_in=5)
 
     with pytest.raises(Retry):
         run_task()
