@@ -416,7 +416,10 @@ def test_staff_clear_a_slowdown_whose_lockout_records_have_gone(settings, userna
     assert response.status_code == 302
     assert login_failures(username) == 0
     entry = AuditEntry.objects.get(action="login.slowdown_cleared")
-    assert (entry.actor, entry.detail) == (staff, {"username": username, "failures": 6})
+    assert (entry.actor, entry.detail) == (
+        staff,
+        {"username": username, "failures": 6, "by": "staff"},
+    )
     assert log_in(Client(), username, PASSWORD, address="203.0.113.51").status_code == 302
 
 

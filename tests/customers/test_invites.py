@@ -152,6 +152,7 @@ def customer_form(customer, *rows):
         "name": customer.name,
         "slug": customer.slug,
         "contact_email": customer.contact_email,
+        "timezone": customer.timezone,
         "is_active": "on",
         "memberships-TOTAL_FORMS": str(len(rows)),
         "memberships-INITIAL_FORMS": "0",
