@@ -28,21 +28,6 @@ from .models.records import parse_datetime
 from .models.sync import resource_label
 
 
-def connection_list(*, customer: Customer) -> QuerySet[Connection]:
-    return (
-        Connection.objects.filter(customer=customer)
-        .annotate(last_synced_at=Max("resource_syncs__last_success_at"))
-        # Each connection's per-resource health, in one more query whatever their number.
-        .prefetch_related(
-            Prefetch(
-                "resource_syncs",
-                queryset=ResourceSync.objects.filter(enabled=True).order_by("resource"),
-            )
-        )
-        .order_by("-created_at")
-    )
-
-
 def connection_list_live(*, customer: Customer) -> QuerySet[Connection]:
     """The customer's connections that still exist at Trackstar (can be reconnected)."""
     return (

@@ -628,13 +628,15 @@ def portal_index(request: CustomerRequest) -> HttpResponse:
         context["link_config"] = link_config(
             request, customer=request.customer, can_reconnect=context["can_reconnect"]
         )
-    return render(request, "portal/index.html", context)
+    with timezone.override(request.customer.tzinfo):  # times on the page are the customer's
+        return render(request, "portal/index.html", context)
 
 
 @require_GET
 @customer_required
 def portal_connections_table(request: CustomerRequest) -> HttpResponse:
-    return render(request, "portal/_connections.html", _portal_context(request))
+    with timezone.override(request.customer.tzinfo):
+        return render(request, "portal/_connections.html", _portal_context(request))
 
 
 @require_GET

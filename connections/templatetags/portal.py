@@ -62,7 +62,7 @@ def ago(moment: datetime | None) -> str:
 def first_sync_pending(connection) -> bool:
     """A live connection with a resource that has not been read yet (waiting for Trackstar's
     first import, or being read now): the page keeps refreshing it. Uses the prefetched
-    resource_syncs of selectors.connection_list."""
+    resource_syncs of selectors.connection_status_list."""
     if connection.status != "active":
         return False
     return any(

@@ -487,3 +487,20 @@ def test_the_status_json_and_the_page_run_a_constant_number_of_queries(
         assert owner.get("/portal/").status_code == 200
     with django_assert_max_num_queries(11):
         assert owner.get("/portal/connections/table").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"), [("America/Los_Angeles", "Dec 1"), ("Asia/Tokyo", "Dec 2")]
+)
+def test_the_dashboard_shows_times_in_the_customers_timezone(owner, customer, zone, day):
+    from datetime import UTC, datetime
+
+    customer.timezone = zone
+    customer.save()
+    make_connection(customer=customer, connected_at=datetime(2026, 12, 1, 23, 30, tzinfo=UTC))
+
+    page = owner.get("/portal/").content.decode()
+    table = owner.get("/portal/connections/table").content.decode()
+
+    for html in (page, table):
+        assert f">{day}, 2026</time>" in html
