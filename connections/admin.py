@@ -967,6 +967,8 @@ class ConnectionAdmin(admin.ModelAdmin):
         context = {**(extra_context or {})}
         if connection is not None:
             context["connection_actions"] = self.object_actions(request, connection)
+            if request.user.has_perm("connections.view_auditentry"):
+                context["audit_url"] = audit_log_url(connection=connection)
         return super().change_view(request, object_id, form_url, context)
 
     def _next_url(self, request: HttpRequest, pk: int) -> str:

@@ -120,3 +120,23 @@ def test_an_entry_is_read_only_with_no_save_button(staff, jane, connection):
     assert staff.get(f"{URL}add/").status_code == 403
     assert staff.post(f"{URL}{entry.pk}/delete/").status_code == 403
     assert staff.post(f"{URL}{entry.pk}/change/", {"action": "x"}).status_code == 403
+
+
+def test_the_customer_and_connection_pages_link_to_their_audit_log(staff, jane, customer):
+    mine = make_connection(customer=customer, label="ShipBob")
+    other = make_connection(customer=customer, label="Deposco")
+    for connection in (mine, other):
+        services.connection_set_paused(connection=connection, paused=True, actor=jane)
+
+    for page, shown, hidden in (
+        (f"/admin/connections/connection/{mine.pk}/change/", "ShipBob", "Deposco"),
+        (f"/admin/customers/customer/{customer.pk}/change/", "Deposco", None),
+    ):
+        html = staff.get(page).content.decode()
+        href = re.search(r'<a href="([^"]+)" id="view-audit-log"', html)
+        assert href, page
+        log = staff.get(href.group(1).replace("&amp;", "&")).content.decode()
+        listing = log.split('id="changelist-filter"')[0]
+        assert f"paused {shown} of Acme Outdoor" in listing
+        if hidden:
+            assert f"paused {hidden} of Acme Outdoor" not in listing
