@@ -25,6 +25,8 @@ class AuditEntry(models.Model):
             "connection.disconnected",
             "connection.adopted",
             "connection.token_received",
+            "connection.permission_missing",
+            "connection.permission_granted",
             "trackstar.schedule_stuck",
         }
     )

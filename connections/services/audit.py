@@ -125,6 +125,12 @@ def audit_sentence(entry: AuditEntry) -> str:
             return f"Trackstar reported {what} broken: {_reason(d)}"
         case "connection.needs_reconnect":
             return f"{who} marked {what} as needing a reconnect: {_reason(d)}"
+        case "connection.permission_missing":
+            resource = _words(d.get("resource")).lower()
+            return f"Trackstar reported no access to {resource} of {what}: {_reason(d)}"
+        case "connection.permission_granted":
+            resource = _words(d.get("resource")).lower()
+            return f"Trackstar reported access to {resource} of {what} granted again"
         case "connection.repaired":
             return f"Trackstar reported {what} working again"
         case "connection.sync_paused":

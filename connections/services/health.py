@@ -38,6 +38,7 @@ from ..trackstar import (
 )
 from ..trackstar.health import ConnectionHealth, parse_health
 from .account import account_key_accepted, account_key_rejected, trackstar_key_rejected
+from .audit import audit_record
 from .connections import (
     connection_mark_disconnected,
     connection_mark_needs_reconnect,
@@ -211,6 +212,8 @@ def _apply_permissions(connection: Connection, missing: dict[str, str], now: dat
     for resource_sync in ResourceSync.objects.filter(connection=connection):
         wanted = missing.get(resource_sync.resource, "")
         if wanted:
+            if not resource_sync.permission_error:
+                _audit_permission(connection, resource_sync.resource, missing=wanted)
             if (wanted, resource_sync.permission_source) != (
                 resource_sync.permission_error,
                 ResourceSync.PermissionSource.TRACKSTAR,
@@ -228,12 +231,32 @@ def _apply_permissions(connection: Connection, missing: dict[str, str], now: dat
         if from_read and (resource_sync.permission_error_at or now) > retry_reads_before:
             continue
         # Access granted: read it again at the next tick.
+        _audit_permission(connection, resource_sync.resource, missing="")
         ResourceSync.objects.filter(pk=resource_sync.pk).update(
             permission_error="",
             permission_source="",
             permission_error_at=None,
             next_sync_at=now,
             updated_at=now,
+        )
+
+
+def _audit_permission(connection: Connection, resource: str, *, missing: str) -> None:
+    """A resource losing its permission, or getting it back: Trackstar's word, audited."""
+    if missing:
+        audit_record(
+            actor=None,
+            action="connection.permission_missing",
+            connection=connection,
+            resource=resource,
+            reason=missing,
+        )
+    else:
+        audit_record(
+            actor=None,
+            action="connection.permission_granted",
+            connection=connection,
+            resource=resource,
         )
 
 

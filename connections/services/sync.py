@@ -54,6 +54,7 @@ from ..trackstar import (
     resource_named,
 )
 from .account import trackstar_key_rejected
+from .audit import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -1386,6 +1387,9 @@ def _finish_forbidden(
     from .health import health_check_enqueue
 
     message = error.message or f"No access to {lease.run.resource}."
+    newly = not ResourceSync.objects.filter(
+        pk=lease.resource_sync_id, permission_error__gt=""
+    ).exists()
     run = _finish(
         lease,
         status=SyncRun.Status.FAILED,
@@ -1394,6 +1398,14 @@ def _finish_forbidden(
         permission_source=ResourceSync.PermissionSource.READ,
         permission_error_at=timezone.now(),
     )
+    if newly:
+        audit_record(
+            actor=None,
+            action="connection.permission_missing",
+            connection=connection,
+            resource=lease.run.resource,
+            reason=message,
+        )
     transaction.on_commit(lambda: health_check_enqueue(connection_id=connection.pk), robust=True)
     return SyncOutcome(SyncStatus.FORBIDDEN, run)
 

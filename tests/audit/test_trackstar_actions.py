@@ -6,6 +6,7 @@ import pytest
 from connections import services
 from connections.models import AuditEntry, Connection
 from connections.services import health
+from connections.services.audit import audit_sentence
 from tests.audit.helpers import assert_entry, only_entry
 
 TRACKSTAR = AuditEntry.ActorKind.TRACKSTAR
@@ -125,4 +126,34 @@ def test_a_token_that_never_arrived_is_dockside_s_finding(customer):
         connection=connection,
         text="Dockside marked ShipBob of Acme Outdoor as needing a reconnect: "
         "the access token never reached us",
+    )
+
+
+def test_a_missing_permission_and_its_grant_are_trackstars_reports(trackstar, live):
+    from connections.models import ResourceSync
+
+    ResourceSync.objects.create(connection=live, resource="returns", interval_seconds=900)
+    trackstar.break_connection(
+        live.trackstar_connection_id, kind="missing_permission", resource="returns"
+    )
+
+    services.connection_health_refresh(connection_id=live.pk)
+    services.connection_health_refresh(connection_id=live.pk)  # still missing: no second entry
+
+    entry = only_entry("connection.permission_missing")
+    assert entry.actor is None and entry.actor_kind == TRACKSTAR
+    assert entry.connection_id == live.pk and entry.customer_id == live.customer_id
+    assert audit_sentence(entry).startswith(
+        "Trackstar reported no access to returns of ShipBob of Acme Outdoor: "
+    )
+
+    trackstar.repair_connection(live.trackstar_connection_id)
+    services.connection_health_refresh(connection_id=live.pk)
+
+    assert_entry(
+        only_entry("connection.permission_granted"),
+        actor=None,
+        kind=TRACKSTAR,
+        connection=live,
+        text="Trackstar reported access to returns of ShipBob of Acme Outdoor granted again",
     )
