@@ -7,6 +7,7 @@ from celery.exceptions import Retry
 from connections.models import AuthCodeExchange, Connection
 from connections.services import exchanges as exchange_service
 from connections.tasks import exchanges as exchange_tasks
+from tests.celery_tasks import catch_retries, run_as_worker
 from tests.db_faults import terminate_this_connection
 
 from .test_exchange import submit
@@ -23,23 +24,11 @@ def run_by_hand(monkeypatch):
 
 @pytest.fixture
 def retried(monkeypatch):
-    """The countdowns the task asked to be retried with (instead of publishing the retry)."""
-    countdowns = []
-
-    def retry(*, exc=None, countdown=None, **kwargs):
-        countdowns.append(countdown)
-        return Retry(exc=exc, when=countdown)
-
-    monkeypatch.setattr(exchange_tasks.exchange_process, "retry", retry)
-    return countdowns
+    return catch_retries(monkeypatch, exchange_tasks.exchange_process)
 
 
 def run_task(exchange_id: int, retries: int = 0) -> None:
-    exchange_tasks.exchange_process.push_request(retries=retries)
-    try:
-        exchange_tasks.exchange_process.run(exchange_id)
-    finally:
-        exchange_tasks.exchange_process.pop_request()
+    run_as_worker(exchange_tasks.exchange_process, exchange_id, retries=retries)
 
 
 def assert_connected_with_its_token(exchange: AuthCodeExchange, trackstar) -> None:

@@ -8,28 +8,18 @@ from django.db import InterfaceError, OperationalError
 from connections import services
 from connections.models import WebhookEvent
 from connections.tasks import webhooks as webhook_tasks
+from tests.celery_tasks import catch_retries, run_as_worker
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def retried(monkeypatch):
-    countdowns = []
-
-    def retry(*, exc=None, countdown=None, **kwargs):
-        countdowns.append(countdown)
-        return Retry(exc=exc, when=countdown)
-
-    monkeypatch.setattr(webhook_tasks.webhook_apply, "retry", retry)
-    return countdowns
+    return catch_retries(monkeypatch, webhook_tasks.webhook_apply)
 
 
 def run_task(event_id: int, retries: int = 0) -> None:
-    webhook_tasks.webhook_apply.push_request(retries=retries)
-    try:
-        webhook_tasks.webhook_apply.run(event_id)
-    finally:
-        webhook_tasks.webhook_apply.pop_request()
+    run_as_worker(webhook_tasks.webhook_apply, event_id, retries=retries)
 
 
 @pytest.mark.parametrize(
