@@ -19,9 +19,8 @@ def webhook_apply(self, event_id: int) -> None:
         trackstar_exhausted=lambda: services.webhook_fail(
             event_id=event_id, error="Trackstar stayed unreachable."
         ),
-        # A lost database connection: after the last retry the event is still received,
-        # and the sweep resends it.
-        # A poison event must end, visibly, not loop.
+        # No database hook: after the last retry the event is still received and the sweep
+        # resends it. Any other error is a poison event: it ends, visibly, not loops.
         poisoned=lambda e: services.webhook_fail(
             event_id=event_id, error=f"{type(e).__name__}: {e}"
         ),
