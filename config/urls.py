@@ -6,7 +6,7 @@ from django.views.generic import RedirectView
 from connections import views as connection_views
 from connections import webhooks as connection_webhooks
 
-from . import views
+from config import views
 
 admin.site.site_header = "Dockside staff"
 admin.site.site_title = "Dockside"

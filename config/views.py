@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 
 from connections.degrade import REDIS_ERRORS
 
-from .celery_app import app as celery_app
+from config.celery_app import app as celery_app
 
 logger = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from customers.admin import CustomerAdmin
 from customers.models import Customer
 from customers.services import portal_user_invite
 
-from . import services
-from .crypto import decrypt, encrypt
-from .forms import (
+from connections import services
+from connections.crypto import decrypt, encrypt
+from connections.forms import (
     BackfillForm,
     MagicLinkIssueForm,
     PortalUserInviteForm,
@@ -50,9 +50,9 @@ from .forms import (
     reconnect_choices,
     reconnect_label,
 )
-from .integrations import connection_label, integration_display_name
-from .login_throttle import login_username
-from .models import (
+from connections.integrations import connection_label, integration_display_name
+from connections.login_throttle import login_username
+from connections.models import (
     AuditEntry,
     AuthCodeExchange,
     Backfill,
@@ -64,14 +64,14 @@ from .models import (
     UnassignedConnection,
     WebhookEvent,
 )
-from .models.sync import resource_label
-from .selectors import Freshness
-from .services.audit import audit_sentence
-from .services.connections import connection_label_clean
-from .services.logins import login_slowdown_lift, login_unlock
-from .templatetags.portal import ago
-from .trackstar import TrackstarError
-from .views import LinkActor, LinkEndpoints, link_config
+from connections.models.sync import resource_label
+from connections.selectors import Freshness
+from connections.services.audit import audit_sentence
+from connections.services.connections import connection_label_clean
+from connections.services.logins import login_slowdown_lift, login_unlock
+from connections.templatetags.portal import ago
+from connections.trackstar import TrackstarError
+from connections.views import LinkActor, LinkEndpoints, link_config
 
 # --- Customers, with what staff do for them ------------------------------------------------
 

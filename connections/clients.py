@@ -4,7 +4,7 @@ from functools import lru_cache
 
 from django.conf import settings
 
-from .trackstar import TrackstarClient
+from connections.trackstar import TrackstarClient
 
 
 @lru_cache(maxsize=4)

@@ -18,7 +18,7 @@ from django.db import transaction
 
 from config.celery_app import app as celery_app
 
-from .degrade import redis_failed, redis_is_down
+from connections.degrade import redis_failed, redis_is_down
 
 EXCHANGE = "connections.exchange"
 REFUSED_DELETE = "connections.exchange_refused_delete"

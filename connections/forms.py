@@ -7,12 +7,12 @@ from django.utils import timezone
 
 from customers.models import Customer, Membership
 
-from .integrations import connection_label, integration_catalog
-from .models import Connection
-from .models.sync import resource_label
-from .services.backfills import backfill_resources
-from .services.connections import LABEL_MAX_LENGTH
-from .services.magic_links import DEFAULT_EXPIRY_DAYS, MAX_EXPIRY_DAYS
+from connections.integrations import connection_label, integration_catalog
+from connections.models import Connection
+from connections.models.sync import resource_label
+from connections.services.backfills import backfill_resources
+from connections.services.connections import LABEL_MAX_LENGTH
+from connections.services.magic_links import DEFAULT_EXPIRY_DAYS, MAX_EXPIRY_DAYS
 
 
 def _integration_choices() -> list[tuple[str, str]]:

@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.cache import cache
 
-from .clients import trackstar_client
-from .degrade import cache_or
-from .trackstar import TrackstarError
+from connections.clients import trackstar_client
+from connections.degrade import cache_or
+from connections.trackstar import TrackstarError
 
 logger = logging.getLogger(__name__)
 

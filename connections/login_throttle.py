@@ -45,9 +45,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.crypto import salted_hmac
 
-from .degrade import cache_or
-from .ratelimit import token_bucket
-from .throttle import client_ip
+from connections.degrade import cache_or
+from connections.ratelimit import token_bucket
+from connections.throttle import client_ip
 
 # The login forms whose POSTs are counted: the portal's and the admin's.
 LOGIN_VIEWS = frozenset({"portal:login", "admin:login"})

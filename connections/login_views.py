@@ -18,7 +18,7 @@ from django.urls import reverse, reverse_lazy
 from django.utils.http import base36_to_int
 from django.views.generic.edit import FormView
 
-from .login_throttle import password_reset_address_wait, password_reset_email_allowed
+from connections.login_throttle import password_reset_address_wait, password_reset_email_allowed
 
 # Below this many tries left, the login form says how many (axes' AXES_FAILURE_LIMIT).
 TRIES_LEFT_WARNING = 3

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from django.conf import settings
 
-from .degrade import REDIS_ERRORS, redis_failed, redis_is_down
+from connections.degrade import REDIS_ERRORS, redis_failed, redis_is_down
 
 KEY_PREFIX = "dockside:trackstar-get:"
 # Seconds a bucket waits for Redis (to connect, then to answer) before it answers from

@@ -14,7 +14,7 @@ from django.utils.timesince import timesince
 
 from customers.models import Customer
 
-from .models import (
+from connections.models import (
     AuthCodeExchange,
     Connection,
     InventoryItem,
@@ -24,8 +24,8 @@ from .models import (
     SyncRun,
     Warehouse,
 )
-from .models.records import parse_datetime
-from .models.sync import resource_label
+from connections.models.records import parse_datetime
+from connections.models.sync import resource_label
 
 
 def connection_list_live(*, customer: Customer) -> QuerySet[Connection]:

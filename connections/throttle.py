@@ -18,8 +18,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 
-from .degrade import cache_or, warn_rarely
-from .ratelimit import token_bucket
+from connections.degrade import cache_or, warn_rarely
+from connections.ratelimit import token_bucket
 
 logger = logging.getLogger(__name__)
 

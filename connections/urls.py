@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import login_views, views
+from connections import login_views, views
 
 app_name = "portal"
 

@@ -31,22 +31,22 @@ from customers.tenancy import (
     request_customer,
 )
 
-from . import selectors, services
-from .api import BadRequest, error, json_body, required_string
-from .filters import InventoryFilterForm, OrderFilterForm
-from .forms import ConnectionRenameForm
-from .integrations import (
+from connections import selectors, services
+from connections.api import BadRequest, error, json_body, required_string
+from connections.filters import InventoryFilterForm, OrderFilterForm
+from connections.forms import ConnectionRenameForm
+from connections.integrations import (
     connection_label,
     fallback_display_name,
     integration_catalog,
     integration_display_name,
     integration_is_known,
 )
-from .middleware import mark_link_page
-from .models import AuthCodeExchange, Connection, MagicLink
-from .services.audit import Actor
-from .throttle import connect_record_miss, link_endpoint_wait
-from .trackstar import (
+from connections.middleware import mark_link_page
+from connections.models import AuthCodeExchange, Connection, MagicLink
+from connections.services.audit import Actor
+from connections.throttle import connect_record_miss, link_endpoint_wait
+from connections.trackstar import (
     TrackstarAuthError,
     TrackstarError,
     TrackstarRateLimited,

@@ -11,8 +11,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from svix.webhooks import Webhook, WebhookVerificationError
 
-from . import services
-from .api import error
+from connections import services
+from connections.api import error
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import Customer, Membership
-from .permissions import membership_grant_check
+from customers.models import Customer, Membership
+from customers.permissions import membership_grant_check
 
 
 class MembershipForm(forms.ModelForm):

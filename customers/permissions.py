@@ -7,8 +7,8 @@ from enum import StrEnum
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 
-from .models import Customer, Membership
-from .selectors import membership_role
+from customers.models import Customer, Membership
+from customers.selectors import membership_role
 
 
 class PortalAction(StrEnum):

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from .models import Customer, Membership
-from .permissions import PortalAction, membership_grant_check, role_can
+from customers.models import Customer, Membership
+from customers.permissions import PortalAction, membership_grant_check, role_can
 
 
 def portal_user_invite(

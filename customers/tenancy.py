@@ -8,8 +8,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
-from .models import Customer
-from .selectors import customer_list_for_user
+from customers.models import Customer
+from customers.selectors import customer_list_for_user
 
 SESSION_KEY = "dockside_customer_id"
 

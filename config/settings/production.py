@@ -7,8 +7,8 @@ import binascii
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import *  # noqa: F403
-from .base import (
+from config.settings.base import *  # noqa: F403
+from config.settings.base import (
     BROKER_VISIBILITY_TIMEOUT,
     CELERY_TASK_TIME_LIMIT,
     DEV_FIELD_ENCRYPTION_KEY,

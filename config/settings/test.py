@@ -1,7 +1,7 @@
 """pytest. The suite expects DATABASE_URL and REDIS_URL (scripts/test.sh provides them)."""
 
-from .base import *  # noqa: F403
-from .base import env
+from config.settings.base import *  # noqa: F403
+from config.settings.base import env
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,8 +1,8 @@
-from .audit import AuditEntry
-from .connection import Connection
-from .exchange import AuthCodeExchange, LinkTokenGrant
-from .magic_link import MagicLink
-from .records import (
+from connections.models.audit import AuditEntry
+from connections.models.connection import Connection
+from connections.models.exchange import AuthCodeExchange, LinkTokenGrant
+from connections.models.magic_link import MagicLink
+from connections.models.records import (
     RECORD_MODELS,
     InboundShipment,
     InventoryItem,
@@ -13,9 +13,9 @@ from .records import (
     SyncedRecord,
     Warehouse,
 )
-from .sync import Backfill, ResourceSync, SyncRun, TrackstarAccount
-from .unassigned import UnassignedConnection
-from .webhook import WebhookEvent
+from connections.models.sync import Backfill, ResourceSync, SyncRun, TrackstarAccount
+from connections.models.unassigned import UnassignedConnection
+from connections.models.webhook import WebhookEvent
 
 __all__ = [
     "RECORD_MODELS",

@@ -3,7 +3,7 @@ from django.db import models
 
 from customers.models import Customer
 
-from .connection import Connection
+from connections.models.connection import Connection
 
 
 class AuditEntry(models.Model):

@@ -3,7 +3,7 @@ from django.db import models
 
 from customers.models import Customer
 
-from ..crypto import EncryptedTextField, mask
+from connections.crypto import EncryptedTextField, mask
 
 
 class Connection(models.Model):

@@ -5,8 +5,8 @@ from django.db import models
 
 from customers.models import Customer
 
-from ..crypto import EncryptedTextField
-from .connection import Connection
+from connections.crypto import EncryptedTextField
+from connections.models.connection import Connection
 
 
 class LinkTokenGrant(models.Model):

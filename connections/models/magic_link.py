@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from customers.models import Customer
 
-from .connection import Connection
+from connections.models.connection import Connection
 
 
 class MagicLink(models.Model):

@@ -15,7 +15,7 @@ from django.db.models.functions import Upper
 
 from customers.models import Customer
 
-from .connection import Connection
+from connections.models.connection import Connection
 
 
 def parse_datetime(value: Any) -> datetime | None:

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from .connection import Connection
+from connections.models.connection import Connection
 
 
 def resource_label(resource: str) -> str:

@@ -1,7 +1,7 @@
 from django.db import models
 
-from ..crypto import EncryptedTextField, mask
-from .connection import Connection
+from connections.crypto import EncryptedTextField, mask
+from connections.models.connection import Connection
 
 
 class UnassignedConnection(models.Model):

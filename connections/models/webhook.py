@@ -1,7 +1,7 @@
 from django.db import models
 
-from ..crypto import EncryptedTextField
-from .connection import Connection
+from connections.crypto import EncryptedTextField
+from connections.models.connection import Connection
 
 
 class WebhookEvent(models.Model):

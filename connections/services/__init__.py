@@ -1,7 +1,11 @@
 """Writes. Views, admin and tasks call these; nothing else changes connection state."""
 
-from .account import account_key_accepted, account_key_rejected, trackstar_account
-from .adoption import (
+from connections.services.account import (
+    account_key_accepted,
+    account_key_rejected,
+    trackstar_account,
+)
+from connections.services.adoption import (
     BrokerUnavailable,
     connection_adopt,
     connections_reconcile,
@@ -9,9 +13,9 @@ from .adoption import (
     unassigned_assign,
     unassigned_delete,
 )
-from .audit import audit_record
-from .backfills import backfill_cancel, backfill_request, backfill_resources
-from .connections import (
+from connections.services.audit import audit_record
+from connections.services.backfills import backfill_cancel, backfill_request, backfill_resources
+from connections.services.connections import (
     connection_default_label,
     connection_disconnect,
     connection_import,
@@ -23,7 +27,7 @@ from .connections import (
     connection_resync,
     connection_set_paused,
 )
-from .exchanges import (
+from connections.services.exchanges import (
     LinkTokenRefused,
     LinkUnavailable,
     SubmittedExchange,
@@ -40,8 +44,8 @@ from .exchanges import (
     link_token_record,
     refused_delete_retry_scheduled,
 )
-from .health import connection_health_refresh, health_poll
-from .magic_links import (
+from connections.services.health import connection_health_refresh, health_poll
+from connections.services.magic_links import (
     IssuedLink,
     magic_link_find,
     magic_link_issue,
@@ -49,7 +53,7 @@ from .magic_links import (
     magic_link_revoke,
     magic_links_expire,
 )
-from .sync import (
+from connections.services.sync import (
     SyncOutcome,
     records_upsert,
     sync_dispatch_due,
@@ -59,7 +63,7 @@ from .sync import (
     sync_resume_orphaned,
     sync_schedule_initial,
 )
-from .webhooks import (
+from connections.services.webhooks import (
     webhook_apply,
     webhook_fail,
     webhook_receive,

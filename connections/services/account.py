@@ -11,7 +11,7 @@ from django.core.mail import mail_admins
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import TrackstarAccount
+from connections.models import TrackstarAccount
 
 logger = logging.getLogger(__name__)
 

@@ -17,22 +17,22 @@ from django.utils import timezone
 
 from customers.models import Customer
 
-from .. import enqueue
-from ..clients import trackstar_client
-from ..integrations import integration_display_name
-from ..models import (
+from connections import enqueue
+from connections.clients import trackstar_client
+from connections.integrations import integration_display_name
+from connections.models import (
     AuthCodeExchange,
     Connection,
     LinkTokenGrant,
     TrackstarAccount,
     UnassignedConnection,
 )
-from ..models.records import parse_datetime
-from ..trackstar import TrackstarAuthError, TrackstarError
-from .account import trackstar_account
-from .audit import Actor, audit_record, user_or_none
-from .connections import connection_default_label, connection_mark_disconnected
-from .health import token_refused
+from connections.models.records import parse_datetime
+from connections.trackstar import TrackstarAuthError, TrackstarError
+from connections.services.account import trackstar_account
+from connections.services.audit import Actor, audit_record, user_or_none
+from connections.services.connections import connection_default_label, connection_mark_disconnected
+from connections.services.health import token_refused
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def _create(
     details: dict[str, Any],
     actor: Actor,
 ) -> Connection:
-    from .sync import sync_schedule_initial
+    from connections.services.sync import sync_schedule_initial
 
     actions = details.get("available_actions")
     try:

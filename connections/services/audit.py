@@ -4,8 +4,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from customers.models import Customer
 
-from ..integrations import connection_label, fallback_display_name
-from ..models import AuditEntry, Connection
+from connections.integrations import connection_label, fallback_display_name
+from connections.models import AuditEntry, Connection
 
 # Whoever acts: a user, an anonymous visitor (magic link), or the system (None).
 Actor: TypeAlias = AbstractBaseUser | AnonymousUser | None

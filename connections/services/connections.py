@@ -8,11 +8,16 @@ from django.utils import timezone
 
 from customers.models import Customer
 
-from ..clients import trackstar_client
-from ..integrations import integration_display_name
-from ..models import Connection, MagicLink, ResourceSync
-from ..trackstar import RESOURCE_ACTIONS, TrackstarAuthError, TrackstarError, TrackstarNotFound
-from .audit import Actor, ActorKind, audit_record, user_or_none
+from connections.clients import trackstar_client
+from connections.integrations import integration_display_name
+from connections.models import Connection, MagicLink, ResourceSync
+from connections.trackstar import (
+    RESOURCE_ACTIONS,
+    TrackstarAuthError,
+    TrackstarError,
+    TrackstarNotFound,
+)
+from connections.services.audit import Actor, ActorKind, audit_record, user_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +88,7 @@ def connection_import(*, customer: Customer, access_token: str, actor: Actor) ->
     checks the token first: PATCH /connections answers with the token's connection id,
     then GET /connections/{id} gives its details. Only a new connection gets our customer
     id recorded at Trackstar."""
-    from .sync import sync_schedule_initial
+    from connections.services.sync import sync_schedule_initial
 
     access_token = access_token.strip()
     if not access_token:
@@ -159,7 +164,7 @@ def connection_mark_needs_reconnect(
     blocking error), or Trackstar refuses this connection's own token while it still has
     the connection. The portal shows Reconnect; the customer's contact gets one email with
     a reconnect link per incident. Returns whether the status changed."""
-    from .magic_links import magic_link_issue
+    from connections.services.magic_links import magic_link_issue
 
     with transaction.atomic():
         connection = (
@@ -270,7 +275,7 @@ def connection_resync(
     with functions_to_sync), then read what changed when connection.force-sync-completed
     arrives (or after SYNC_FORCE_TIMEOUT_SECONDS). Re-reading Trackstar's copy alone would
     show data up to an hour old (API.md §10)."""
-    from .sync import sync_force_requested, sync_resources_for
+    from connections.services.sync import sync_force_requested, sync_resources_for
 
     _require_active(connection)
     wanted = [r for r in sync_resources_for(connection) if resources is None or r in resources]
@@ -291,7 +296,7 @@ def connection_resync(
         if isinstance(e, TrackstarAuthError):
             # Our API key, this token, or a connection deleted at Trackstar: find out which,
             # as a read's 401 would (the banner, the reconnect email or the disconnect).
-            from .health import probe_unauthorized
+            from connections.services.health import probe_unauthorized
 
             probe = probe_unauthorized(connection=connection, error=e)
             raise ValidationError(PROBE_WORDS.get(probe.value, e.message)) from e
@@ -310,7 +315,7 @@ def connection_reread(
 ) -> list[str]:
     """Staff's "re-read everything": a full pass over Trackstar's copy of these resources
     (default: all it offers), to repair the local copy. Trackstar is not asked to refresh."""
-    from .sync import sync_request_now
+    from connections.services.sync import sync_request_now
 
     _require_active(connection)
     with transaction.atomic():

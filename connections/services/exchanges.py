@@ -15,10 +15,10 @@ from django.utils import timezone
 
 from customers.models import Customer
 
-from .. import enqueue
-from ..clients import trackstar_client
-from ..database import DATABASE_LOST, database_connection_drop
-from ..models import (
+from connections import enqueue
+from connections.clients import trackstar_client
+from connections.database import DATABASE_LOST, database_connection_drop
+from connections.models import (
     AuthCodeExchange,
     Connection,
     LinkTokenGrant,
@@ -26,8 +26,8 @@ from ..models import (
     UnassignedConnection,
     WebhookEvent,
 )
-from ..models.records import parse_datetime
-from ..trackstar import (
+from connections.models.records import parse_datetime
+from connections.trackstar import (
     ExchangeResult,
     TrackstarAuthError,
     TrackstarError,
@@ -35,16 +35,19 @@ from ..trackstar import (
     TrackstarRateLimited,
     TrackstarUnavailable,
 )
-from .account import account_key_rejected
-from .audit import Actor, ActorKind, audit_record, user_or_none
-from .connections import connection_default_label, connection_mark_needs_reconnect
-from .magic_links import (
+from connections.services.account import account_key_rejected
+from connections.services.audit import Actor, ActorKind, audit_record, user_or_none
+from connections.services.connections import (
+    connection_default_label,
+    connection_mark_needs_reconnect,
+)
+from connections.services.magic_links import (
     magic_link_completed,
     magic_link_consume,
     magic_link_release,
     token_hash,
 )
-from .sync import sync_schedule_initial
+from connections.services.sync import sync_schedule_initial
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +310,7 @@ def exchanges_sweep() -> int:
     """Re-enqueue exchanges still pending a while after they were written or last tried:
     the broker was down, or the worker holding the retry died. One that keeps failing
     without an answer from Trackstar ends as failed instead of looping for ever."""
-    from ..selectors import exchanges_stale_dangerously
+    from connections.selectors import exchanges_stale_dangerously
 
     now = timezone.now()
     count = 0
@@ -609,7 +612,7 @@ def refused_delete_retry_scheduled(*, exchange_id: int, countdown: float | None 
 def _refused_deletes_sweep(now: datetime) -> int:
     """Enqueue the deletes still owed whose task is gone: the broker was down, the worker
     died, or its retries ran out. Not one whose task's retry is still to come."""
-    from ..selectors import exchanges_owing_deletes_dangerously
+    from connections.selectors import exchanges_owing_deletes_dangerously
 
     count = 0
     owed = exchanges_owing_deletes_dangerously(older_than_seconds=EXCHANGE_STALE_SECONDS).exclude(

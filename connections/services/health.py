@@ -25,26 +25,30 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .. import enqueue
-from ..clients import trackstar_client
-from ..integrations import integration_display_name
-from ..models import Connection, ResourceSync
-from ..trackstar import (
+from connections import enqueue
+from connections.clients import trackstar_client
+from connections.integrations import integration_display_name
+from connections.models import Connection, ResourceSync
+from connections.trackstar import (
     TrackstarAuthError,
     TrackstarError,
     TrackstarNotFound,
     TrackstarRateLimited,
     TrackstarUnavailable,
 )
-from ..trackstar.health import ConnectionHealth, parse_health
-from .account import account_key_accepted, account_key_rejected, trackstar_key_rejected
-from .audit import audit_record
-from .connections import (
+from connections.trackstar.health import ConnectionHealth, parse_health
+from connections.services.account import (
+    account_key_accepted,
+    account_key_rejected,
+    trackstar_key_rejected,
+)
+from connections.services.audit import audit_record
+from connections.services.connections import (
     connection_mark_disconnected,
     connection_mark_needs_reconnect,
     connection_mark_repaired,
 )
-from .sync import next_slot, sync_history_completed
+from connections.services.sync import next_slot, sync_history_completed
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +298,7 @@ def health_check_enqueue(*, connection_id: int) -> bool:
 def health_poll(*, now: datetime | None = None) -> int:
     """Beat, every minute. While Trackstar refuses our key, only check the key. Otherwise
     enqueue the connections whose check is due, at most HEALTH_CHECK_BATCH."""
-    from .backfills import backfills_poll
+    from connections.services.backfills import backfills_poll
 
     now = now or timezone.now()
     if trackstar_key_rejected():

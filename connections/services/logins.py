@@ -3,8 +3,8 @@
 from axes.models import AccessAttempt
 from django.db import transaction
 
-from ..login_throttle import login_pace_clear, login_slowdown_clear
-from .audit import Actor, audit_record
+from connections.login_throttle import login_pace_clear, login_slowdown_clear
+from connections.services.audit import Actor, audit_record
 
 
 @transaction.atomic

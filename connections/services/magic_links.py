@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from customers.models import Customer
 
-from ..models import Connection, MagicLink
-from .audit import Actor, audit_record, user_or_none
+from connections.models import Connection, MagicLink
+from connections.services.audit import Actor, audit_record, user_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def magic_link_issue(
 
 
 def _send_link_email(*, link: MagicLink, url: str) -> None:
-    from ..integrations import integration_display_name
+    from connections.integrations import integration_display_name
 
     reinstall = link.reinstall_connection
     context = {

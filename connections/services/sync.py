@@ -35,13 +35,13 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .. import enqueue
-from ..clients import trackstar_client
-from ..database import DATABASE_LOST, database_connection_drop
-from ..models import RECORD_MODELS, Connection, ResourceSync, SyncedRecord, SyncRun
-from ..models.records import parse_datetime
-from ..ratelimit import acquire, trackstar_get_limiter
-from ..trackstar import (
+from connections import enqueue
+from connections.clients import trackstar_client
+from connections.database import DATABASE_LOST, database_connection_drop
+from connections.models import RECORD_MODELS, Connection, ResourceSync, SyncedRecord, SyncRun
+from connections.models.records import parse_datetime
+from connections.ratelimit import acquire, trackstar_get_limiter
+from connections.trackstar import (
     RESOURCE_ACTIONS,
     TrackstarAuthError,
     TrackstarBadRequest,
@@ -53,8 +53,8 @@ from ..trackstar import (
     TrackstarValidationError,
     resource_named,
 )
-from .account import trackstar_key_rejected
-from .audit import audit_record
+from connections.services.account import trackstar_key_rejected
+from connections.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -428,8 +428,8 @@ def sync_schedule_initial(*, connection: Connection) -> list[str]:
     wait for connection.historical-sync-completed, since until then their reads return
     nothing (API.md §10). The health check asked for here reads Trackstar's
     historical_sync_completed map, in case the webhooks came first or never come."""
-    from ..models import WebhookEvent
-    from .health import health_check_enqueue
+    from connections.models import WebhookEvent
+    from connections.services.health import health_check_enqueue
 
     # connection.historical-sync-completed events that arrived before the connection was
     # stored (or while it waited for its token) were set aside: they count now.
@@ -1359,7 +1359,7 @@ def _finish_unauthorized(
 ) -> SyncOutcome:
     """A 401 on a read: our API key or this access token is wrong, not the customer's WMS
     credentials (API.md §10). The key-only GET /connections/{id} tells which."""
-    from .health import Probe, probe_unauthorized
+    from connections.services.health import Probe, probe_unauthorized
 
     probe = probe_unauthorized(connection=connection, error=error)
     if probe == Probe.KEY_REJECTED:
@@ -1384,7 +1384,7 @@ def _finish_forbidden(
     """A 403 on one resource: a missing permission (non-blocking). This resource waits;
     every other keeps syncing. The health check reads Trackstar's errors[] for detail and
     clears the mark when the permission is granted."""
-    from .health import health_check_enqueue
+    from connections.services.health import health_check_enqueue
 
     message = error.message or f"No access to {lease.run.resource}."
     newly = not ResourceSync.objects.filter(

@@ -10,19 +10,19 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import enqueue
-from ..clients import trackstar_client
-from ..models import Connection, MagicLink, UnassignedConnection, WebhookEvent
-from ..models.records import RECORD_MODELS
-from ..models.sync import resource_label
-from ..ratelimit import acquire, trackstar_get_limiter
-from ..trackstar import TrackstarNotFound, resource_named
-from .adoption import connection_adopt
-from .audit import Actor, audit_record
-from .backfills import backfill_job_event
-from .connections import connection_mark_disconnected
-from .health import health_check_enqueue
-from .sync import (
+from connections import enqueue
+from connections.clients import trackstar_client
+from connections.models import Connection, MagicLink, UnassignedConnection, WebhookEvent
+from connections.models.records import RECORD_MODELS
+from connections.models.sync import resource_label
+from connections.ratelimit import acquire, trackstar_get_limiter
+from connections.trackstar import TrackstarNotFound, resource_named
+from connections.services.adoption import connection_adopt
+from connections.services.audit import Actor, audit_record
+from connections.services.backfills import backfill_job_event
+from connections.services.connections import connection_mark_disconnected
+from connections.services.health import health_check_enqueue
+from connections.services.sync import (
     records_upsert,
     sync_force_completed,
     sync_history_completed,

@@ -2,8 +2,8 @@
 
 from celery import shared_task
 
-from .. import services
-from .retry import run_retrying
+from connections import services
+from connections.tasks.retry import run_retrying
 
 EXCHANGE_MAX_RETRIES = 8
 

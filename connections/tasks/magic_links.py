@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from .. import services
+from connections import services
 
 
 @shared_task(name="connections.magic_links_expire")

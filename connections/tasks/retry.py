@@ -18,8 +18,8 @@ import random
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..database import DATABASE_LOST, database_connection_drop
-from ..trackstar import TrackstarRateLimited, TrackstarUnavailable
+from connections.database import DATABASE_LOST, database_connection_drop
+from connections.trackstar import TrackstarRateLimited, TrackstarUnavailable
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)

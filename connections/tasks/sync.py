@@ -4,9 +4,9 @@ import random
 
 from celery import shared_task
 
-from .. import enqueue, services
-from ..services.sync import SyncOutcome, SyncStatus
-from .retry import run_retrying
+from connections import enqueue, services
+from connections.services.sync import SyncOutcome, SyncStatus
+from connections.tasks.retry import run_retrying
 
 SYNC_MAX_RETRIES = 8
 # Below CELERY_TASK_SOFT_TIME_LIMIT: a long run hands the rest to a fresh task (it resumes

@@ -2,8 +2,8 @@
 
 from celery import shared_task
 
-from .. import services
-from .retry import run_retrying
+from connections import services
+from connections.tasks.retry import run_retrying
 
 
 @shared_task(name="connections.webhook", bind=True, max_retries=5)

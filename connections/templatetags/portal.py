@@ -4,7 +4,7 @@ from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from ..integrations import connection_label, fallback_display_name
+from connections.integrations import connection_label, fallback_display_name
 
 register = template.Library()
 

@@ -1,6 +1,6 @@
 from django import template
 
-from ..models import TrackstarAccount
+from connections.models import TrackstarAccount
 
 register = template.Library()
 

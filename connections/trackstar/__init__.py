@@ -1,6 +1,6 @@
 """Trackstar API client: HTTP only, no Django."""
 
-from .client import (
+from connections.trackstar.client import (
     DEFAULT_TIMEOUT,
     FILTER_OPERATORS,
     INTEGRATION_TYPES,
@@ -14,7 +14,7 @@ from .client import (
     parse_retry_after,
     resource_named,
 )
-from .errors import (
+from connections.trackstar.errors import (
     TrackstarAuthError,
     TrackstarBadRequest,
     TrackstarError,

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import orjson
 import requests
 
-from .errors import (
+from connections.trackstar.errors import (
     TrackstarAuthError,
     TrackstarBadRequest,
     TrackstarError,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import RESOURCES, resource_named
+from connections.trackstar.client import RESOURCES, resource_named
 
 INVALID_CREDENTIALS = "invalid_credentials"
 MISSING_PERMISSION = "missing_permission"
