@@ -3,10 +3,9 @@ from django.http import HttpResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from config import views
 from connections import views as connection_views
 from connections import webhooks as connection_webhooks
-
-from config import views
 
 admin.site.site_header = "Dockside staff"
 admin.site.site_title = "Dockside"

@@ -7,9 +7,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from connections.degrade import REDIS_ERRORS
-
 from config.celery_app import app as celery_app
+from connections.degrade import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 

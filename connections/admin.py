@@ -33,10 +33,6 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views.decorators.debug import sensitive_post_parameters
 
-from customers.admin import CustomerAdmin
-from customers.models import Customer
-from customers.services import portal_user_invite
-
 from connections import services
 from connections.crypto import decrypt, encrypt
 from connections.forms import (
@@ -72,6 +68,9 @@ from connections.services.logins import login_slowdown_lift, login_unlock
 from connections.templatetags.portal import ago
 from connections.trackstar import TrackstarError
 from connections.views import LinkActor, LinkEndpoints, link_config
+from customers.admin import CustomerAdmin
+from customers.models import Customer
+from customers.services import portal_user_invite
 
 # --- Customers, with what staff do for them ------------------------------------------------
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from django.db import transaction
 
 from config.celery_app import app as celery_app
-
 from connections.degrade import redis_failed, redis_is_down
 
 EXCHANGE = "connections.exchange"

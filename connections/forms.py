@@ -5,14 +5,13 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from customers.models import Customer, Membership
-
 from connections.integrations import connection_label, integration_catalog
 from connections.models import Connection
 from connections.models.sync import resource_label
 from connections.services.backfills import backfill_resources
 from connections.services.connections import LABEL_MAX_LENGTH
 from connections.services.magic_links import DEFAULT_EXPIRY_DAYS, MAX_EXPIRY_DAYS
+from customers.models import Customer, Membership
 
 
 def _integration_choices() -> list[tuple[str, str]]:

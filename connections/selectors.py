@@ -12,8 +12,6 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from customers.models import Customer
-
 from connections.models import (
     AuthCodeExchange,
     Connection,
@@ -26,6 +24,7 @@ from connections.models import (
 )
 from connections.models.records import parse_datetime
 from connections.models.sync import resource_label
+from customers.models import Customer
 
 
 def connection_list_live(*, customer: Customer) -> QuerySet[Connection]:

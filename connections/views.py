@@ -21,16 +21,6 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from customers.models import Customer
-from customers.permissions import PortalAction, membership_can, membership_permissions
-from customers.selectors import customer_list_for_user
-from customers.tenancy import (
-    CustomerRequest,
-    customer_choose,
-    customer_required,
-    request_customer,
-)
-
 from connections import selectors, services
 from connections.api import BadRequest, error, json_body, required_string
 from connections.filters import InventoryFilterForm, OrderFilterForm
@@ -51,6 +41,15 @@ from connections.trackstar import (
     TrackstarError,
     TrackstarRateLimited,
     TrackstarUnavailable,
+)
+from customers.models import Customer
+from customers.permissions import PortalAction, membership_can, membership_permissions
+from customers.selectors import customer_list_for_user
+from customers.tenancy import (
+    CustomerRequest,
+    customer_choose,
+    customer_required,
+    request_customer,
 )
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ VAR_DIR = Path(env("DOCKSIDE_VAR_DIR", default=str(BASE_DIR / "var")))
 
 # Well-known development values (in the package, for the entry points' check too).
 # production.py refuses every one of them.
-from config.settings import (
+from config.settings import (  # noqa: E402
     DEV_FIELD_ENCRYPTION_KEY,
     DEV_SECRET_KEY,
     DEV_TRACKSTAR_API_KEY,

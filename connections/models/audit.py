@@ -1,9 +1,8 @@
 from django.conf import settings
 from django.db import models
 
-from customers.models import Customer
-
 from connections.models.connection import Connection
+from customers.models import Customer
 
 
 class AuditEntry(models.Model):

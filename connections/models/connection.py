@@ -1,9 +1,8 @@
 from django.conf import settings
 from django.db import models
 
-from customers.models import Customer
-
 from connections.crypto import EncryptedTextField, mask
+from customers.models import Customer
 
 
 class Connection(models.Model):

@@ -3,10 +3,9 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from customers.models import Customer
-
 from connections.crypto import EncryptedTextField
 from connections.models.connection import Connection
+from customers.models import Customer
 
 
 class LinkTokenGrant(models.Model):

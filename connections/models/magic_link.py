@@ -2,9 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from customers.models import Customer
-
 from connections.models.connection import Connection
+from customers.models import Customer
 
 
 class MagicLink(models.Model):

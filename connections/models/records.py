@@ -13,9 +13,8 @@ from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models.functions import Upper
 
-from customers.models import Customer
-
 from connections.models.connection import Connection
+from customers.models import Customer
 
 
 def parse_datetime(value: Any) -> datetime | None:

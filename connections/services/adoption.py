@@ -15,8 +15,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from customers.models import Customer
-
 from connections import enqueue
 from connections.clients import trackstar_client
 from connections.integrations import integration_display_name
@@ -28,11 +26,12 @@ from connections.models import (
     UnassignedConnection,
 )
 from connections.models.records import parse_datetime
-from connections.trackstar import TrackstarAuthError, TrackstarError
 from connections.services.account import trackstar_account
 from connections.services.audit import Actor, audit_record, user_or_none
 from connections.services.connections import connection_default_label, connection_mark_disconnected
 from connections.services.health import token_refused
+from connections.trackstar import TrackstarAuthError, TrackstarError
+from customers.models import Customer
 
 logger = logging.getLogger(__name__)
 

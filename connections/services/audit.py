@@ -2,10 +2,9 @@ from typing import Any, TypeAlias
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from customers.models import Customer
-
 from connections.integrations import connection_label, fallback_display_name
 from connections.models import AuditEntry, Connection
+from customers.models import Customer
 
 # Whoever acts: a user, an anonymous visitor (magic link), or the system (None).
 Actor: TypeAlias = AbstractBaseUser | AnonymousUser | None

@@ -17,14 +17,14 @@ from connections.clients import trackstar_client
 from connections.models import RECORD_MODELS, Backfill, Connection, SyncRun
 from connections.models.records import parse_datetime
 from connections.models.sync import resource_label
+from connections.services.audit import Actor, audit_record, user_or_none
+from connections.services.sync import sync_request
 from connections.trackstar import (
     RESOURCE_ACTIONS,
     TrackstarBadRequest,
     TrackstarError,
     resource_named,
 )
-from connections.services.audit import Actor, audit_record, user_or_none
-from connections.services.sync import sync_request
 
 logger = logging.getLogger(__name__)
 

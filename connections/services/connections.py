@@ -6,18 +6,17 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from customers.models import Customer
-
 from connections.clients import trackstar_client
 from connections.integrations import integration_display_name
 from connections.models import Connection, MagicLink, ResourceSync
+from connections.services.audit import Actor, ActorKind, audit_record, user_or_none
 from connections.trackstar import (
     RESOURCE_ACTIONS,
     TrackstarAuthError,
     TrackstarError,
     TrackstarNotFound,
 )
-from connections.services.audit import Actor, ActorKind, audit_record, user_or_none
+from customers.models import Customer
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from customers.models import Customer
-
 from connections import enqueue
 from connections.clients import trackstar_client
 from connections.database import DATABASE_LOST, database_connection_drop
@@ -27,14 +25,6 @@ from connections.models import (
     WebhookEvent,
 )
 from connections.models.records import parse_datetime
-from connections.trackstar import (
-    ExchangeResult,
-    TrackstarAuthError,
-    TrackstarError,
-    TrackstarNotFound,
-    TrackstarRateLimited,
-    TrackstarUnavailable,
-)
 from connections.services.account import account_key_rejected
 from connections.services.audit import Actor, ActorKind, audit_record, user_or_none
 from connections.services.connections import (
@@ -48,6 +38,15 @@ from connections.services.magic_links import (
     token_hash,
 )
 from connections.services.sync import sync_schedule_initial
+from connections.trackstar import (
+    ExchangeResult,
+    TrackstarAuthError,
+    TrackstarError,
+    TrackstarNotFound,
+    TrackstarRateLimited,
+    TrackstarUnavailable,
+)
+from customers.models import Customer
 
 logger = logging.getLogger(__name__)
 

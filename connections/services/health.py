@@ -29,14 +29,6 @@ from connections import enqueue
 from connections.clients import trackstar_client
 from connections.integrations import integration_display_name
 from connections.models import Connection, ResourceSync
-from connections.trackstar import (
-    TrackstarAuthError,
-    TrackstarError,
-    TrackstarNotFound,
-    TrackstarRateLimited,
-    TrackstarUnavailable,
-)
-from connections.trackstar.health import ConnectionHealth, parse_health
 from connections.services.account import (
     account_key_accepted,
     account_key_rejected,
@@ -49,6 +41,14 @@ from connections.services.connections import (
     connection_mark_repaired,
 )
 from connections.services.sync import next_slot, sync_history_completed
+from connections.trackstar import (
+    TrackstarAuthError,
+    TrackstarError,
+    TrackstarNotFound,
+    TrackstarRateLimited,
+    TrackstarUnavailable,
+)
+from connections.trackstar.health import ConnectionHealth, parse_health
 
 logger = logging.getLogger(__name__)
 

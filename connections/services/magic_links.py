@@ -18,10 +18,9 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from customers.models import Customer
-
 from connections.models import Connection, MagicLink
 from connections.services.audit import Actor, audit_record, user_or_none
+from customers.models import Customer
 
 logger = logging.getLogger(__name__)
 

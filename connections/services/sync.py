@@ -41,6 +41,8 @@ from connections.database import DATABASE_LOST, database_connection_drop
 from connections.models import RECORD_MODELS, Connection, ResourceSync, SyncedRecord, SyncRun
 from connections.models.records import parse_datetime
 from connections.ratelimit import acquire, trackstar_get_limiter
+from connections.services.account import trackstar_key_rejected
+from connections.services.audit import audit_record
 from connections.trackstar import (
     RESOURCE_ACTIONS,
     TrackstarAuthError,
@@ -53,8 +55,6 @@ from connections.trackstar import (
     TrackstarValidationError,
     resource_named,
 )
-from connections.services.account import trackstar_key_rejected
-from connections.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from connections.models import Connection, MagicLink, UnassignedConnection, Webh
 from connections.models.records import RECORD_MODELS
 from connections.models.sync import resource_label
 from connections.ratelimit import acquire, trackstar_get_limiter
-from connections.trackstar import TrackstarNotFound, resource_named
 from connections.services.adoption import connection_adopt
 from connections.services.audit import Actor, audit_record
 from connections.services.backfills import backfill_job_event
@@ -28,6 +27,7 @@ from connections.services.sync import (
     sync_history_completed,
     sync_schedule_initial,
 )
+from connections.trackstar import TrackstarNotFound, resource_named
 
 logger = logging.getLogger(__name__)
 
