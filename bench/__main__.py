@@ -158,7 +158,7 @@ def setup_django(base_url: str) -> None:
 
 def make_connection(made: dict):
     from connections.models import Connection, ResourceSync
-    from connections.services.sync import sync_resources_for
+    from connections.sync.run import sync_resources_for
     from customers.models import Customer
 
     customer, _ = Customer.objects.get_or_create(
@@ -197,7 +197,7 @@ def measure_fetch_only(connection, resource_name: str) -> tuple[int, float]:
 
 
 def measure_production(connection, resource_name: str) -> tuple[int, float]:
-    from connections.services import sync_resource
+    from connections.sync.run import sync_resource
 
     cpu = CpuMeter()
     started = time.perf_counter()
@@ -299,7 +299,7 @@ def measure_recorded(
     from django.db import transaction
 
     from connections.models import RECORD_MODELS
-    from connections.services.sync import _upsert
+    from connections.sync.run import _upsert
 
     model = RECORD_MODELS[resource_name]
     count = 0

@@ -83,7 +83,7 @@ def _dispatcher_fleet(customer, n: int, tag: str) -> list[int]:
     from django.utils import timezone
 
     from connections.models import Connection, ResourceSync
-    from connections.services.sync import _interval_for, _phase, sync_resources_for
+    from connections.sync.run import _interval_for, _phase, sync_resources_for
 
     connections = Connection.objects.bulk_create(
         [
@@ -128,7 +128,7 @@ def _ticks(ids: list[int], ticks: int, limit: int | None) -> dict:
     from django.utils import timezone
 
     from connections.models import Connection, ResourceSync
-    from connections.services import sync
+    from connections.sync import run as sync
 
     Connection.objects.exclude(pk__in=ids).update(status=Connection.Status.DISCONNECTED)
     Connection.objects.filter(pk__in=ids).update(status=Connection.Status.ACTIVE)
@@ -236,7 +236,7 @@ def section_dispatcher(base_url: str) -> None:
 def section_recovery(base_url: str) -> None:
     orders = 30_000
     from connections.models import SyncRun
-    from connections.tasks import sync_resource as sync_resource_task
+    from connections.sync.tasks import sync_resource as sync_resource_task
 
     print("==> recovery: a worker SIGKILLed mid-sync, the other worker (with beat) resumes")
     dirs = _TmpDirs()
@@ -392,7 +392,7 @@ def _exchange_latency(base_url: str, web_url: str, username: str, password: str)
 
 def _interactive_run(base_url: str, *, separate: bool, syncs: int, orders: int, n: int) -> dict:
     from connections.models import SyncRun
-    from connections.tasks import sync_resource as sync_resource_task
+    from connections.sync.tasks import sync_resource as sync_resource_task
 
     dirs = _TmpDirs()
     factory = _workers(base_url, dirs)
@@ -519,7 +519,7 @@ def _scaling_run(
     base_url: str, *, processes: int, connections: int, orders: int
 ) -> tuple[float, float]:
     from connections.models import SyncRun
-    from connections.tasks import sync_resource as sync_resource_task
+    from connections.sync.tasks import sync_resource as sync_resource_task
 
     dirs = _TmpDirs()
     factory = _workers(base_url, dirs)

@@ -7,4 +7,12 @@ settings_module_select()
 
 app = Celery("dockside")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# Each domain package keeps its tasks in its own tasks.py (tests/test_celery_routing.py
+# fails on one left out).
+TASK_PACKAGES = [
+    "connections.health",
+    "connections.link",
+    "connections.sync",
+    "connections.webhooks",
+]
+app.autodiscover_tasks(TASK_PACKAGES)

@@ -4,8 +4,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from config import views
-from connections import views as connection_views
-from connections import webhooks as connection_webhooks
+from connections.webhooks import receiver as webhook_receiver
+from portal.views import connect as connect_views
 
 admin.site.site_header = "Dockside staff"
 admin.site.site_title = "Dockside"
@@ -18,9 +18,9 @@ urlpatterns = [
     path("livez", views.livez, name="livez"),
     # Browsers ask for it on every page; answer without a 404 in the logs.
     path("favicon.ico", lambda request: HttpResponse(status=204)),
-    path("portal/", include("connections.urls")),
-    path("connect/<str:token>/", connection_views.connect_page, name="connect"),
+    path("portal/", include("portal.urls")),
+    path("connect/<str:token>/", connect_views.connect_page, name="connect"),
     # Where the token URL sends the browser once the session holds the link's grant.
-    path("connect/", connection_views.connect_granted_page, name="connect_granted"),
-    path("webhooks/trackstar/", connection_webhooks.trackstar_webhook, name="trackstar_webhook"),
+    path("connect/", connect_views.connect_granted_page, name="connect_granted"),
+    path("webhooks/trackstar/", webhook_receiver.trackstar_webhook, name="trackstar_webhook"),
 ]

@@ -6,11 +6,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from connections.integrations import connection_label, integration_catalog
+from connections.link.magic_links import DEFAULT_EXPIRY_DAYS, MAX_EXPIRY_DAYS
 from connections.models import Connection
 from connections.models.sync import resource_label
-from connections.services.backfills import backfill_resources
-from connections.services.connections import LABEL_MAX_LENGTH
-from connections.services.magic_links import DEFAULT_EXPIRY_DAYS, MAX_EXPIRY_DAYS
+from connections.services import LABEL_MAX_LENGTH
+from connections.sync.backfills import backfill_resources
 from customers.models import Customer, Membership
 
 

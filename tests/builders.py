@@ -6,6 +6,7 @@ import uuid
 from django.contrib.auth import get_user_model
 from django.utils.text import slugify
 
+from connections.link import exchanges as exchange_service
 from connections.models import Connection
 from customers.models import Customer, Membership
 
@@ -58,12 +59,11 @@ def make_link_token(
     whom it was handed to (store-token takes it from them only): `user` (a portal user;
     staff with source="staff"), or `magic_link`'s visitors. Without asking Trackstar: for
     tests that post store-token with a made-up auth code."""
-    from connections import services
 
     if source is None:
         source = Connection.Source.MAGIC_LINK if magic_link else Connection.Source.PORTAL
     token = f"lt_test_{uuid.uuid4().hex}"
-    services.link_token_record(
+    exchange_service.link_token_record(
         customer=customer,
         link_token=token,
         reinstall=reinstall,

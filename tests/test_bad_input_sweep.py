@@ -55,8 +55,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from svix.webhooks import Webhook
 
-from connections import services
-from connections.login_throttle import DEVICE_COOKIE
+from connections.link import magic_links as magic_link_service
+from connections.link.endpoints import LinkEndpoints
 from connections.models import (
     AuthCodeExchange,
     Connection,
@@ -65,7 +65,8 @@ from connections.models import (
     UnassignedConnection,
     WebhookEvent,
 )
-from connections.views import LinkEndpoints
+from connections.webhooks import services as webhook_service
+from portal.logins.slowdown import DEVICE_COOKIE
 from tests.builders import make_connection, make_customer, make_link_token, make_user
 
 # Tables a refused request legitimately writes: not compared.
@@ -471,15 +472,15 @@ def world(db, trackstar) -> World:
     b_connection = make_connection(id=next(_ids), customer=b)
     a_exchange = _exchange(a)
     b_exchange = _exchange(b)
-    issued = services.magic_link_issue(customer=a, created_by=staff)
-    b_link = services.magic_link_issue(customer=b, created_by=staff).link
+    issued = magic_link_service.magic_link_issue(customer=a, created_by=staff)
+    b_link = magic_link_service.magic_link_issue(customer=b, created_by=staff).link
     unassigned = UnassignedConnection.objects.create(
         id=next(_ids),
         trackstar_connection_id="conn_unassigned",
         integration_name="shipbob",
         seen_via=UnassignedConnection.SeenVia.RECONCILE,
     )
-    services.webhook_receive(svix_id="msg_world", payload={"event_type": "order.updated"})
+    webhook_service.webhook_receive(svix_id="msg_world", payload={"event_type": "order.updated"})
     # Handed to the owners (store-token takes a token from whom it was handed to only).
     a_link_token = make_link_token(customer=a, user=owner)
     b_link_token = make_link_token(customer=b, user=b_user)

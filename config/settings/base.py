@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "axes",
     "customers",
     "connections",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -63,7 +64,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Slows a username attacked from many addresses; outside axes, so a refused try is
     # not an axes failure.
-    "connections.login_throttle.LoginSlowdownMiddleware",
+    "portal.logins.slowdown.LoginSlowdownMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -93,7 +94,7 @@ LOGIN_DEVICE_COOKIE_AGE = env.int("LOGIN_DEVICE_COOKIE_AGE", default=180 * 24 * 
 # Our page: how long the pause is, the way back to the login form, whom to write to.
 AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
 # One notion of "the client's address" for every throttle (TRUSTED_PROXY_COUNT).
-AXES_CLIENT_IP_CALLABLE = "connections.throttle.client_ip"
+AXES_CLIENT_IP_CALLABLE = "connections.link.guess_limits.client_ip"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

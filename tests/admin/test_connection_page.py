@@ -4,6 +4,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from connections.link import magic_links as magic_link_service
 from connections.models import AuditEntry, Connection, MagicLink, ResourceSync, SyncRun
 from tests.builders import make_connection
 
@@ -156,9 +157,8 @@ def test_an_action_needs_a_post_a_known_name_and_a_real_connection(staff, shipbo
 
 
 def test_view_only_pages_have_no_save_button(client, shipbob2, customer):
-    from connections import services
 
-    link = services.magic_link_issue(customer=customer, created_by=None).link
+    link = magic_link_service.magic_link_issue(customer=customer, created_by=None).link
     client.force_login(
         staff_with("view_connection", "view_magiclink", "view_syncrun", "view_auditentry")
     )
@@ -174,9 +174,8 @@ def test_view_only_pages_have_no_save_button(client, shipbob2, customer):
 
 
 def test_a_magic_link_page_has_no_save_button_even_for_a_superuser(staff, customer, shipbob2):
-    from connections import services
 
-    link = services.magic_link_issue(
+    link = magic_link_service.magic_link_issue(
         customer=customer, created_by=None, reinstall_connection=shipbob2
     ).link
 

@@ -1,5 +1,6 @@
 """The "Issue a magic link" form: the reconnect list follows the chosen customer."""
 
+from connections.link import magic_links as magic_link_service
 from connections.models import Connection, MagicLink
 from tests.builders import make_connection
 
@@ -100,14 +101,13 @@ def test_a_reconnect_link_for_the_customers_own_connection_is_issued(staff, cust
 def test_the_links_page_names_the_wmses_and_links_the_connection_it_made(
     staff, customer, monkeypatch
 ):
-    from connections import services
     from connections.models import AuthCodeExchange
 
     monkeypatch.setattr(
         "connections.integrations.integration_catalog",
         lambda: {"shipbob": {"display_name": "ShipBob"}, "shiphero": {"display_name": "ShipHero"}},
     )
-    link = services.magic_link_issue(
+    link = magic_link_service.magic_link_issue(
         customer=customer, created_by=None, allowed_integrations=["shipbob", "shiphero"]
     ).link
     made = make_connection(customer=customer, label="ShipBob 3", source="magic_link")

@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from connections import services
+from connections.link import magic_links as magic_link_service
 from connections.models import (
     Connection,
     MagicLink,
@@ -70,7 +70,7 @@ def _world(customer, n: int = 1):
             integration_name="shiphero",
             seen_via=UnassignedConnection.SeenVia.RECONCILE,
         )
-        link = services.magic_link_issue(customer=customer, created_by=None).link
+        link = magic_link_service.magic_link_issue(customer=customer, created_by=None).link
         MagicLink.objects.filter(pk=link.pk).update(expires_at=now + timedelta(hours=5))
         made.setdefault("broken", broken)
         made.setdefault("stale", stale)
@@ -81,7 +81,7 @@ def _world(customer, n: int = 1):
         connection=healthy, resource="orders", interval_seconds=900, last_success_at=now
     )
     # A fresh link (days left) and a used one: not about to expire unused.
-    services.magic_link_issue(customer=customer, created_by=None, expires_in_days=7)
+    magic_link_service.magic_link_issue(customer=customer, created_by=None, expires_in_days=7)
     return made
 
 

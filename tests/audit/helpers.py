@@ -1,8 +1,8 @@
 """Reading one action's audit entry the way staff read the log."""
 
-from connections import services
+from audit.services import audit_sentence
+from connections.link import exchanges as exchange_service
 from connections.models import AuditEntry, Connection
-from connections.services.audit import audit_sentence
 
 
 def only_entry(action: str) -> AuditEntry:
@@ -23,9 +23,11 @@ def assert_entry(entry: AuditEntry, *, actor, kind: str, connection: Connection,
 
 def connect(trackstar, customer, *, user=None, source=Connection.Source.PORTAL, **kwargs):
     """Link as the page runs it, then the worker's exchange: the real services."""
-    link_token = services.link_token_create(customer=customer, source=source, user=user, **kwargs)
+    link_token = exchange_service.link_token_create(
+        customer=customer, source=source, user=user, **kwargs
+    )
     auth_code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_1"})
-    exchange = services.exchange_submit(
+    exchange = exchange_service.exchange_submit(
         customer=customer,
         auth_code=auth_code,
         link_token=link_token,
@@ -35,6 +37,6 @@ def connect(trackstar, customer, *, user=None, source=Connection.Source.PORTAL, 
         reinstall_connection=kwargs.get("reinstall"),
         magic_link=kwargs.get("magic_link"),
     ).exchange
-    services.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
     exchange.refresh_from_db()
     return exchange.connection

@@ -1,7 +1,7 @@
 """What customers do to their connections is in the audit log: connect, reconnect (through
 the portal or a magic link), rename, disconnect."""
 
-from connections import services
+from connections.link import magic_links as magic_link_service
 from connections.models import AuditEntry, Connection
 from tests.audit.helpers import assert_entry, connect, only_entry
 
@@ -36,7 +36,7 @@ def test_a_second_connection_is_named_as_the_list_names_it(trackstar, customer, 
 
 
 def test_a_magic_link_visitor_connecting_is_audited_as_the_customer(trackstar, customer):
-    link = services.magic_link_issue(customer=customer, created_by=None).link
+    link = magic_link_service.magic_link_issue(customer=customer, created_by=None).link
 
     connection = connect(trackstar, customer, source=Connection.Source.MAGIC_LINK, magic_link=link)
 

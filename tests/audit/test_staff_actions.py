@@ -1,6 +1,7 @@
 """What staff do to a connection is in the audit log, once per change."""
 
 from connections import services
+from connections.link import adoption as adoption_service
 from connections.models import AuditEntry, Connection, UnassignedConnection
 from tests.audit.helpers import assert_entry, connect, only_entry
 from tests.builders import make_connection
@@ -137,7 +138,7 @@ def test_assigning_an_unassigned_connection_is_one_entry(
     )
 
     with django_capture_on_commit_callbacks(execute=False):
-        connection = services.unassigned_assign(
+        connection = adoption_service.unassigned_assign(
             unassigned=unassigned, customer=customer, actor=jane
         )
 
@@ -162,11 +163,11 @@ def test_deleting_an_unassigned_connection_is_audited(trackstar, jane):
         seen_via=UnassignedConnection.SeenVia.RECONCILE,
     )
 
-    services.unassigned_delete(unassigned=unassigned, actor=jane)
+    adoption_service.unassigned_delete(unassigned=unassigned, actor=jane)
 
     entry = only_entry("unassigned.deleted")
     assert entry.actor == jane and entry.actor_kind == STAFF
-    from connections.services.audit import audit_sentence
+    from audit.services import audit_sentence
 
     assert audit_sentence(entry) == (
         f"Jane Doe (staff) deleted the unassigned Trackstar connection {made['connection_id']}"

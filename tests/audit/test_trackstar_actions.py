@@ -3,10 +3,12 @@ broken, working again, deleted, a connection made in its dashboard adopted."""
 
 import pytest
 
+from audit.services import audit_sentence
 from connections import services
+from connections.health import services as health
+from connections.health import services as health_service
 from connections.models import AuditEntry, Connection
-from connections.services import health
-from connections.services.audit import audit_sentence
+from connections.webhooks import services as webhook_service
 from tests.audit.helpers import assert_entry, only_entry
 
 TRACKSTAR = AuditEntry.ActorKind.TRACKSTAR
@@ -20,7 +22,7 @@ def no_health_enqueue(monkeypatch):
 def test_broken_credentials_are_trackstars_report(trackstar, live):
     trackstar.break_connection(live.trackstar_connection_id)
 
-    services.connection_health_refresh(connection_id=live.pk)
+    health_service.connection_health_refresh(connection_id=live.pk)
 
     assert Connection.objects.get(pk=live.pk).status == Connection.Status.NEEDS_RECONNECT
     assert_entry(
@@ -35,10 +37,10 @@ def test_broken_credentials_are_trackstars_report(trackstar, live):
 
 def test_repaired_is_trackstars_report(trackstar, live):
     trackstar.break_connection(live.trackstar_connection_id)
-    services.connection_health_refresh(connection_id=live.pk)
+    health_service.connection_health_refresh(connection_id=live.pk)
     trackstar.repair_connection(live.trackstar_connection_id)
 
-    services.connection_health_refresh(connection_id=live.pk)
+    health_service.connection_health_refresh(connection_id=live.pk)
 
     assert Connection.objects.get(pk=live.pk).status == Connection.Status.ACTIVE
     assert_entry(
@@ -53,7 +55,7 @@ def test_repaired_is_trackstars_report(trackstar, live):
 def test_deleted_at_trackstar_is_trackstars_report(connection):
     connection.label = "ShipBob"
     connection.save()
-    event, _ = services.webhook_receive(
+    event, _ = webhook_service.webhook_receive(
         svix_id="msg_deleted",
         payload={
             "connection_id": connection.trackstar_connection_id,
@@ -62,7 +64,7 @@ def test_deleted_at_trackstar_is_trackstars_report(connection):
         },
     )
 
-    services.webhook_apply(event_id=event.pk)
+    webhook_service.webhook_apply(event_id=event.pk)
 
     assert_entry(
         only_entry("connection.disconnected"),
@@ -79,7 +81,7 @@ def test_a_dashboard_connection_adopted_is_one_entry(
 ):
     trackstar.configure(historical_sync_delay=0)
     made = trackstar.dashboard_connect("shipbob", customer_id=customer.public_id, webhook=False)
-    event, _ = services.webhook_receive(
+    event, _ = webhook_service.webhook_receive(
         svix_id="msg_created",
         payload={
             "connection_id": made["connection_id"],
@@ -91,7 +93,7 @@ def test_a_dashboard_connection_adopted_is_one_entry(
     )
 
     with django_capture_on_commit_callbacks(execute=False):
-        services.webhook_apply(event_id=event.pk)
+        webhook_service.webhook_apply(event_id=event.pk)
 
     connection = Connection.objects.get(trackstar_connection_id=made["connection_id"])
     assert_entry(
@@ -137,8 +139,10 @@ def test_a_missing_permission_and_its_grant_are_trackstars_reports(trackstar, li
         live.trackstar_connection_id, kind="missing_permission", resource="returns"
     )
 
-    services.connection_health_refresh(connection_id=live.pk)
-    services.connection_health_refresh(connection_id=live.pk)  # still missing: no second entry
+    health_service.connection_health_refresh(connection_id=live.pk)
+    health_service.connection_health_refresh(
+        connection_id=live.pk
+    )  # still missing: no second entry
 
     entry = only_entry("connection.permission_missing")
     assert entry.actor is None and entry.actor_kind == TRACKSTAR
@@ -148,7 +152,7 @@ def test_a_missing_permission_and_its_grant_are_trackstars_reports(trackstar, li
     )
 
     trackstar.repair_connection(live.trackstar_connection_id)
-    services.connection_health_refresh(connection_id=live.pk)
+    health_service.connection_health_refresh(connection_id=live.pk)
 
     assert_entry(
         only_entry("connection.permission_granted"),

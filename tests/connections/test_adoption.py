@@ -4,7 +4,7 @@ Dockside by themselves: connection.created, the reconcile job, and staff's unass
 import pytest
 from django.core.exceptions import ValidationError
 
-from connections import services
+from connections.link import adoption as adoption_service
 from connections.models import (
     AuditEntry,
     AuthCodeExchange,
@@ -13,6 +13,7 @@ from connections.models import (
     UnassignedConnection,
     WebhookEvent,
 )
+from connections.webhooks import services as webhook_service
 from tests.builders import make_connection, make_customer
 
 
@@ -33,20 +34,20 @@ def created_event(made: dict, *, customer_id: str | None = None, svix_id: str = 
     }
     if customer_id:
         payload["customer_id"] = customer_id
-    event, _ = services.webhook_receive(svix_id=svix_id, payload=payload)
+    event, _ = webhook_service.webhook_receive(svix_id=svix_id, payload=payload)
     return event
 
 
 def apply(event, capture):
     with capture(execute=True):
-        services.webhook_apply(event_id=event.pk)
+        webhook_service.webhook_apply(event_id=event.pk)
     return WebhookEvent.objects.get(pk=event.pk)
 
 
 def test_a_dashboard_connection_naming_our_customer_is_adopted_and_synced(
     sandbox_ready, customer, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from connections.services import sync
+    from connections.sync import run as sync
 
     scheduled = []
     monkeypatch.setattr(
@@ -87,7 +88,7 @@ def test_a_dashboard_connection_without_a_known_customer_waits_for_staff(
     assert unassigned.access_token == made["access_token"]
 
     with django_capture_on_commit_callbacks(execute=False):
-        connection = services.unassigned_assign(
+        connection = adoption_service.unassigned_assign(
             unassigned=unassigned, customer=customer, actor=staff_user
         )
 
@@ -99,7 +100,9 @@ def test_a_dashboard_connection_without_a_known_customer_waits_for_staff(
     assert unassigned.access_token == ""  # lives on the connection now
     assert AuditEntry.objects.filter(action="unassigned.assigned", actor=staff_user).exists()
     with pytest.raises(ValidationError, match="already assigned"):
-        services.unassigned_assign(unassigned=unassigned, customer=customer, actor=staff_user)
+        adoption_service.unassigned_assign(
+            unassigned=unassigned, customer=customer, actor=staff_user
+        )
 
 
 def test_our_own_connect_in_flight_is_left_to_its_exchange(
@@ -125,12 +128,12 @@ def test_our_own_connect_in_flight_is_left_to_its_exchange(
 
 def test_deleting_an_unassigned_connection_deletes_it_at_trackstar(sandbox_ready, staff_user):
     made = sandbox_ready.dashboard_connect("shiphero", webhook=False)
-    services.connections_reconcile()
+    adoption_service.connections_reconcile()
     unassigned = UnassignedConnection.objects.get(trackstar_connection_id=made["connection_id"])
 
     with pytest.raises(ValidationError, match="Paste the connection's access token"):
-        services.unassigned_delete(unassigned=unassigned, actor=staff_user)
-    services.unassigned_delete(
+        adoption_service.unassigned_delete(unassigned=unassigned, actor=staff_user)
+    adoption_service.unassigned_delete(
         unassigned=unassigned, access_token=made["access_token"], actor=staff_user
     )
 
@@ -149,7 +152,7 @@ def test_reconcile_lists_what_trackstar_has_and_we_do_not(
     )
     other = sandbox_ready.dashboard_connect("deposco", webhook=False)
 
-    counts = services.connections_reconcile()
+    counts = adoption_service.connections_reconcile()
 
     assert counts["unassigned"] == 2
     unassigned = UnassignedConnection.objects.get(trackstar_connection_id=missed["connection_id"])
@@ -159,14 +162,14 @@ def test_reconcile_lists_what_trackstar_has_and_we_do_not(
     assert TrackstarAccount.objects.get().reconciled_at is not None
     # Staff paste the token to assign it; a token of another connection is refused.
     with pytest.raises(ValidationError, match="another connection"):
-        services.unassigned_assign(
+        adoption_service.unassigned_assign(
             unassigned=unassigned,
             customer=customer,
             access_token=other["access_token"],
             actor=staff_user,
         )
     with django_capture_on_commit_callbacks(execute=False):
-        services.unassigned_assign(
+        adoption_service.unassigned_assign(
             unassigned=unassigned,
             customer=customer,
             access_token=missed["access_token"],
@@ -177,7 +180,9 @@ def test_reconcile_lists_what_trackstar_has_and_we_do_not(
         == Connection.Status.ACTIVE
     )
     # A second run finds nothing new.
-    assert services.connections_reconcile()["unassigned"] == 1  # the deposco one, still open
+    assert (
+        adoption_service.connections_reconcile()["unassigned"] == 1
+    )  # the deposco one, still open
     assert UnassignedConnection.objects.filter(resolution="").count() == 1
 
 
@@ -211,7 +216,7 @@ def test_reconcile_disconnects_what_trackstar_deleted_but_only_when_its_token_is
         ],
     )
 
-    assert services.connections_reconcile()["disconnected"] == 1
+    assert adoption_service.connections_reconcile()["disconnected"] == 1
 
     gone.refresh_from_db()
     alive.refresh_from_db()
@@ -228,7 +233,7 @@ def test_staff_see_unassigned_connections_and_assign_one_from_admin(
     from tests.builders import make_user
 
     made = sandbox_ready.dashboard_connect("shipbob", webhook=False)
-    services.connections_reconcile()
+    adoption_service.connections_reconcile()
     staff_user = make_user(username="ops", is_staff=True)
     client.force_login(staff_user)
     unassigned = UnassignedConnection.objects.get()

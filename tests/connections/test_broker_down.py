@@ -4,8 +4,9 @@ and after one failure this process stops paying the broker's timeout on every ca
 import pytest
 from django.utils import timezone
 
+from connections.health import services as health
+from connections.link import adoption
 from connections.models import Connection
-from connections.services import adoption, health
 from tests.builders import make_connection, make_customer
 
 pytestmark = pytest.mark.django_db

@@ -7,9 +7,11 @@ import json
 import pytest
 from django.test import Client
 
-from connections import integrations, views
+from connections import integrations
+from connections.link import endpoints as link_endpoints
+from connections.link import magic_links as magic_link_service
 from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
-from connections.services import records_upsert
+from connections.sync.run import records_upsert
 from customers.models import Membership
 from tests.builders import make_connection, make_link_token, make_user
 
@@ -24,7 +26,7 @@ CATALOG = {
 @pytest.fixture
 def catalog(monkeypatch):
     """Trackstar's integration list, as the pages get it (no sandbox needed)."""
-    for module in (views, integrations):
+    for module in (link_endpoints, integrations):
         monkeypatch.setattr(module, "integration_catalog", lambda: CATALOG)
     return CATALOG
 
@@ -232,11 +234,10 @@ def test_the_portal_offers_its_own_picker_and_the_connections_to_reconnect(
 
 
 def test_a_magic_link_page_names_the_connections_and_reveals_no_ids(client, customer, catalog):
-    from connections import services
 
     existing = make_connection(customer=customer, label="ShipBob EU")
     make_connection(customer=customer, integration_name="shiphero")
-    issued = services.magic_link_issue(
+    issued = magic_link_service.magic_link_issue(
         customer=customer, created_by=None, allowed_integrations=["shipbob"]
     )
 
@@ -252,11 +253,10 @@ def test_a_magic_link_page_names_the_connections_and_reveals_no_ids(client, cust
 
 
 def test_a_reinstall_link_offers_nothing_else(client, customer, catalog):
-    from connections import services
 
     target = make_connection(customer=customer, label="ShipBob EU")
     make_connection(customer=customer, label="ShipBob 2")
-    issued = services.magic_link_issue(
+    issued = magic_link_service.magic_link_issue(
         customer=customer, created_by=None, reinstall_connection=target
     )
 
@@ -267,9 +267,8 @@ def test_a_reinstall_link_offers_nothing_else(client, customer, catalog):
 
 
 def _open_link(client, customer, **kwargs):
-    from connections import services
 
-    issued = services.magic_link_issue(customer=customer, created_by=None, **kwargs)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=None, **kwargs)
     return link_config(client.get(issued.url[issued.url.index("/connect/") :], follow=True))
 
 
@@ -319,7 +318,7 @@ def test_a_reference_from_another_link_reconnects_nothing(client, customer, cata
 def test_a_magic_link_cannot_reconnect_outside_its_allow_list_or_a_disconnected_one(
     client, customer, catalog
 ):
-    from connections.views import magic_link_reconnect_ref
+    from connections.link.endpoints import magic_link_reconnect_ref
 
     shiphero = make_connection(customer=customer, integration_name="shiphero")
     gone = make_connection(customer=customer, status=Connection.Status.DISCONNECTED)

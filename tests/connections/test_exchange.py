@@ -3,8 +3,11 @@
 import pytest
 
 from connections import services
+from connections.link import exchanges as exchange_service
+from connections.link import magic_links as magic_link_service
 from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
 from connections.trackstar import TrackstarUnavailable
+from connections.webhooks import services as webhook_service
 from tests.builders import make_link_token
 
 
@@ -18,9 +21,9 @@ def submit(
     source=Connection.Source.PORTAL,
 ):
     # Through our get-link-token's service, as the page gets it: the token is recorded.
-    link_token = services.link_token_create(customer=customer, reinstall=reinstall)
+    link_token = exchange_service.link_token_create(customer=customer, reinstall=reinstall)
     auth_code = sandbox.authorize(link_token, integration, credentials or {"api_key": "sk_1"})
-    return services.exchange_submit(
+    return exchange_service.exchange_submit(
         customer=customer,
         auth_code=auth_code,
         link_token=link_token,
@@ -33,7 +36,7 @@ def submit(
 def test_exchange_stores_an_active_connection_with_its_token(trackstar, customer):
     exchange = submit(trackstar, customer)
 
-    services.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
 
     exchange.refresh_from_db()
     assert exchange.status == AuthCodeExchange.Status.SUCCEEDED
@@ -52,27 +55,27 @@ def test_exchange_stores_an_active_connection_with_its_token(trackstar, customer
 def test_processing_twice_is_one_connection(trackstar, customer):
     exchange = submit(trackstar, customer)
 
-    services.exchange_process(exchange_id=exchange.pk)
-    services.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
 
     assert Connection.objects.count() == 1
 
 
 def test_reinstall_keeps_the_connection_id_and_row(trackstar, customer):
     first = submit(trackstar, customer)
-    services.exchange_process(exchange_id=first.pk)
+    exchange_service.exchange_process(exchange_id=first.pk)
     connection = Connection.objects.get()
     trackstar.break_connection(connection.trackstar_connection_id)
     Connection.objects.filter(pk=connection.pk).update(
         status=Connection.Status.NEEDS_RECONNECT, last_error="Credentials expired"
     )
 
-    emailed = services.magic_link_issue(
+    emailed = magic_link_service.magic_link_issue(
         customer=customer, created_by=None, reinstall_connection=connection
     ).link
 
     again = submit(trackstar, customer, reinstall=connection)
-    services.exchange_process(exchange_id=again.pk)
+    exchange_service.exchange_process(exchange_id=again.pk)
 
     again.refresh_from_db()
     assert again.connection_id == connection.pk
@@ -87,25 +90,25 @@ def test_reinstall_keeps_the_connection_id_and_row(trackstar, customer):
 
 def test_a_reinstall_that_lands_on_another_connection_fails_with_a_reason(trackstar, customer):
     first = submit(trackstar, customer)
-    services.exchange_process(exchange_id=first.pk)
+    exchange_service.exchange_process(exchange_id=first.pk)
     second = submit(trackstar, customer)
-    services.exchange_process(exchange_id=second.pk)
+    exchange_service.exchange_process(exchange_id=second.pk)
     a, b = (AuthCodeExchange.objects.get(pk=e.pk).connection for e in (first, second))
     Connection.objects.update(status=Connection.Status.NEEDS_RECONNECT, last_error="Expired")
     # The page asked to reconnect B, but the code came from a link token that reinstalled A
     # (as a Link instance that reused the previous connection's token would).
-    link_token_a = services.link_token_create(customer=customer, reinstall=a)
+    link_token_a = exchange_service.link_token_create(customer=customer, reinstall=a)
     auth_code = trackstar.authorize(link_token_a, "shipbob", {"api_key": "sk_2"})
-    exchange = services.exchange_submit(
+    exchange = exchange_service.exchange_submit(
         customer=customer,
         auth_code=auth_code,
-        link_token=services.link_token_create(customer=customer, reinstall=b),
+        link_token=exchange_service.link_token_create(customer=customer, reinstall=b),
         integration_name="shipbob",
         source=Connection.Source.PORTAL,
         reinstall_connection=b,
     ).exchange
 
-    services.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
 
     exchange.refresh_from_db()
     assert exchange.status == AuthCodeExchange.Status.FAILED
@@ -123,7 +126,7 @@ def test_a_reinstall_that_lands_on_another_connection_fails_with_a_reason(tracks
 
 
 def test_a_refused_code_fails_with_a_reason(trackstar, customer):
-    exchange = services.exchange_submit(
+    exchange = exchange_service.exchange_submit(
         customer=customer,
         auth_code="not-a-real-code",
         link_token=make_link_token(customer=customer),
@@ -131,7 +134,7 @@ def test_a_refused_code_fails_with_a_reason(trackstar, customer):
         source=Connection.Source.PORTAL,
     ).exchange
 
-    services.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
 
     exchange.refresh_from_db()
     assert exchange.status == AuthCodeExchange.Status.FAILED
@@ -144,13 +147,13 @@ def test_trackstar_outage_leaves_the_exchange_pending_for_a_retry(trackstar, cus
     trackstar.set_faults(rate=1.0, statuses=[503], paths="/link/exchange")
 
     with pytest.raises(TrackstarUnavailable):
-        services.exchange_process(exchange_id=exchange.pk)
+        exchange_service.exchange_process(exchange_id=exchange.pk)
 
     exchange.refresh_from_db()
     assert exchange.status == AuthCodeExchange.Status.PENDING
     assert exchange.claimed_until is None  # the retry may take it at once
     trackstar.clear_faults()
-    services.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
     exchange.refresh_from_db()
     assert exchange.status == AuthCodeExchange.Status.SUCCEEDED
 
@@ -164,7 +167,7 @@ def test_a_connection_made_before_the_worker_died_is_recovered(trackstar, custom
     )
     AuthCodeExchange.objects.filter(pk=exchange.pk).update(attempts=1)
 
-    services.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
 
     exchange.refresh_from_db()
     assert exchange.status == AuthCodeExchange.Status.SUCCEEDED
@@ -181,7 +184,7 @@ def _spend_then_retry(trackstar, customer, exchange) -> None:
         AuthCodeExchange.objects.get(pk=exchange.pk).auth_code, customer_id=customer.public_id
     )
     AuthCodeExchange.objects.filter(pk=exchange.pk).update(attempts=1)
-    services.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
 
 
 def test_a_recovery_without_its_token_emails_the_customer_a_reconnect_link_once(
@@ -220,7 +223,7 @@ def test_a_recovery_takes_the_token_of_a_connection_created_that_came_first(
     code = AuthCodeExchange.objects.get(pk=exchange.pk).auth_code
     made = trackstar.exchange(code, customer_id=customer.public_id)
     # Its connection.created was stored and set aside: our exchange was still pending.
-    services.webhook_receive(
+    webhook_service.webhook_receive(
         svix_id="msg_created",
         payload={
             "connection_id": made["connection_id"],
@@ -231,7 +234,7 @@ def test_a_recovery_takes_the_token_of_a_connection_created_that_came_first(
     AuthCodeExchange.objects.filter(pk=exchange.pk).update(attempts=1)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.exchange_process(exchange_id=exchange.pk)
+        exchange_service.exchange_process(exchange_id=exchange.pk)
 
     connection = Connection.objects.get()
     assert connection.status == Connection.Status.ACTIVE
@@ -254,12 +257,12 @@ def test_sweep_enqueues_only_stale_pending_exchanges(trackstar, customer, monkey
     )
     enqueued = []
     monkeypatch.setattr(
-        services.exchanges,
+        exchange_service,
         "exchange_enqueue",
         lambda *, exchange_id: enqueued.append(exchange_id) or True,
     )
 
-    assert services.exchanges_sweep() == 1
+    assert exchange_service.exchanges_sweep() == 1
     assert enqueued == [stale.pk]
     assert fresh.pk not in enqueued
 
@@ -277,16 +280,16 @@ def test_the_sweep_leaves_a_scheduled_retry_alone_and_gives_up_in_the_end(
     )
     long_ago = timezone.now() - timedelta(minutes=10)
     AuthCodeExchange.objects.update(updated_at=long_ago)
-    services.exchange_retry_scheduled(exchange_id=waiting.pk, countdown=120)
+    exchange_service.exchange_retry_scheduled(exchange_id=waiting.pk, countdown=120)
     AuthCodeExchange.objects.filter(pk=hopeless.pk).update(attempts=99)
     enqueued = []
     monkeypatch.setattr(
-        services.exchanges,
+        exchange_service,
         "exchange_enqueue",
         lambda *, exchange_id: enqueued.append(exchange_id) or True,
     )
 
-    assert services.exchanges_sweep() == 0
+    assert exchange_service.exchanges_sweep() == 0
 
     assert enqueued == []
     hopeless.refresh_from_db()

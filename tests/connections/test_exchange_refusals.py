@@ -10,7 +10,9 @@ from django.db.models import F
 from django.test import Client
 from svix.webhooks import Webhook
 
-from connections import services
+from connections.link import adoption as adoption_service
+from connections.link import exchanges as exchange_service
+from connections.link import magic_links as magic_link_service
 from connections.models import (
     AuthCodeExchange,
     Connection,
@@ -20,6 +22,7 @@ from connections.models import (
     WebhookEvent,
 )
 from connections.trackstar import TrackstarUnavailable
+from connections.webhooks import services as webhook_service
 from tests.builders import make_user
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
@@ -62,7 +65,7 @@ def owed(monkeypatch):
     """Exchanges whose refused connection was handed to the delete task after commit."""
     enqueued: list[int] = []
     monkeypatch.setattr(
-        services.exchanges,
+        exchange_service,
         "refused_delete_enqueue",
         lambda *, exchange_id: enqueued.append(exchange_id) or True,
     )
@@ -71,7 +74,7 @@ def owed(monkeypatch):
 
 def process(exchange_id, capture):
     with capture(execute=True):
-        services.exchange_process(exchange_id=exchange_id)
+        exchange_service.exchange_process(exchange_id=exchange_id)
     return AuthCodeExchange.objects.get(pk=exchange_id)
 
 
@@ -139,7 +142,7 @@ def test_another_customers_auth_code_is_refused_and_its_connection_deleted_at_tr
     assert owed == [exchange.pk]
     # While it is owed, its connection.created does not make it Globex's either.
     assert (
-        services.connection_adopt(
+        adoption_service.connection_adopt(
             trackstar_connection_id=remote_id,
             access_token=trackstar.connection(remote_id)["access_token"],
             details=trackstar.get_connection(remote_id),
@@ -148,7 +151,7 @@ def test_another_customers_auth_code_is_refused_and_its_connection_deleted_at_tr
         )
         is None
     )
-    services.exchange_refused_delete(exchange_id=exchange.pk)
+    exchange_service.exchange_refused_delete(exchange_id=exchange.pk)
     assert not remote_exists(trackstar, remote_id)
     exchange.refresh_from_db()
     assert exchange.refused_delete == AuthCodeExchange.RefusedDelete.DELETED
@@ -167,7 +170,7 @@ def test_a_delete_owed_while_trackstar_is_down_is_kept_and_done_later(
     trackstar.set_faults(statuses=[503], paths="/connections")
 
     with pytest.raises(TrackstarUnavailable):  # the task retries this
-        services.exchange_refused_delete(exchange_id=exchange.pk)
+        exchange_service.exchange_refused_delete(exchange_id=exchange.pk)
 
     exchange.refresh_from_db()
     assert exchange.refused_delete == AuthCodeExchange.RefusedDelete.OWED
@@ -180,9 +183,9 @@ def test_a_delete_owed_while_trackstar_is_down_is_kept_and_done_later(
         updated_at=F("updated_at") - timedelta(minutes=10)
     )
     owed.clear()
-    services.exchanges_sweep()
+    exchange_service.exchanges_sweep()
     assert owed == [exchange.pk]
-    services.exchange_refused_delete(exchange_id=exchange.pk)
+    exchange_service.exchange_refused_delete(exchange_id=exchange.pk)
     assert not remote_exists(trackstar, remote_id)
 
 
@@ -205,7 +208,7 @@ def delete_retries(monkeypatch):
     """The countdowns the delete task asked to be retried with (instead of publishing)."""
     from celery.exceptions import Retry
 
-    from connections.tasks import exchanges as exchange_tasks
+    from connections.link import tasks as exchange_tasks
 
     countdowns = []
 
@@ -214,14 +217,14 @@ def delete_retries(monkeypatch):
         return Retry(exc=exc, when=countdown)
 
     monkeypatch.setattr(exchange_tasks.exchange_refused_delete, "retry", retry)
-    from connections.tasks import retry as retry_policy
+    from connections import task_retry as retry_policy
 
     monkeypatch.setattr(retry_policy, "backoff", lambda retries, base: 250.0)  # a late retry
     return countdowns
 
 
 def run_delete_task(exchange_id: int, retries: int = 0) -> None:
-    from connections.tasks import exchanges as exchange_tasks
+    from connections.link import tasks as exchange_tasks
 
     task = exchange_tasks.exchange_refused_delete
     task.push_request(retries=retries)
@@ -249,10 +252,10 @@ def test_the_sweep_starts_no_second_delete_while_the_tasks_own_retry_is_due(
     assert delete_retries == [250.0]
 
     later(owed_delete, timedelta(seconds=90))  # the retry is still 160 s away
-    services.exchanges_sweep()
+    exchange_service.exchanges_sweep()
     assert owed == []
     later(owed_delete, timedelta(minutes=5))  # long overdue: that retry was lost
-    services.exchanges_sweep()
+    exchange_service.exchanges_sweep()
     assert owed == [owed_delete.pk]
 
 
@@ -262,10 +265,10 @@ def test_a_delete_out_of_retries_waits_and_a_week_later_gives_up_telling_staff_o
     run_delete_task(owed_delete.pk, retries=8)  # the last retry: no more of its own
 
     later(owed_delete, timedelta(minutes=2))
-    services.exchanges_sweep()
+    exchange_service.exchanges_sweep()
     assert owed == []  # not a new chain every minute: after a pause
     later(owed_delete, timedelta(minutes=15))
-    services.exchanges_sweep()
+    exchange_service.exchanges_sweep()
     assert owed == [owed_delete.pk]
     assert mailoutbox == []
 
@@ -285,14 +288,14 @@ def test_a_delete_out_of_retries_waits_and_a_week_later_gives_up_telling_staff_o
     # Once: nothing retries it, nothing mails again, nothing adopts it meanwhile.
     later(exchange, timedelta(hours=1))
     owed.clear()
-    services.exchanges_sweep()
+    exchange_service.exchanges_sweep()
     assert owed == []
-    assert services.exchange_refused_delete(exchange_id=exchange.pk) is None
+    assert exchange_service.exchange_refused_delete(exchange_id=exchange.pk) is None
     assert len(mailoutbox) == 1
     trackstar.clear_faults()
     remote_id = exchange.refused_connection_id
     assert (
-        services.connection_adopt(
+        adoption_service.connection_adopt(
             trackstar_connection_id=remote_id,
             access_token=trackstar.connection(remote_id)["access_token"],
             details=trackstar.get_connection(remote_id),
@@ -308,14 +311,14 @@ def test_a_delete_with_no_token_to_do_it_with_ends_instead_of_looping(
 ):
     AuthCodeExchange.objects.filter(pk=owed_delete.pk).update(refused_access_token="")
 
-    services.exchange_refused_delete(exchange_id=owed_delete.pk)
+    exchange_service.exchange_refused_delete(exchange_id=owed_delete.pk)
 
     exchange = AuthCodeExchange.objects.get(pk=owed_delete.pk)
     assert exchange.refused_delete == AuthCodeExchange.RefusedDelete.GAVE_UP
     assert "no access token" in exchange.refused_delete_error
     assert len(mailoutbox) == 1
     later(exchange, timedelta(minutes=10))
-    services.exchanges_sweep()
+    exchange_service.exchanges_sweep()
     assert owed == []  # not re-run every minute
 
 
@@ -327,7 +330,7 @@ def test_an_answer_without_a_customer_id_is_bound_by_the_link_token_and_connecte
     code = trackstar.authorize(link_token_for(acme), "shipbob", {"api_key": "sk_1"})
     with django_capture_on_commit_callbacks(execute=False):
         assert store_token(acme, code, link_token_for(acme)).status_code == 202
-    client = services.exchanges.trackstar_client()
+    client = exchange_service.trackstar_client()
     real = client.exchange_auth_code
     monkeypatch.setattr(
         type(client),
@@ -399,7 +402,7 @@ def test_a_webhook_first_for_another_wms_than_the_page_said_is_not_adopted_past_
     """A magic link allows ShipBob; the visitor connects ShipHero in Link and the page says
     "shipbob". Trackstar's connection.created arrives before the worker exchanges the code:
     it must not be adopted (active, syncing) under the customer, or the allow list is void."""
-    issued = services.magic_link_issue(
+    issued = magic_link_service.magic_link_issue(
         customer=customer, created_by=None, allowed_integrations=["shipbob"]
     )
     visitor = Client()
@@ -411,10 +414,10 @@ def test_a_webhook_first_for_another_wms_than_the_page_said_is_not_adopted_past_
     exchange = AuthCodeExchange.objects.get()
     # The code is exchanged at Trackstar (here by the worker, whose answer is then applied
     # after the webhook's adoption attempt).
-    result = services.exchanges.trackstar_client().exchange_auth_code(auth_code=code)
+    result = exchange_service.trackstar_client().exchange_auth_code(auth_code=code)
     remote = trackstar.get_connection(result.connection_id)
 
-    adopted = services.connection_adopt(
+    adopted = adoption_service.connection_adopt(
         trackstar_connection_id=result.connection_id,
         access_token=result.access_token,
         details=remote,
@@ -425,7 +428,7 @@ def test_a_webhook_first_for_another_wms_than_the_page_said_is_not_adopted_past_
     assert adopted is None  # the pending exchange decides
     assert Connection.objects.count() == 0
     with django_capture_on_commit_callbacks(execute=True):
-        services.exchanges._complete(exchange, result)
+        exchange_service._complete(exchange, result)
     exchange.refresh_from_db()
     assert exchange.status == AuthCodeExchange.Status.FAILED
     assert exchange.last_error == "This link does not allow that integration."
@@ -459,11 +462,11 @@ def deliver_connection_created(trackstar, made, svix_id="msg_created"):
         "/webhooks/trackstar/", body, content_type="application/json", **headers
     )
     assert response.status_code == 200, response.content
-    return services.webhook_apply(event_id=WebhookEvent.objects.get(svix_id=svix_id).pk)
+    return webhook_service.webhook_apply(event_id=WebhookEvent.objects.get(svix_id=svix_id).pk)
 
 
 def open_magic_link(customer, **kwargs) -> Client:
-    issued = services.magic_link_issue(customer=customer, created_by=None, **kwargs)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=None, **kwargs)
     visitor = Client()
     visitor.get(issued.url[issued.url.index("/connect/") :], follow=True)
     return visitor
@@ -502,7 +505,7 @@ def test_a_wms_the_link_does_not_allow_connected_without_store_token_is_not_adop
     assert made["connection_id"] in page and "allows only ShipBob" in page
     # Nothing adopts it later either: the link token expires, the reconcile job comes.
     LinkTokenGrant.objects.update(expires_at=F("expires_at") - timedelta(hours=2))
-    services.connections_reconcile()
+    adoption_service.connections_reconcile()
     deliver_connection_created(trackstar, made, svix_id="msg_created_again")
     assert not Connection.objects.exists()
     assert remote_exists(trackstar, made["connection_id"])  # never deleted: staff decide
@@ -538,7 +541,7 @@ def test_a_webhook_before_store_token_is_still_stored_by_its_exchange(
     visitor = open_magic_link(customer, allowed_integrations=["shipbob"])
     link_token = link_token_for(visitor, **MAGIC)
     code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_1"})
-    exchange_result = services.exchanges.trackstar_client().exchange_auth_code(auth_code=code)
+    exchange_result = exchange_service.trackstar_client().exchange_auth_code(auth_code=code)
     made = trackstar.get_connection(exchange_result.connection_id)
     made = {**made, "access_token": exchange_result.access_token}
     with capture(execute=True):
@@ -547,7 +550,7 @@ def test_a_webhook_before_store_token_is_still_stored_by_its_exchange(
         assert store_token(visitor, code, link_token, **MAGIC).status_code == 202
     exchange = AuthCodeExchange.objects.get()
     with capture(execute=True):
-        services.exchanges._complete(exchange, exchange_result)  # the worker's answer
+        exchange_service._complete(exchange, exchange_result)  # the worker's answer
 
     connection = Connection.objects.get(trackstar_connection_id=made["connection_id"])
     assert (connection.customer, connection.status) == (customer, Connection.Status.ACTIVE)
@@ -587,7 +590,7 @@ def test_a_magic_link_code_landing_on_another_customers_connection_spends_the_li
     """The code reinstalled Globex's live connection (a link token naming it): refused, the
     one-use link stays used, and Globex's connection is left alone at Trackstar."""
     theirs, theirs_row = own_connection(trackstar, other_customer, api_key="sk_g")
-    issued = services.magic_link_issue(customer=customer, created_by=None)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=None)
     visitor = Client()
     visitor.get(issued.url[issued.url.index("/connect/") :], follow=True)
     own_token = link_token_for(visitor, **MAGIC)
@@ -628,7 +631,7 @@ def test_a_reconnect_that_came_back_as_a_new_connection_deletes_that_one_only(
     assert "different connection" in exchange.last_error
     assert exchange.refused_connection_id != mine.trackstar_connection_id
     assert owed == [exchange.pk]
-    services.exchange_refused_delete(exchange_id=exchange.pk)
+    exchange_service.exchange_refused_delete(exchange_id=exchange.pk)
     assert not remote_exists(trackstar, exchange.refused_connection_id)
     assert remote_exists(trackstar, mine.trackstar_connection_id)  # ours stays
     assert trackstar.wms(first["access_token"], "/wms/warehouses").status_code == 200
@@ -646,7 +649,7 @@ def _made_up_code_after_a_503(trackstar, client, capture, *, before_processing=N
         before_processing(exchange)
     trackstar.set_faults(statuses=[503], paths="/link/exchange", count=1)
     with pytest.raises(TrackstarUnavailable):
-        services.exchange_process(exchange_id=exchange.pk)
+        exchange_service.exchange_process(exchange_id=exchange.pk)
     # The retry: Trackstar's 422 now reads like "this code was spent by the first try".
     return process(exchange.pk, capture)
 
@@ -658,7 +661,7 @@ def test_a_made_up_code_after_a_503_adopts_no_orphan_but_a_lost_answer_is_recove
     # that the reconcile job already keeps in the unassigned list (its webhook was lost).
     trackstar.dashboard_connect("shipbob", customer_id=other_customer.public_id, webhook=False)
     waiting = trackstar.dashboard_connect("shipbob", customer_id=customer.public_id, webhook=False)
-    services.connections_reconcile()
+    adoption_service.connections_reconcile()
     assert UnassignedConnection.objects.filter(
         trackstar_connection_id=waiting["connection_id"]
     ).exists()
@@ -736,7 +739,7 @@ def test_a_made_up_reconnect_code_after_a_503_does_not_pass_for_a_reconnect(
     made_up = store_reconnect(acme, capture, "ac_made_up", reconnect_token_for(acme, mine), mine)
     trackstar.set_faults(statuses=[503], paths="/link/exchange", count=1)
     with pytest.raises(TrackstarUnavailable):
-        services.exchange_process(exchange_id=made_up.pk)
+        exchange_service.exchange_process(exchange_id=made_up.pk)
     made_up = process(made_up.pk, capture)
 
     assert made_up.status == AuthCodeExchange.Status.FAILED
@@ -753,7 +756,7 @@ def test_a_made_up_reconnect_code_after_a_503_does_not_pass_for_a_reconnect(
     genuine = process(genuine.pk, capture)
 
     assert genuine.status == AuthCodeExchange.Status.FAILED
-    assert genuine.last_error == services.exchanges.REINSTALL_UNCONFIRMED
+    assert genuine.last_error == exchange_service.REINSTALL_UNCONFIRMED
     mine.refresh_from_db()
     assert mine.status == Connection.Status.NEEDS_RECONNECT
     assert mine.access_token == made["access_token"]
@@ -771,7 +774,7 @@ def test_a_made_up_code_after_a_503_on_a_reconnect_link_does_not_spend_it(
     made-up code; Trackstar answers 503, then 422 to the retry. A healthy target used to
     count as "reinstalled": the exchange succeeded, the link was spent, nothing changed."""
     made, mine = own_connection(trackstar, customer)
-    issued = services.magic_link_issue(
+    issued = magic_link_service.magic_link_issue(
         customer=customer, created_by=None, reinstall_connection=mine
     )
     visitor = Client()
@@ -784,7 +787,7 @@ def test_a_made_up_code_after_a_503_on_a_reconnect_link_does_not_spend_it(
     assert exchange.reinstall_connection == mine
     trackstar.set_faults(statuses=[503], paths="/link/exchange", count=1)
     with pytest.raises(TrackstarUnavailable):
-        services.exchange_process(exchange_id=exchange.pk)
+        exchange_service.exchange_process(exchange_id=exchange.pk)
 
     exchange = process(exchange.pk, capture)
 

@@ -4,9 +4,9 @@ the sandbox over HTTP and a real PostgreSQL session ended by pg_terminate_backen
 import pytest
 from celery.exceptions import Retry
 
+from connections.link import exchanges as exchange_service
+from connections.link import tasks as exchange_tasks
 from connections.models import AuthCodeExchange, Connection
-from connections.services import exchanges as exchange_service
-from connections.tasks import exchanges as exchange_tasks
 from tests.celery_tasks import catch_retries, run_as_worker
 from tests.db_faults import terminate_this_connection
 

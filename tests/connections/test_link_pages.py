@@ -3,7 +3,7 @@ Every page has a Content-Security-Policy that lets in our origin and Link's, not
 
 import pytest
 
-from connections import services
+from connections.link import magic_links as magic_link_service
 
 ALLOW_POPUPS = "same-origin-allow-popups"
 COOP = "Cross-Origin-Opener-Policy"
@@ -19,7 +19,7 @@ def test_the_portal_index_allows_link_popups(client, portal_user):
 
 
 def test_the_magic_link_page_allows_link_popups(client, customer):
-    issued = services.magic_link_issue(customer=customer, created_by=None)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=None)
 
     response = client.get(issued.url[issued.url.index("/connect/") :], follow=True)
 
@@ -77,7 +77,7 @@ def _csp(response) -> dict[str, list[str]]:
 
 
 def _magic_link_page(client, customer):
-    issued = services.magic_link_issue(customer=customer, created_by=None)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=None)
     return client.get(issued.url[issued.url.index("/connect/") :], follow=True)
 
 

@@ -10,15 +10,17 @@ from django.test import Client
 from django.utils import timezone
 
 from connections import services
+from connections.link import exchanges as exchange_service
+from connections.link import magic_links as magic_link_service
+from connections.link.endpoints import MAGIC_LINK_SESSION_KEY, magic_link_page_ref
 from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
-from connections.views import MAGIC_LINK_SESSION_KEY, magic_link_page_ref
 from tests.builders import make_connection, make_link_token
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
 
 
 def issue(customer, **kwargs):
-    return services.magic_link_issue(customer=customer, created_by=None, **kwargs)
+    return magic_link_service.magic_link_issue(customer=customer, created_by=None, **kwargs)
 
 
 def token_of(issued) -> str:
@@ -28,7 +30,7 @@ def token_of(issued) -> str:
 def store(client, auth_code="ac_1", integration="shipbob", **extra):
     """store-token from the link's page, with a link token our get-link-token would have
     handed that page (the link's customer, and its reinstall connection if any)."""
-    from connections.views import MAGIC_LINK_SESSION_KEY as grant_key
+    from connections.link.endpoints import MAGIC_LINK_SESSION_KEY as grant_key
 
     link = MagicLink.objects.filter(pk=(client.session.get(grant_key) or [None])[-1]).first()
     if link is not None and "link_token" not in extra:
@@ -40,7 +42,7 @@ def store(client, auth_code="ac_1", integration="shipbob", **extra):
 
 
 def test_only_the_hash_of_the_token_is_stored(customer, staff_user):
-    issued = services.magic_link_issue(customer=customer, created_by=staff_user)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=staff_user)
 
     token = token_of(issued)
     assert len(token) >= 43  # 32 random bytes, url-safe base64
@@ -123,7 +125,7 @@ def test_two_links_opened_in_one_browser_each_act_for_their_own_tab(client, cust
 
     seen = []
     fake = lambda *, customer, reinstall, **actor: seen.append(reinstall) or "lt_fake"  # noqa: E731
-    with mock.patch.object(services, "link_token_create", fake):
+    with mock.patch.object(exchange_service, "link_token_create", fake):
         for headers in ({"HTTP_X_DOCKSIDE_LINK": ref}, {}):
             response = client.post(
                 "/portal/get-link-token", "{}", content_type="text/plain", **MAGIC, **headers
@@ -271,7 +273,7 @@ def test_a_failed_exchange_gives_the_use_back(
 ):
     issued = issue(customer)
     with django_capture_on_commit_callbacks(execute=False):
-        exchange = services.exchange_submit(
+        exchange = exchange_service.exchange_submit(
             customer=customer,
             auth_code="made-up",
             link_token=make_link_token(customer=customer, magic_link=issued.link),
@@ -281,7 +283,7 @@ def test_a_failed_exchange_gives_the_use_back(
         ).exchange
     assert MagicLink.objects.get().use_count == 1
 
-    services.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
 
     assert MagicLink.objects.get().use_count == 0
     assert MagicLink.objects.get().state == MagicLink.State.ACTIVE
@@ -291,7 +293,7 @@ def test_a_failed_exchange_gives_the_use_back(
 def test_two_concurrent_completions_of_a_one_use_link_let_exactly_one_through(
     customer, monkeypatch
 ):
-    monkeypatch.setattr(services.exchanges, "exchange_enqueue", lambda *, exchange_id: True)
+    monkeypatch.setattr(exchange_service, "exchange_enqueue", lambda *, exchange_id: True)
     issued = issue(customer)
     token = token_of(issued)
     barrier = threading.Barrier(2)
@@ -322,7 +324,7 @@ def test_expiry_task_stamps_links_that_ran_out(customer):
     live = issue(customer).link
     MagicLink.objects.filter(pk=ran_out.pk).update(expires_at=timezone.now() - timedelta(days=1))
 
-    assert services.magic_links_expire() == 1
+    assert magic_link_service.magic_links_expire() == 1
     assert MagicLink.objects.get(pk=ran_out.pk).expired_at is not None
     assert MagicLink.objects.get(pk=live.pk).expired_at is None
 
@@ -352,7 +354,7 @@ def test_the_allow_list_holds_even_if_the_browser_lies(
     auth_code = trackstar.authorize(link_token, "shipbob", {"api_key": "sk_1"})
     owed = []
     monkeypatch.setattr(
-        services.exchanges, "refused_delete_enqueue", lambda *, exchange_id: owed.append(1)
+        exchange_service, "refused_delete_enqueue", lambda *, exchange_id: owed.append(1)
     )
     with django_capture_on_commit_callbacks(execute=False):
         # The page claims ShipHero.
@@ -361,7 +363,7 @@ def test_the_allow_list_holds_even_if_the_browser_lies(
     exchange = AuthCodeExchange.objects.get()
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.exchange_process(exchange_id=exchange.pk)
+        exchange_service.exchange_process(exchange_id=exchange.pk)
 
     exchange.refresh_from_db()
     assert exchange.status == AuthCodeExchange.Status.FAILED
@@ -375,7 +377,7 @@ def test_the_allow_list_holds_even_if_the_browser_lies(
     remote_id = exchange.refused_connection_id
     assert trackstar.get(f"/_sandbox/connections/{remote_id}").status_code == 200
     assert owed == [1]
-    services.exchange_refused_delete(exchange_id=exchange.pk)
+    exchange_service.exchange_refused_delete(exchange_id=exchange.pk)
     assert trackstar.get(f"/_sandbox/connections/{remote_id}").status_code == 404
     exchange.refresh_from_db()
     assert exchange.refused_delete == AuthCodeExchange.RefusedDelete.DELETED
@@ -386,7 +388,7 @@ def test_a_spent_link_names_our_support_address_not_the_staff_member(client, cus
     from tests.builders import make_user
 
     staff = make_user(username="jane", email="jane.personal@dockside.example", is_staff=True)
-    issued = services.magic_link_issue(customer=customer, created_by=staff)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=staff)
     MagicLink.objects.filter(pk=issued.link.pk).update(revoked_at=timezone.now())
 
     page = client.get(f"/connect/{token_of(issued)}/").content.decode()
@@ -432,7 +434,7 @@ def test_a_link_visitor_learns_how_a_recovery_without_its_token_finishes(
         assert "emailed" in body["message"]
     else:
         # A use is left: the page reconnects it, named by a reference bound to the link.
-        from connections.views import magic_link_reconnect_ref
+        from connections.link.endpoints import magic_link_reconnect_ref
 
         assert body["reconnect_connection_id"] == magic_link_reconnect_ref(issued.link, connection)
 

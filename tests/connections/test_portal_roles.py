@@ -7,6 +7,7 @@ import json
 import pytest
 from django.test import Client
 
+from connections.link import magic_links as magic_link_service
 from connections.models import AuthCodeExchange, Connection
 from customers.models import Membership
 from tests.builders import make_connection, make_user
@@ -192,9 +193,8 @@ def test_a_magic_link_is_not_subject_to_the_portal_role(
     member, customer, trackstar, django_capture_on_commit_callbacks
 ):
     """A link staff issued grants connecting, whoever opens it (even a logged-in member)."""
-    from connections import services
 
-    issued = services.magic_link_issue(customer=customer, created_by=None)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=None)
     token = issued.url.rstrip("/").rsplit("/", 1)[-1]
     assert member.get(f"/connect/{token}/", follow=True).status_code == 200
     magic = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}

@@ -5,6 +5,7 @@ import json
 import pytest
 from django.core import mail
 
+from connections.link import magic_links as magic_link_service
 from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
 from tests.builders import make_connection, make_link_token, make_user
 
@@ -60,9 +61,8 @@ def test_issue_form_refuses_more_than_30_days(staff, customer):
 
 
 def test_revoke_action(staff, customer, staff_user):
-    from connections import services
 
-    link = services.magic_link_issue(customer=customer, created_by=staff_user).link
+    link = magic_link_service.magic_link_issue(customer=customer, created_by=staff_user).link
 
     staff.post("/admin/connections/magiclink/", {"action": "revoke", "_selected_action": [link.pk]})
 
@@ -72,11 +72,10 @@ def test_revoke_action(staff, customer, staff_user):
 
 
 def test_funnel_filter(staff, customer, staff_user):
-    from connections import services
 
-    opened = services.magic_link_issue(customer=customer, created_by=staff_user).link
-    services.magic_link_issue(customer=customer, created_by=staff_user)
-    services.magic_link_open(link=opened)
+    opened = magic_link_service.magic_link_issue(customer=customer, created_by=staff_user).link
+    magic_link_service.magic_link_issue(customer=customer, created_by=staff_user)
+    magic_link_service.magic_link_open(link=opened)
 
     response = staff.get("/admin/connections/magiclink/?funnel=opened")
 
@@ -163,7 +162,7 @@ def test_disconnecting_revokes_its_reconnect_links(customer, staff_user, trackst
         trackstar_connection_id=made["connection_id"],
         access_token=made["access_token"],
     )
-    link = services.magic_link_issue(
+    link = magic_link_service.magic_link_issue(
         customer=customer, created_by=staff_user, reinstall_connection=connection
     ).link
 

@@ -4,6 +4,7 @@ import uuid
 import pytest
 from django.db import connection as db_connection
 
+from connections.link import exchanges as exchange_service
 from connections.models import AuthCodeExchange, Connection
 from customers.models import Membership
 from tests.builders import make_connection, make_link_token, make_user
@@ -174,9 +175,7 @@ def test_the_same_code_submitted_at_the_same_moment_is_one_exchange(
 
     from django.test import Client
 
-    from connections import services
-
-    monkeypatch.setattr(services.exchanges, "exchange_enqueue", lambda *, exchange_id: True)
+    monkeypatch.setattr(exchange_service, "exchange_enqueue", lambda *, exchange_id: True)
     link_token = make_link_token(customer=customer, user=portal_user)
     barrier = threading.Barrier(4)
     answers = []

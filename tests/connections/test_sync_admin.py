@@ -3,6 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from connections.link import exchanges as exchange_service
 from connections.models import AuditEntry, Connection, ResourceSync, SyncRun, WebhookEvent
 from tests.builders import make_connection
 
@@ -254,14 +255,13 @@ def test_resync_now_with_a_refused_api_key_raises_the_alarm(staff, customer, tra
 
 
 def test_a_link_token_refused_for_our_api_key_alerts_staff(customer, trackstar):
-    from connections import services
     from connections.models import TrackstarAccount
     from connections.trackstar import TrackstarAuthError
 
     trackstar.configure(api_key="a-key-we-do-not-have")
 
     with pytest.raises(TrackstarAuthError):
-        services.link_token_create(customer=customer)
+        exchange_service.link_token_create(customer=customer)
 
     assert TrackstarAccount.objects.get().key_rejected_at is not None
 

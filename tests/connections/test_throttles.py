@@ -16,10 +16,11 @@ from django.core.cache import cache
 from django.db.models import F
 from django.test import Client, override_settings
 
-from connections import services
-from connections.login_throttle import DEVICE_COOKIE, login_failures, login_slowdown_clear
+from connections.link import exchanges as exchange_service
+from connections.link import magic_links as magic_link_service
 from connections.models import AuditEntry, AuthCodeExchange
 from customers.models import Membership
+from portal.logins.slowdown import DEVICE_COOKIE, login_failures, login_slowdown_clear
 from tests.builders import PASSWORD, make_customer, make_link_token, make_user
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
@@ -445,7 +446,7 @@ def test_guesses_never_block_a_real_link(customer, settings):
     address = "192.0.2.77"
     cache.delete(f"connect-miss:{address}")
     client = Client(REMOTE_ADDR=address)
-    issued = services.magic_link_issue(customer=customer, created_by=None)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=None)
     token = issued.url.rstrip("/").rsplit("/", 1)[-1]
 
     guesses = [client.get(f"/connect/guess-{i}/").status_code for i in range(25)]
@@ -471,7 +472,7 @@ def link_tokens(monkeypatch):
         calls.append(kwargs)
         return f"lt_{len(calls)}"
 
-    monkeypatch.setattr(services, "link_token_create", create)
+    monkeypatch.setattr(exchange_service, "link_token_create", create)
     return calls
 
 
@@ -516,7 +517,7 @@ def test_a_customer_shares_one_budget_across_its_users(settings, customer, link_
 
 def test_a_magic_link_is_limited_whatever_the_session(settings, customer, link_tokens):
     settings.LINK_TOKEN_LIMIT_PER_USER = 3
-    issued = services.magic_link_issue(customer=customer, created_by=None)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=None)
     token = issued.url.rstrip("/").rsplit("/", 1)[-1]
     visitor, fresh_session = Client(), Client()
     visitor.get(f"/connect/{token}/", follow=True)
@@ -635,7 +636,8 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection re
 
 
 def _reset_limiters():
-    from connections import degrade, ratelimit
+    from connections import degrade
+    from connections.sync import trackstar_budget as ratelimit
 
     ratelimit._limiter.cache_clear()
     degrade.reset()
@@ -797,7 +799,7 @@ def test_an_unusable_forwarded_entry_falls_back_and_is_logged(settings, username
     degrade.reset()
     settings.TRUSTED_PROXY_COUNT = 1
 
-    with caplog.at_level("WARNING", logger="connections.throttle"):
+    with caplog.at_level("WARNING", logger="connections.link.guess_limits"):
         response = log_in(Client(), username, "wrong", address=BALANCER, forwarded=entry)
 
     assert response.status_code == 200

@@ -5,9 +5,9 @@ import pytest
 from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError
 
-from connections import services
 from connections.models import WebhookEvent
-from connections.tasks import webhooks as webhook_tasks
+from connections.webhooks import services as webhook_service
+from connections.webhooks import tasks as webhook_tasks
 from tests.celery_tasks import catch_retries, run_as_worker
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def test_a_lost_database_connection_retries_the_event_in_seconds(lost, retried, 
     def apply(*, event_id):
         raise lost
 
-    monkeypatch.setattr(services, "webhook_apply", apply)
+    monkeypatch.setattr(webhook_service, "webhook_apply", apply)
     with pytest.raises(Retry):
         run_task(event.pk)
 
@@ -51,7 +51,7 @@ def test_after_the_last_retry_the_event_waits_for_the_sweep_not_failed(retried, 
     def apply(*, event_id):
         raise InterfaceError("connection already closed")
 
-    monkeypatch.setattr(services, "webhook_apply", apply)
+    monkeypatch.setattr(webhook_service, "webhook_apply", apply)
     run_task(event.pk, retries=webhook_tasks.webhook_apply.max_retries)
 
     assert retried == []

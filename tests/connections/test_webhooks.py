@@ -6,7 +6,9 @@ from django.core import mail
 from svix.webhooks import Webhook
 
 from connections import services
+from connections.link import magic_links as magic_link_service
 from connections.models import Connection, MagicLink, Order, WebhookEvent
+from connections.webhooks import services as webhook_service
 from tests.builders import make_connection
 
 URL = "/webhooks/trackstar/"
@@ -106,7 +108,7 @@ def test_another_secret_is_refused(client, connection):
 
 def _apply(client, payload, svix_id):
     deliver(client, payload, svix_id=svix_id)  # its enqueue waits for a commit that never comes
-    return services.webhook_apply(event_id=WebhookEvent.objects.get(svix_id=svix_id).pk)
+    return webhook_service.webhook_apply(event_id=WebhookEvent.objects.get(svix_id=svix_id).pk)
 
 
 def test_record_events_upsert_but_never_go_back_in_time(client, connection):
@@ -128,7 +130,7 @@ def test_connection_errors_ask_trackstar_instead_of_taking_the_webhooks_word(
 ):
     """The webhook's shape does not say whether an error is blocking: each one makes us
     re-read GET /connections/{id}; by itself it changes nothing and emails nobody."""
-    from connections.services import webhooks as webhooks_service
+    from connections.webhooks import services as webhooks_service
 
     checks = []
     monkeypatch.setattr(
@@ -290,7 +292,7 @@ def test_a_late_connection_created_does_not_revive_a_disconnected_connection(cli
 def test_connection_deleted_revokes_reconnect_links_and_is_audited(client, connection):
     from connections.models import AuditEntry
 
-    link = services.magic_link_issue(
+    link = magic_link_service.magic_link_issue(
         customer=connection.customer, created_by=None, reinstall_connection=connection
     ).link
 
@@ -362,7 +364,7 @@ def test_the_sweep_resends_only_events_that_waited_too_long(connection, publishe
     )
     WebhookEvent.objects.update(received_at=now - timedelta(hours=2))
 
-    assert services.webhooks_sweep() == 2
+    assert webhook_service.webhooks_sweep() == 2
     sent = [args[0] for name, args, _ in published if name == "connections.webhook"]
     assert sorted(sent) == sorted([never.pk, lost.pk])
     assert recent.pk not in sent
@@ -385,7 +387,7 @@ def test_the_sweep_resends_an_event_lost_a_minute_and_a_half_ago_but_not_a_retry
         received_at=timezone.now() - timedelta(seconds=90),
         enqueued_at=timezone.now() - timedelta(seconds=90),
     )
-    services.webhook_retry_scheduled(event_id=retrying.pk, countdown=120)
+    webhook_service.webhook_retry_scheduled(event_id=retrying.pk, countdown=120)
 
-    assert services.webhooks_sweep() == 1
+    assert webhook_service.webhooks_sweep() == 1
     assert published == [("connections.webhook", (lost.pk,), {})]

@@ -5,7 +5,7 @@ import pytest
 import requests
 
 from config.celery_app import app as celery_app
-from connections import services
+from connections.link import exchanges as exchange_service
 from connections.models import AuthCodeExchange, Connection
 from tests.builders import PASSWORD, make_customer, make_user
 
@@ -86,13 +86,13 @@ def wait_for(predicate, *, timeout: float = 20.0, message: str = "condition"):
 
 def connected_through_exchange(sandbox, customer, api_key: str = "sk_first") -> Connection:
     """A ShipBob connection made through the exchange service, as the worker makes it."""
-    link_token = services.link_token_create(customer=customer)  # as get-link-token does
-    exchange = services.exchange_submit(
+    link_token = exchange_service.link_token_create(customer=customer)  # as get-link-token does
+    exchange = exchange_service.exchange_submit(
         customer=customer,
         auth_code=sandbox.authorize(link_token, "shipbob", {"api_key": api_key}),
         link_token=link_token,
         integration_name="shipbob",
         source=Connection.Source.PORTAL,
     ).exchange
-    services.exchange_process(exchange_id=exchange.pk)
+    exchange_service.exchange_process(exchange_id=exchange.pk)
     return AuthCodeExchange.objects.get(pk=exchange.pk).connection

@@ -5,7 +5,7 @@ link.trackstarhq.com serves main.js; real browser, web server, worker and sandbo
 import pytest
 from playwright.sync_api import expect
 
-from connections import services
+from connections.link import magic_links as magic_link_service
 from connections.models import Connection, MagicLink
 from tests.builders import make_user
 from tests.e2e.conftest import connect_in_modal, login
@@ -35,7 +35,7 @@ def test_the_portal_connects_under_the_policy(
 def test_the_magic_link_page_connects_under_the_policy(
     page, live_server, live_trackstar, acme, csp_violations
 ):
-    issued = services.magic_link_issue(customer=acme, created_by=None)
+    issued = magic_link_service.magic_link_issue(customer=acme, created_by=None)
     token = issued.url.rstrip("/").rsplit("/", 1)[-1]
 
     response = page.goto(live_server.url + issued.url[issued.url.index("/connect/") :])

@@ -11,7 +11,7 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from connections import services
+from connections.link import magic_links as magic_link_service
 from tests.builders import make_connection, make_customer, make_user
 from tests.e2e.conftest import login
 
@@ -224,7 +224,7 @@ def test_a_table_refresh_keeps_the_instances_and_adds_one_for_a_new_row(page, li
 
 
 def test_the_magic_link_page_passes_its_allow_list(page, live_server, acme, csp_violations):
-    issued = services.magic_link_issue(
+    issued = magic_link_service.magic_link_issue(
         customer=acme, created_by=None, allowed_integrations=["shipbob"]
     )
     Backend(page)

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from connections import services
+from connections.link import magic_links as magic_link_service
 from connections.models import AuthCodeExchange, Connection, ResourceSync
 from tests.builders import make_connection, make_user
 from tests.e2e.conftest import connected_through_exchange, login, wait_for
@@ -102,7 +102,7 @@ def test_a_magic_link_offers_to_reconnect_what_the_customer_has(
     page, live_server, live_trackstar, acme
 ):
     existing = connected_through_exchange(live_trackstar, acme)
-    issued = services.magic_link_issue(customer=acme, created_by=None)
+    issued = magic_link_service.magic_link_issue(customer=acme, created_by=None)
 
     page.goto(live_server.url + issued.url[issued.url.index("/connect/") :])
     # The page names the customer's connections, and gives away no id of ours or Trackstar's.

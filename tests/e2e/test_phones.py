@@ -24,10 +24,10 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from connections import services
 from connections.integrations import CACHE_KEY
+from connections.link import magic_links as magic_link_service
 from connections.models import Connection, MagicLink, Order
-from connections.services import records_upsert
+from connections.sync.run import records_upsert
 from customers.models import Membership
 from tests.builders import PASSWORD, make_connection, make_customer, make_user
 
@@ -296,7 +296,7 @@ def test_magic_link_pages_fit_the_screen(browser, live_server, portal_data, shot
     failures: list[str] = []
     context = _context(browser, width)
     try:
-        fresh = services.magic_link_issue(customer=customer, created_by=sender)
+        fresh = magic_link_service.magic_link_issue(customer=customer, created_by=sender)
         page = context.new_page()
         page.goto(live_server.url + _path(fresh.url))
         page.wait_for_load_state("networkidle")
@@ -317,7 +317,7 @@ def test_magic_link_pages_fit_the_screen(browser, live_server, portal_data, shot
             ("connect-expired", {"expires_at": timezone.now() - timedelta(days=1)}),
             ("connect-withdrawn", {"revoked_at": timezone.now()}),
         ]:
-            issued = services.magic_link_issue(customer=customer, created_by=sender)
+            issued = magic_link_service.magic_link_issue(customer=customer, created_by=sender)
             MagicLink.objects.filter(pk=issued.link.pk).update(**spend)
             _check(context, live_server.url + _path(issued.url), name, width, shots, failures)
         invalid = f"{live_server.url}/connect/{'not-a-real-token-' * 4}/"

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from config.celery_app import app as celery_app
-from connections import services
+from connections.link import exchanges as exchange_service
 from connections.models import AuthCodeExchange, Connection
 from tests.e2e.conftest import connect_in_modal, connected_through_exchange, login, wait_for
 
@@ -151,7 +151,7 @@ def test_an_auth_code_sent_while_the_broker_is_down_is_exchanged_later(
     AuthCodeExchange.objects.filter(pk=exchange.pk).update(
         updated_at=timezone.now() - timedelta(minutes=2)
     )
-    assert services.exchanges_sweep() == 1
+    assert exchange_service.exchanges_sweep() == 1
 
     wait_for(
         lambda: AuthCodeExchange.objects.get().status == "succeeded",

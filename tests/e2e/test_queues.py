@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from connections import services
+from connections.link import exchanges as exchange_service
 from connections.models import AuthCodeExchange, Connection, ResourceSync, SyncRun
-from connections.tasks import sync_resource as sync_resource_task
+from connections.sync.tasks import sync_resource as sync_resource_task
 from tests.builders import make_connection, make_customer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -71,8 +71,8 @@ def test_an_exchange_completes_while_both_sync_slots_are_busy(trackstar, celery_
 
     # A new customer connects: store-token's service writes the exchange and enqueues it.
     newcomer = make_customer(name="Newcomer Goods")
-    link_token = services.link_token_create(customer=newcomer)
-    exchange = services.exchange_submit(
+    link_token = exchange_service.link_token_create(customer=newcomer)
+    exchange = exchange_service.exchange_submit(
         customer=newcomer,
         auth_code=trackstar.authorize(link_token, "shipbob", {"api_key": "sk_newcomer"}),
         link_token=link_token,

@@ -10,10 +10,11 @@ import requests
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from connections import services
+from connections.link import exchanges as exchange_service
+from connections.link.tasks import exchanges_sweep as exchanges_sweep_task
 from connections.models import AuthCodeExchange, Connection, Order, WebhookEvent
-from connections.tasks import exchanges_sweep as exchanges_sweep_task
-from connections.tasks import webhooks_sweep as webhooks_sweep_task
+from connections.webhooks import services as webhook_service
+from connections.webhooks.tasks import webhooks_sweep as webhooks_sweep_task
 from tests.builders import make_connection, make_link_token
 from tests.e2e.conftest import login, wait_for
 
@@ -124,7 +125,7 @@ def test_redis_emptied_with_queued_work_completes_from_the_database(
     # Work handed to Redis while no worker runs: five webhook events, one exchange.
     connection = make_connection(customer=acme, trackstar_connection_id="conn_flushed")
     for n in range(5):
-        services.webhook_receive(
+        webhook_service.webhook_receive(
             svix_id=f"msg_flushed_{n}",
             payload={
                 "connection_id": connection.trackstar_connection_id,
@@ -138,8 +139,8 @@ def test_redis_emptied_with_queued_work_completes_from_the_database(
                 },
             },
         )
-    link_token = services.link_token_create(customer=acme)
-    services.exchange_submit(
+    link_token = exchange_service.link_token_create(customer=acme)
+    exchange_service.exchange_submit(
         customer=acme,
         auth_code=sandbox_here.authorize(
             link_token, "shiphero", {"username": "u", "password": "p"}
@@ -181,7 +182,7 @@ def test_redis_emptied_under_running_workers_still_gets_the_sweeps_sends_deliver
     connection = make_connection(customer=acme, trackstar_connection_id="conn_flushed_live")
 
     def lost_event(n: int) -> WebhookEvent:
-        services.webhook_receive(
+        webhook_service.webhook_receive(
             svix_id=f"msg_live_{n}",
             payload={
                 "connection_id": connection.trackstar_connection_id,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from connections import services
+from connections.health import services as health_service
 from connections.models import (
     Backfill,
     Connection,
@@ -18,6 +18,7 @@ from connections.models import (
     SyncRun,
     TrackstarAccount,
 )
+from connections.sync import run as sync_service
 from tests.builders import make_connection, make_customer, make_user
 from tests.e2e.conftest import wait_for
 
@@ -55,7 +56,7 @@ def connect(live_trackstar, customer):
             access_token=made["access_token"],
             available_actions=made["available_actions"],
         )
-        services.sync_schedule_initial(connection=connection)
+        sync_service.sync_schedule_initial(connection=connection)
         wait_for(
             lambda: (
                 ResourceSync.objects.filter(
@@ -77,7 +78,7 @@ def dispatch_now(connection: Connection) -> int:
     ResourceSync.objects.filter(connection=connection).update(
         next_sync_at=timezone.now(), last_success_at=timezone.now() - timedelta(hours=1)
     )
-    return services.sync_dispatch_due()
+    return sync_service.sync_dispatch_due()
 
 
 def test_a_new_connection_is_read_once_after_trackstars_historical_sync(connect):
@@ -149,7 +150,7 @@ def test_invalid_credentials_need_reconnect_though_reads_still_answer(connect, l
     assert MagicLink.objects.filter(reinstall_connection=connection).count() == 1
     assert dispatch_now(connection) == 0  # syncs stop
     # Asked again (the poll, another webhook), still one email for the incident.
-    services.connection_health_refresh(connection_id=connection.pk)
+    health_service.connection_health_refresh(connection_id=connection.pk)
     assert MagicLink.objects.count() == 1
 
 
@@ -172,7 +173,7 @@ def test_a_rejected_api_key_pauses_syncs_alerts_staff_and_emails_no_customer(
     assert "Trackstar refuses Dockside's API key" in banner
 
     live_trackstar.configure(api_key=live_trackstar.api_key)
-    services.health_poll()  # beat's minute tick: the key works again
+    health_service.health_poll()  # beat's minute tick: the key works again
     assert not TrackstarAccount.objects.filter(key_rejected_at__isnull=False).exists()
     assert dispatch_now(second) > 0
     assert "Trackstar refuses" not in admin_client.get("/admin/").content.decode()

@@ -9,8 +9,8 @@ import pytest
 import requests
 from svix.webhooks import Webhook
 
-from connections import services
 from connections.models import Connection, MagicLink, Order, WebhookEvent
+from connections.webhooks import services as webhook_service
 from tests.builders import make_connection, make_customer
 from tests.e2e.conftest import wait_for
 
@@ -100,7 +100,7 @@ def test_the_same_delivery_three_times_at_once_is_applied_once(
     assert event.attempts == 1
     assert Order.objects.get().order_number == "#HOOK-1"
     # Applying it again (a redelivered task) changes nothing.
-    services.webhook_apply(event_id=event.pk)
+    webhook_service.webhook_apply(event_id=event.pk)
     assert WebhookEvent.objects.get(pk=event.pk).attempts == 1
 
 

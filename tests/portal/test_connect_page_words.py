@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from connections import services
+from connections.link import magic_links as magic_link_service
 from connections.models import MagicLink
 from tests.builders import make_user
 
@@ -34,7 +34,7 @@ def open_link(client, issued):
 
 
 def test_the_page_names_dockside_and_the_account_manager(client, customer, jane):
-    issued = services.magic_link_issue(customer=customer, created_by=jane)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=jane)
 
     response = open_link(client, issued)
 
@@ -48,7 +48,7 @@ def test_the_page_names_dockside_and_the_account_manager(client, customer, jane)
 
 
 def test_a_link_issued_by_no_one_in_particular_still_says_it_is_from_us(client, customer):
-    issued = services.magic_link_issue(customer=customer, created_by=None)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=None)
 
     page = open_link(client, issued).content.decode()
 
@@ -57,7 +57,7 @@ def test_a_link_issued_by_no_one_in_particular_still_says_it_is_from_us(client, 
 
 def test_a_sender_without_a_name_is_not_shown_by_username(client, customer):
     nameless = make_user(username="ops-robot@dockside.example", is_staff=True)
-    issued = services.magic_link_issue(customer=customer, created_by=nameless)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=nameless)
 
     page = open_link(client, issued).content.decode()
 
@@ -76,7 +76,7 @@ def test_a_sender_without_a_name_is_not_shown_by_username(client, customer):
 def test_a_spent_link_says_why_whom_to_ask_and_where_to_write(
     client, customer, jane, spend, status, heading
 ):
-    issued = services.magic_link_issue(customer=customer, created_by=jane)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=jane)
     MagicLink.objects.filter(pk=issued.link.pk).update(**spend)
 
     response = client.get(f"/connect/{token_of(issued)}/")
@@ -91,7 +91,7 @@ def test_a_spent_link_says_why_whom_to_ask_and_where_to_write(
 
 
 def test_the_used_link_page_does_not_say_expired(client, customer, jane):
-    issued = services.magic_link_issue(customer=customer, created_by=jane)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=jane)
     MagicLink.objects.filter(pk=issued.link.pk).update(use_count=1)
 
     page = client.get(f"/connect/{token_of(issued)}/").content.decode()

@@ -10,7 +10,7 @@ from axes.models import AccessAttempt
 from django.db.models import F
 from django.test import Client
 
-from connections.login_throttle import login_slowdown_clear
+from portal.logins.slowdown import login_slowdown_clear
 from tests.builders import PASSWORD, make_user
 
 

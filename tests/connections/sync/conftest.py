@@ -5,7 +5,7 @@ import time
 import pytest
 
 from connections.models import Connection, ResourceSync
-from connections.services.sync import sync_resources_for
+from connections.sync.run import sync_resources_for
 from tests.builders import make_connection
 
 # The sandbox names some resources differently from the client (its URL segments).
@@ -24,7 +24,8 @@ SANDBOX_NAMES = {
 def no_enqueue(monkeypatch):
     """Tasks are run by hand: record what would have been enqueued, as (resource, kind),
     and ("health", connection id) for a health check."""
-    from connections.services import health, sync
+    from connections.health import services as health
+    from connections.sync import run as sync
 
     enqueued = []
     monkeypatch.setattr(

@@ -5,8 +5,8 @@ import pytest
 from django.utils import timezone
 
 from connections.models import Connection, ResourceSync, SyncRun
-from connections.services import sync as sync_service
-from connections.services import sync_dispatch_due, sync_request_now
+from connections.sync import run as sync_service
+from connections.sync.run import sync_dispatch_due, sync_request_now
 from tests.builders import make_connection
 
 
@@ -98,7 +98,7 @@ def test_dispatch_skips_missing_permissions_and_everything_while_the_key_is_refu
     assert dispatch() == 1
     assert enqueued == [(connection.pk, "orders", "initial")]
 
-    from connections.services import account_key_rejected
+    from connections.health.account import account_key_rejected
 
     account_key_rejected(error="Invalid or missing x-trackstar-api-key.")
     ResourceSync.objects.update(next_sync_at=timezone.now())
@@ -150,14 +150,14 @@ def test_request_now_enqueues_manual_runs_after_commit(
 def test_connecting_schedules_the_initial_sync(
     customer, enqueued, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from connections.services import health
+    from connections.health import services as health
 
     checks = []
     monkeypatch.setattr(
         health, "health_check_enqueue", lambda connection_id: checks.append(connection_id)
     )
+    from connections.link import exchanges
     from connections.models import AuthCodeExchange
-    from connections.services import exchanges
     from connections.trackstar import ExchangeResult
 
     exchange = AuthCodeExchange.objects.create(
@@ -204,7 +204,7 @@ def test_a_force_sync_without_its_completion_event_is_read_after_the_timeout(
 
 
 def test_the_health_poll_checks_what_is_due_and_staggers_the_rest(customer, monkeypatch, settings):
-    from connections.services import health
+    from connections.health import services as health
 
     checks = []
     monkeypatch.setattr(

@@ -5,9 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from connections.health.services import connection_health_refresh
 from connections.models import Connection, MagicLink, ResourceSync
-from connections.services import connection_health_refresh, sync_resource
-from connections.services import sync as sync_service
+from connections.sync import run as sync_service
+from connections.sync.run import sync_resource
 
 
 @pytest.fixture(autouse=True)

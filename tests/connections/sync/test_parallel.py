@@ -5,7 +5,7 @@ import bisect
 import pytest
 
 from connections.models import RECORD_MODELS, SyncRun
-from connections.tasks import sync_resource as sync_resource_task
+from connections.sync.tasks import sync_resource as sync_resource_task
 
 from .test_worker import all_synced, wait_for
 

@@ -3,7 +3,7 @@ import os
 import pytest
 import redis
 
-from connections.ratelimit import (
+from connections.sync.trackstar_budget import (
     LocalTokenBucket,
     RedisTokenBucket,
     acquire,
@@ -77,7 +77,7 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"
 @pytest.fixture
 def redis_down(settings):
     from connections import degrade
-    from connections.ratelimit import _limiter
+    from connections.sync.trackstar_budget import _limiter
 
     _limiter.cache_clear()
     degrade.reset()
@@ -99,7 +99,7 @@ def test_a_sync_runs_on_while_redis_is_down(connect, no_enqueue, redis_down):
     Now each worker keeps to the rate on its own, and Trackstar's 429 (waited out with its
     retry-after) is the backstop should several workers together go over it."""
     from connections.models import Order
-    from connections.services import sync_resource, sync_schedule_initial
+    from connections.sync.run import sync_resource, sync_schedule_initial
 
     connection = connect(orders=30)
     sync_schedule_initial(connection=connection)
@@ -113,7 +113,7 @@ def test_a_sync_runs_on_while_redis_is_down(connect, no_enqueue, redis_down):
 def test_the_shipped_bucket_never_lets_a_second_hold_more_than_the_rate(settings):
     """Trackstar counts GETs per second per token. A fresh bucket holding `burst` tokens
     sends burst + rate in its first second: with the old default (burst = rate = 10), 19."""
-    from connections.ratelimit import LocalTokenBucket
+    from connections.sync.trackstar_budget import LocalTokenBucket
 
     now = [0.0]
     bucket = LocalTokenBucket(

@@ -13,8 +13,9 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from connections.models import RECORD_MODELS, Connection, ResourceSync, SyncRun
-from connections.services import connection_reread, connection_resync, sync_dispatch_due
-from connections.services import sync as sync_service
+from connections.services import connection_reread, connection_resync
+from connections.sync import run as sync_service
+from connections.sync.run import sync_dispatch_due
 from customers.models import Customer
 
 from .conftest import sandbox_counts
@@ -25,7 +26,7 @@ def broker(monkeypatch, django_capture_on_commit_callbacks):
     """The broker, by hand: `sent` holds each message published, (connection id, resource,
     kind, full); `lose()` empties it, as a Redis restarted empty would; `work()` runs the
     messages as the worker would, those the runs send included, until none is left."""
-    from connections.services import health
+    from connections.health import services as health
 
     class Broker:
         sent: list[tuple[int, str, str, bool]] = []

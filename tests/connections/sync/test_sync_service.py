@@ -10,6 +10,7 @@ from django.db import OperationalError
 from django.db import connections as db_connections
 from django.utils import timezone
 
+from connections.health import services as health_service
 from connections.models import (
     RECORD_MODELS,
     Connection,
@@ -19,9 +20,8 @@ from connections.models import (
     TrackstarAccount,
 )
 from connections.models.records import parse_datetime
-from connections.services import health as health_service
-from connections.services import sync as sync_service
-from connections.services import sync_resource, sync_schedule_initial
+from connections.sync import run as sync_service
+from connections.sync.run import sync_resource, sync_schedule_initial
 from connections.trackstar import TrackstarUnavailable
 from tests.db_faults import terminate_this_connection
 

@@ -4,9 +4,9 @@ import pytest
 from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError
 
-from connections import services
-from connections.services.sync import SyncOutcome, SyncStatus
-from connections.tasks import sync as sync_tasks
+from connections.sync import run as sync_service
+from connections.sync import tasks as sync_tasks
+from connections.sync.run import SyncOutcome, SyncStatus
 from connections.trackstar import TrackstarUnavailable
 
 
@@ -20,7 +20,7 @@ def outcome(monkeypatch):
             raise value
         return value
 
-    monkeypatch.setattr(services, "sync_resource", fake_sync_resource)
+    monkeypatch.setattr(sync_service, "sync_resource", fake_sync_resource)
     return result
 
 
@@ -55,7 +55,7 @@ def test_a_held_lease_is_tried_again_later(outcome):
 
 def test_trackstar_unavailable_is_retried_then_the_run_fails(outcome, monkeypatch):
     failed = []
-    monkeypatch.setattr(services, "sync_fail", lambda **kw: failed.append(kw))
+    monkeypatch.setattr(sync_service, "sync_fail", lambda **kw: failed.append(kw))
     outcome["value"] = TrackstarUnavailable("down")
 
     with pytest.raises((Retry, TrackstarUnavailable)):
@@ -67,7 +67,7 @@ def test_trackstar_unavailable_is_retried_then_the_run_fails(outcome, monkeypatc
 
 def test_a_lost_database_connection_is_retried_in_seconds_and_the_run_kept(outcome, monkeypatch):
     failed, retried = [], []
-    monkeypatch.setattr(services, "sync_fail", lambda **kw: failed.append(kw))
+    monkeypatch.setattr(sync_service, "sync_fail", lambda **kw: failed.append(kw))
     monkeypatch.setattr(
         sync_tasks.sync_resource, "retry", lambda **kw: retried.append(kw) or Retry()
     )

@@ -5,8 +5,8 @@ import time
 import pytest
 
 from connections.models import RECORD_MODELS, Order, ResourceSync, SyncRun
-from connections.services import sync_schedule_initial
-from connections.tasks import sync_resource as sync_resource_task
+from connections.sync.run import sync_schedule_initial
+from connections.sync.tasks import sync_resource as sync_resource_task
 from tests.db_faults import terminate_every_other_connection
 
 from .conftest import sandbox_counts
