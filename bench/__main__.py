@@ -10,7 +10,7 @@ throwaway servers with scripts/services.sh. Creates and drops its own database
 
 The ingest section prints, for each resource, in records/s:
   fetch-only     the sandbox's serving rate as the client sees it (HTTP + JSON, no DB)
-  production     services.sync_resource: the real path, sandbox -> PostgreSQL
+  production     connections.sync.run.sync_resource: the real path, sandbox -> PostgreSQL
   baseline       the naive path: update_or_create per record (on a subset, --baseline)
   recorded       pages fetched once to disk, then only the upsert timed (and a COPY-based
                  merge on the same pages, to show whether it would pay)
@@ -158,7 +158,7 @@ def setup_django(base_url: str) -> None:
 
 def make_connection(made: dict):
     from connections.models import Connection, ResourceSync
-    from connections.sync.run import sync_resources_for
+    from connections.sync.schedule import sync_resources_for
     from customers.models import Customer
 
     customer, _ = Customer.objects.get_or_create(
@@ -299,7 +299,7 @@ def measure_recorded(
     from django.db import transaction
 
     from connections.models import RECORD_MODELS
-    from connections.sync.run import _upsert
+    from connections.sync.upsert import _upsert
 
     model = RECORD_MODELS[resource_name]
     count = 0

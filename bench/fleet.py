@@ -83,7 +83,7 @@ def _dispatcher_fleet(customer, n: int, tag: str) -> list[int]:
     from django.utils import timezone
 
     from connections.models import Connection, ResourceSync
-    from connections.sync.run import _interval_for, _phase, sync_resources_for
+    from connections.sync.schedule import _interval_for, _phase, sync_resources_for
 
     connections = Connection.objects.bulk_create(
         [
@@ -128,7 +128,7 @@ def _ticks(ids: list[int], ticks: int, limit: int | None) -> dict:
     from django.utils import timezone
 
     from connections.models import Connection, ResourceSync
-    from connections.sync import run as sync
+    from connections.sync import schedule as sync
 
     Connection.objects.exclude(pk__in=ids).update(status=Connection.Status.DISCONNECTED)
     Connection.objects.filter(pk__in=ids).update(status=Connection.Status.ACTIVE)

@@ -1,6 +1,6 @@
 """Running on when Redis fails, and saying so without a log line per request.
 
-Redis holds limits, not data: the token buckets (ratelimit.py) and the counts in Django's
+Redis holds limits, not data: the token buckets (token_buckets.py) and the counts in Django's
 cache (logins, /connect/ guesses, the integrations list). When it is down, a request must
 still be served: each caller says what to do instead (a per-process bucket, no count). A
 breaker then keeps this process off Redis for REDIS_RETRY_SECONDS, so an outage costs one

@@ -2,7 +2,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -17,8 +17,24 @@ from connections.trackstar import (
     TrackstarNotFound,
 )
 from customers.models import Customer
+from customers.permissions import PortalAction, membership_can
 
 logger = logging.getLogger(__name__)
+
+
+PORTAL_REFUSALS = {
+    PortalAction.DISCONNECT: "Only an owner of this account can disconnect a WMS.",
+    PortalAction.RENAME: "Only an owner of this account can rename its connections.",
+}
+
+
+def connection_portal_check(*, connection: Connection, user: Actor, action: PortalAction) -> None:
+    """May this portal user rename or disconnect this connection of their customer? As their
+    role there allows (customers/permissions.py); PermissionDenied, with the words the 403
+    page shows, otherwise. Staff act through admin, by their Django permissions. Connecting
+    and reconnecting are the Link service's (connections/link/services.py)."""
+    if user is None or not membership_can(user=user, customer=connection.customer, action=action):
+        raise PermissionDenied(PORTAL_REFUSALS[action])
 
 
 def connection_disconnect(*, connection: Connection, actor: Actor = None) -> Connection:
@@ -87,7 +103,7 @@ def connection_import(*, customer: Customer, access_token: str, actor: Actor) ->
     checks the token first: PATCH /connections answers with the token's connection id,
     then GET /connections/{id} gives its details. Only a new connection gets our customer
     id recorded at Trackstar."""
-    from connections.sync.run import sync_schedule_initial
+    from connections.sync.schedule import sync_schedule_initial
 
     access_token = access_token.strip()
     if not access_token:
@@ -274,7 +290,7 @@ def connection_resync(
     with functions_to_sync), then read what changed when connection.force-sync-completed
     arrives (or after SYNC_FORCE_TIMEOUT_SECONDS). Re-reading Trackstar's copy alone would
     show data up to an hour old (API.md §10)."""
-    from connections.sync.run import sync_force_requested, sync_resources_for
+    from connections.sync.schedule import sync_force_requested, sync_resources_for
 
     _require_active(connection)
     wanted = [r for r in sync_resources_for(connection) if resources is None or r in resources]
@@ -314,7 +330,7 @@ def connection_reread(
 ) -> list[str]:
     """Staff's "re-read everything": a full pass over Trackstar's copy of these resources
     (default: all it offers), to repair the local copy. Trackstar is not asked to refresh."""
-    from connections.sync.run import sync_request_now
+    from connections.sync.schedule import sync_request_now
 
     _require_active(connection)
     with transaction.atomic():

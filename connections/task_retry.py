@@ -1,10 +1,12 @@
 """The tasks' one retry policy, keyed on typed errors (STYLE.md: retry only what may pass).
 
-Two kinds of error may pass on a retry, and nothing else is retried:
+Three kinds of error may pass on a retry, and nothing else is retried:
 - Trackstar busy or unreachable (TrackstarRateLimited, whose Retry-After is honoured, and
   TrackstarUnavailable): exponential backoff with full jitter;
 - the database connection lost (OperationalError / InterfaceError): seconds, on a fresh
-  connection, as a failover or a terminated backend is over in seconds.
+  connection, as a failover or a terminated backend is over in seconds;
+- the work held by another worker (Busy, raised by the service): once the hold can have
+  lapsed.
 
 Each task says what its rows need when a retry is scheduled (so a sweep leaves them alone
 until it is overdue) and when the retries ran out (end the row with a reason people can
@@ -26,6 +28,15 @@ logger = logging.getLogger(__name__)
 
 Hook = Callable[[], Any]
 Scheduled = Callable[[float], Any]
+
+
+class Busy(Exception):
+    """Another worker holds the work (a sync's lease) for `retry_in` more seconds, or held
+    it and died (a message redelivered after a crash): not a failure, look again then."""
+
+    def __init__(self, message: str, *, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
 
 
 def backoff(retries: int, *, base: float = 2.0, cap: float = 300.0) -> float:
@@ -67,6 +78,12 @@ def run_retrying(
     out_of_retries = retries >= task.max_retries
     try:
         return call()
+    except Busy as e:
+        # No hook: the holder finishes the work, or its lapsed lease brings it back.
+        if out_of_retries:
+            return None
+        countdown = min(e.retry_in + random.uniform(1, 3), 300)  # noqa: S311
+        raise task.retry(countdown=countdown) from e
     except (TrackstarRateLimited, TrackstarUnavailable) as e:
         if out_of_retries:
             return trackstar_exhausted() if trackstar_exhausted else None

@@ -1,9 +1,12 @@
 from django import forms
 from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from customers.models import Customer, Membership
 from customers.permissions import membership_grant_check
+from customers.services import membership_add, membership_remove, membership_update
 
 
 class MembershipForm(forms.ModelForm):
@@ -14,7 +17,9 @@ class MembershipForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         user = data.get("user")
-        if user is not None and (self.instance._state.adding or "user" in self.changed_data):
+        # Moving a staff account's access to another customer gives it that customer too.
+        granting = {"user", "customer"} & set(self.changed_data)
+        if user is not None and (self.instance._state.adding or granting):
             try:
                 membership_grant_check(granted_by=self.granted_by, user=user)
             except forms.ValidationError as e:
@@ -24,6 +29,37 @@ class MembershipForm(forms.ModelForm):
 
 def membership_form(request: HttpRequest) -> type[MembershipForm]:
     return type("MembershipForm", (MembershipForm,), {"granted_by": request.user})
+
+
+# Memberships are written by customers.services, which check the rules the forms show and
+# audit, whichever page saves them: the customer's inline or the membership admin.
+
+
+def membership_save(request: HttpRequest, membership: Membership, *, change: bool) -> None:
+    if change:
+        membership_update(
+            membership=membership,
+            changed_by=request.user,
+            user=membership.user,
+            customer=membership.customer,
+            role=membership.role,
+        )
+        return
+    added = membership_add(
+        customer=membership.customer,
+        user=membership.user,
+        role=membership.role,
+        added_by=request.user,
+    )
+    # The admin goes on with the form's instance (its messages, log and redirect).
+    membership.pk, membership.created_at = added.pk, added.created_at
+    membership._state.adding = False
+
+
+@transaction.atomic
+def memberships_remove(request: HttpRequest, memberships: QuerySet[Membership]) -> None:
+    for membership in memberships.select_related("user", "customer"):
+        membership_remove(membership=membership, removed_by=request.user)
 
 
 class MembershipInline(admin.TabularInline):
@@ -49,6 +85,18 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ["public_id", "created_at"]
     inlines = [MembershipInline]
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)  # fills new_objects, changed_objects, deleted_objects
+        for membership in formset.deleted_objects:
+            membership_remove(membership=membership, removed_by=request.user)
+        for membership, _ in formset.changed_objects:
+            membership_save(request, membership, change=True)
+        for membership in formset.new_objects:
+            membership_save(request, membership, change=False)
+        formset.save_m2m()
+
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
@@ -63,6 +111,15 @@ class MembershipAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = membership_form(request)
         return super().get_form(request, obj, change=change, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        membership_save(request, obj, change=change)
+
+    def delete_model(self, request, obj):
+        membership_remove(membership=obj, removed_by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        memberships_remove(request, queryset)
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict:
         # ?customer=<id> preselects; the autocomplete widget looks the value up as an id,

@@ -12,7 +12,7 @@ from django import forms
 from django.utils.formats import date_format
 
 from connections.models import Connection
-from connections.selectors import ORDER_STATUSES
+from connections.selectors.records import ORDER_STATUSES
 
 SEARCH_MAX_LENGTH = 100
 # An earlier date is a typing slip, not a search (and year 1 is past what some time zones

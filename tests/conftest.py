@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.plugins.browser",
     "tests.plugins.worker",
     "tests.plugins.redis_server",
+    "tests.plugins.integration",
 ]
 
 

@@ -1687,7 +1687,7 @@ def csrf_client():
         "/portal/orders/?status=%00",
         "/portal/inventory/?sku=%00",
         "/admin/connections/connection/?status__exact=%00",
-        "/admin/connections/auditentry/?action__exact=%00",
+        "/admin/audit/auditentry/?action__exact=%00",
         "/admin/connections/unassignedconnection/?seen_via=%00",
         "/admin/autocomplete/?app_label=customers&model_name=membership&field_name=user&term=%00",
     ],
@@ -1765,7 +1765,7 @@ def test_a_date_hierarchy_past_the_calendar_is_an_error_flag_not_a_500(client, s
     ValueError past 9999): the list now says the filter is invalid, as for any bad filter."""
     client.force_login(staff_user)
 
-    response = client.get(f"/admin/connections/auditentry/?{query}")
+    response = client.get(f"/admin/audit/auditentry/?{query}")
 
     assert response.status_code == 302
     assert response["Location"].endswith("?e=1")

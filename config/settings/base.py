@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "axes",
     "customers",
+    "audit",
     "connections",
     "portal",
 ]
@@ -83,7 +84,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCK_OUT_AT_FAILURE = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
-# Failures for a username from any address (connections/login_throttle.py): past
+# Failures for a username from any address (portal/logins/slowdown.py): past
 # LOGIN_SLOWDOWN_AFTER within the window, a browser that has not logged in as that user
 # before may try it once every LOGIN_SLOWDOWN_SECONDS (else a 429). A slowdown, never a
 # lockout: browsers the user has logged in from are not slowed at all.

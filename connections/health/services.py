@@ -40,7 +40,7 @@ from connections.services import (
     connection_mark_needs_reconnect,
     connection_mark_repaired,
 )
-from connections.sync.run import next_slot, sync_history_completed
+from connections.sync.schedule import next_slot, sync_history_completed
 from connections.trackstar import (
     TrackstarAuthError,
     TrackstarError,
@@ -53,6 +53,18 @@ from connections.trackstar.health import ConnectionHealth, parse_health
 logger = logging.getLogger(__name__)
 
 DELETED_REASON = "Trackstar no longer has this connection: it was deleted there."
+
+
+class HealthRefresh(enum.StrEnum):
+    """How one refresh of a connection's health ended."""
+
+    CHECKED = "checked"
+    SUPERSEDED = "superseded"  # a check that started later was applied first
+    SKIPPED = "skipped"  # gone, or disconnected
+    KEY_REJECTED = "key_rejected"  # our organisation API key
+    DELETED = "deleted"  # at Trackstar
+    FAILED = "failed"  # Trackstar refused the check; it is asked again soon
+    UNREACHABLE = "unreachable"  # still down after the task's retries
 
 
 class Probe(enum.Enum):
@@ -93,25 +105,25 @@ def probe_unauthorized(*, connection: Connection, error: TrackstarError) -> Prob
 # --- Refreshing one connection ---------------------------------------------------------------
 
 
-def connection_health_refresh(*, connection_id: int) -> str:
+def connection_health_refresh(*, connection_id: int) -> HealthRefresh:
     """Re-read the connection at Trackstar and set its state from what Trackstar says.
     Raises TrackstarUnavailable / TrackstarRateLimited for the task to retry."""
     connection = Connection.objects.select_related("customer").filter(pk=connection_id).first()
     if connection is None or connection.status == Connection.Status.DISCONNECTED:
-        return "skipped"
+        return HealthRefresh.SKIPPED
     started = timezone.now()
     try:
         details = trackstar_client().get_connection(connection.trackstar_connection_id)
     except TrackstarAuthError as e:
         account_key_rejected(error=e.message)
         _check_again(connection, soon=True)
-        return "key_rejected"
+        return HealthRefresh.KEY_REJECTED
     except TrackstarNotFound as e:
         if _deleted_at_trackstar(connection, e):
             connection_mark_disconnected(connection=connection, actor=None, reason=DELETED_REASON)
-            return "deleted"
+            return HealthRefresh.DELETED
         _check_again(connection, soon=True)
-        return "failed"
+        return HealthRefresh.FAILED
     except (TrackstarUnavailable, TrackstarRateLimited):
         _check_again(connection, soon=True)
         raise
@@ -122,11 +134,11 @@ def connection_health_refresh(*, connection_id: int) -> str:
             extra={"connection_id": connection.trackstar_connection_id},
         )
         _check_again(connection, soon=True)
-        return "failed"
+        return HealthRefresh.FAILED
     account_key_accepted()
     health = parse_health(details)
     applied = connection_health_apply(connection=connection, health=health, checked_at=started)
-    return "checked" if applied else "superseded"
+    return HealthRefresh.CHECKED if applied else HealthRefresh.SUPERSEDED
 
 
 def _deleted_at_trackstar(connection: Connection, error: TrackstarNotFound) -> bool:

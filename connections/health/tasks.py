@@ -14,7 +14,7 @@ def connection_health_refresh(self, connection_id: int) -> str:
         lambda: health_service.connection_health_refresh(connection_id=connection_id),
         trackstar_base=5.0,
         # The poll looks again in a few minutes.
-        trackstar_exhausted=lambda: "unreachable",
+        trackstar_exhausted=lambda: health_service.HealthRefresh.UNREACHABLE,
     )
 
 

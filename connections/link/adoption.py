@@ -164,7 +164,7 @@ def _create(
     details: dict[str, Any],
     actor: Actor,
 ) -> Connection:
-    from connections.sync.run import sync_schedule_initial
+    from connections.sync.schedule import sync_schedule_initial
 
     actions = details.get("available_actions")
     try:

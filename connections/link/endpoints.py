@@ -1,10 +1,14 @@
-"""The JSON endpoints behind the embedded Trackstar Link, shared by the portal, the magic-link page and admin: who is connecting (LinkActor), and the get-link-token, store-token and exchange-status views."""
+"""The JSON endpoints behind the embedded Trackstar Link, shared by the portal, the
+magic-link page and admin: whom a request acts for (its session's login or magic-link
+grant), and the get-link-token, store-token and exchange-status views. They parse the
+request, call the Link service (services.py, which holds the rules) and answer its
+refusals as JSON 4xx."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,18 +17,22 @@ from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from audit.services import Actor
 from connections import selectors
 from connections.integrations import (
     connection_label,
     fallback_display_name,
     integration_catalog,
     integration_display_name,
-    integration_is_known,
 )
 from connections.json_requests import BadRequest, error, json_body, required_string
-from connections.link import exchanges as exchange_service
+from connections.link import services as link_service
 from connections.link.guess_limits import link_endpoint_wait
+from connections.link.services import (
+    LinkActor,
+    LinkRefused,
+    magic_link_reconnect_ref,
+    magic_link_reconnectable,
+)
 from connections.middleware import mark_link_page
 from connections.models import AuthCodeExchange, Connection, MagicLink
 from connections.trackstar import (
@@ -34,7 +42,6 @@ from connections.trackstar import (
     TrackstarUnavailable,
 )
 from customers.models import Customer
-from customers.permissions import PortalAction, membership_can
 from customers.tenancy import (
     request_customer,
 )
@@ -43,18 +50,6 @@ logger = logging.getLogger(__name__)
 
 
 # --- Who is connecting ----------------------------------------------------------------------
-
-
-@dataclass
-class LinkActor:
-    """Whom a Link request acts for, taken from the session only."""
-
-    customer: Customer
-    source: str
-    user: Actor = None
-    allowed_integrations: list[str] = field(default_factory=list)  # empty: all of them
-    reinstall_connection: Connection | None = None  # forced by a reinstall magic link
-    magic_link: MagicLink | None = None
 
 
 # The ids of the magic links this session opened, newest last. Several: a customer may open
@@ -110,17 +105,10 @@ def magic_link_actor(request: HttpRequest, *, allow_spent: bool = False) -> Link
     link = session_magic_link(request, request.META.get(MAGIC_LINK_REF_HEADER) or None)
     if link is None:
         return None
-    if not allow_spent and (not link.is_usable or not link.customer.is_active):
-        raise exchange_service.LinkUnavailable(
-            "This link has expired, was revoked, or was already used."
-        )
-    return LinkActor(
-        customer=link.customer,
-        source=Connection.Source.MAGIC_LINK,
+    return link_service.magic_link_actor(
+        link=link,
         user=request.user if request.user.is_authenticated else None,
-        allowed_integrations=list(link.allowed_integrations),
-        reinstall_connection=link.reinstall_connection,
-        magic_link=link,
+        allow_spent=allow_spent,
     )
 
 
@@ -131,89 +119,6 @@ def link_actor(request: HttpRequest, *, allow_spent: bool = False) -> LinkActor 
     if customer is None:
         return None
     return LinkActor(customer=customer, source=Connection.Source.PORTAL, user=request.user)
-
-
-def is_id(value: object) -> bool:
-    text = str(value) if isinstance(value, (int, str)) else ""
-    return text.isascii() and text.isdigit() and len(text) <= 18
-
-
-def _check_customer_id(actor: LinkActor, data: dict) -> None:
-    # The seed's frontend sends customer_id. The session decides; a different one is refused.
-    sent = data.get("customer_id")
-    if sent not in (None, "") and str(sent) != actor.customer.public_id:
-        raise BadRequest("You cannot connect a WMS for another customer.", status=403)
-
-
-# A magic-link page names the customer's connections it offers to reconnect by a reference
-# bound to the link, not by our ids: the visitor learns their names and nothing else.
-RECONNECT_REF_PREFIX = "r_"
-
-
-def magic_link_reconnect_ref(link: MagicLink, connection: Connection) -> str:
-    digest = salted_hmac(
-        "dockside.magic-link.reconnect", f"{link.pk}:{connection.pk}", algorithm="sha256"
-    ).hexdigest()
-    return RECONNECT_REF_PREFIX + digest[:32]
-
-
-def magic_link_reconnectable(link: MagicLink) -> list[Connection]:
-    """What a plain magic link may reconnect: the customer's live connections of the
-    integrations it offers. A reinstall link reconnects its own connection only."""
-    if link.reinstall_connection_id is not None:
-        return []
-    connections = selectors.connection_list_live(customer=link.customer)
-    if link.allowed_integrations:
-        connections = connections.filter(integration_name__in=link.allowed_integrations)
-    return list(connections)
-
-
-def _magic_link_reinstall_target(
-    actor: LinkActor, link: MagicLink, data: dict
-) -> Connection | None:
-    if actor.reinstall_connection is not None:
-        # A reinstall link reconnects its own connection, whatever the page sends.
-        return actor.reinstall_connection
-    raw = data.get("connection_id")
-    if not isinstance(raw, str) or not raw.startswith(RECONNECT_REF_PREFIX):
-        return None  # our ids mean nothing here: the visitor never reaches them
-    for connection in magic_link_reconnectable(link):
-        if constant_time_compare(raw, magic_link_reconnect_ref(link, connection)):
-            return connection
-    raise BadRequest("This connection cannot be reconnected from this link.", status=404)
-
-
-def _reinstall_target(actor: LinkActor, data: dict) -> Connection | None:
-    if actor.magic_link is not None:
-        return _magic_link_reinstall_target(actor, actor.magic_link, data)
-    raw = data.get("connection_id")
-    if raw in (None, ""):
-        return None
-    if not is_id(raw):
-        raise BadRequest("'connection_id' must be a connection id.")
-    try:
-        connection = selectors.connection_get(customer=actor.customer, pk=int(raw))
-    except Http404 as e:
-        raise BadRequest("Connection not found.", status=404) from e
-    if connection.status == Connection.Status.DISCONNECTED:
-        raise BadRequest("This connection was disconnected; connect your WMS anew.", status=409)
-    return connection
-
-
-def _check_portal_role(actor: LinkActor, reinstall: Connection | None) -> None:
-    """A portal user connects or reconnects as their role allows. Staff (admin URLs) and
-    magic-link visitors act by their own grant, not by a membership."""
-    if actor.source != Connection.Source.PORTAL:
-        return
-    action = PortalAction.RECONNECT if reinstall is not None else PortalAction.CONNECT
-    user = actor.user
-    if user is None or not membership_can(user=user, customer=actor.customer, action=action):
-        message = (
-            "Only an owner of this account can reconnect a WMS."
-            if reinstall is not None
-            else "Only an owner of this account can connect a WMS."
-        )
-        raise BadRequest(message, status=403)
 
 
 def _link_limit_wait(request: HttpRequest, actor: LinkActor, endpoint: str) -> int:
@@ -262,8 +167,8 @@ class LinkEndpoints:
         the customer's budget, so it cannot lock the owner out."""
         try:
             actor = self.resolve_actor(request, allow_spent=allow_spent, **url_kwargs)
-        except exchange_service.LinkUnavailable as e:
-            return error(str(e), status=410)
+        except ValidationError as e:
+            return _refused(e)
         if actor is None:
             return error("Log in, or open your connect link again.", status=403)
         try:
@@ -280,6 +185,8 @@ class LinkEndpoints:
             return outcome()
         except BadRequest as e:
             return error(e.message, status=e.status)
+        except ValidationError as e:
+            return _refused(e)
 
     def get_link_token(self, request: HttpRequest, **url_kwargs) -> HttpResponse:
         if request.method != "POST":
@@ -305,20 +212,18 @@ class LinkEndpoints:
         self, request: HttpRequest, actor: LinkActor, url_kwargs
     ) -> Callable[[], HttpResponse]:
         data = json_body(request, required=False)
-        _check_customer_id(actor, data)
-        reinstall = _reinstall_target(actor, data)
-        _check_portal_role(actor, reinstall)
-        return lambda: self._link_token_create(actor, reinstall)
+        asked = {
+            "customer_id": data.get("customer_id"),
+            "connection_ref": data.get("connection_id"),
+        }
+        reinstall = link_service.link_token_issue_check(actor=actor, **asked)
+        return lambda: self._link_token_issue(actor, reinstall, asked)
 
-    def _link_token_create(self, actor: LinkActor, reinstall: Connection | None) -> HttpResponse:
+    def _link_token_issue(
+        self, actor: LinkActor, reinstall: Connection | None, asked: dict
+    ) -> HttpResponse:
         try:
-            link_token = exchange_service.link_token_create(
-                customer=actor.customer,
-                reinstall=reinstall,
-                source=actor.source,
-                user=actor.user,
-                magic_link=actor.magic_link,
-            )
+            link_token = link_service.link_token_issue(actor=actor, **asked)
         except (TrackstarUnavailable, TrackstarRateLimited) as e:
             logger.warning(
                 "Link token failed: %s", e, extra={"customer_id": actor.customer.public_id}
@@ -351,57 +256,27 @@ class LinkEndpoints:
         self, request: HttpRequest, actor: LinkActor, url_kwargs
     ) -> HttpResponse | Callable[[], HttpResponse]:
         data = json_body(request)
-        _check_customer_id(actor, data)
-        auth_code = required_string(data, "auth_code", max_length=2048)
-        integration_name = required_string(data, "integration_name", max_length=64)
-        # The link token Link was opened with (from our get-link-token): it must be one we
-        # minted for this customer and handed to this caller, or the code is not taken.
-        link_token = required_string(data, "link_token", max_length=2048)
-        if not integration_is_known(integration_name):
-            raise BadRequest(f"Unknown integration '{integration_name}'.")
-        if actor.allowed_integrations and integration_name not in actor.allowed_integrations:
-            raise BadRequest("This link does not allow that integration.", status=403)
-        reinstall = _reinstall_target(actor, data)
-        _check_portal_role(actor, reinstall)
-        try:
-            existing = exchange_service.exchange_existing(
-                customer=actor.customer, auth_code=auth_code
+        # Before the fields: a page acting for another customer hears that first.
+        link_service.link_customer_check(actor=actor, customer_id=data.get("customer_id"))
+        submission: dict[str, Any] = {
+            "auth_code": required_string(data, "auth_code", max_length=2048),
+            "integration_name": required_string(data, "integration_name", max_length=64),
+            # The link token Link was opened with (from our get-link-token): it must be one
+            # we minted for this customer and handed to this caller, or the code is not taken.
+            "link_token": required_string(data, "link_token", max_length=2048),
+            "connection_ref": data.get("connection_id"),
+            "customer_id": data.get("customer_id"),
+        }
+        checked = link_service.link_code_submit_check(actor=actor, **submission)
+        if checked.existing is not None:
+            # A retry of a code we hold (connect.js retries a lost answer or a 429): nothing
+            # is written, nothing is charged.
+            return JsonResponse(
+                self._exchange_json(checked.existing, actor, url_kwargs), status=202
             )
-            if existing is not None:
-                # A retry of a code we hold (connect.js retries a lost answer or a 429):
-                # nothing is written, nothing is charged.
-                return JsonResponse(self._exchange_json(existing, actor, url_kwargs), status=202)
-            exchange_service.link_token_check(
-                customer=actor.customer,
-                link_token=link_token,
-                reinstall=reinstall,
-                source=actor.source,
-                user=actor.user,
-                magic_link=actor.magic_link,
-            )
-        except ValidationError as e:
-            return error(e.messages[0], status=409)
-        except exchange_service.LinkTokenRefused as e:
-            return error(e.message, status=e.status)
 
         def submit() -> HttpResponse:
-            try:
-                submitted = exchange_service.exchange_submit(
-                    customer=actor.customer,
-                    auth_code=auth_code,
-                    link_token=link_token,
-                    integration_name=integration_name,
-                    source=actor.source,
-                    user=actor.user,
-                    reinstall_connection=reinstall,
-                    magic_link=actor.magic_link,
-                )
-            except ValidationError as e:
-                return error(e.messages[0], status=409)
-            except exchange_service.LinkTokenRefused as e:
-                return error(e.message, status=e.status)
-            except exchange_service.LinkUnavailable as e:
-                return error(str(e), status=410)
+            submitted = link_service.link_code_submit(actor=actor, **submission)
             return JsonResponse(
                 self._exchange_json(submitted.exchange, actor, url_kwargs), status=202
             )
@@ -410,11 +285,9 @@ class LinkEndpoints:
 
     def _exchange_status(self, actor: LinkActor, public_id, url_kwargs) -> HttpResponse:
         try:
-            exchange = selectors.exchange_get(customer=actor.customer, public_id=public_id)
+            exchange = link_service.link_exchange_get(actor=actor, public_id=public_id)
         except Http404:
             return error("Not found.", status=404)
-        if actor.magic_link is not None and exchange.magic_link_id != actor.magic_link.pk:
-            return error("Not found.", status=404)  # a link visitor sees only their own
         return JsonResponse(self._exchange_json(exchange, actor, url_kwargs))
 
     def _exchange_json(self, exchange: AuthCodeExchange, actor: LinkActor, url_kwargs) -> dict:
@@ -455,6 +328,13 @@ class LinkEndpoints:
         }
 
 
+def _refused(e: ValidationError) -> JsonResponse:
+    """A rule's refusal as the endpoints answer it: a LinkRefused says its status; any
+    other ValidationError of a service is a conflict with the state of things."""
+    status = e.status if isinstance(e, LinkRefused) else 409
+    return error(e.messages[0], status=status)
+
+
 FINISH_WORDS = "Almost there: reconnect to finish."
 
 
@@ -463,21 +343,11 @@ def _finish_by_reconnect(actor: LinkActor, connection: Connection) -> tuple[str,
     this caller reconnects it with (None: someone else must)."""
     name = integration_display_name(connection.integration_name)
     how = f" Click Reconnect and enter the {name} credentials once more."
-    link = actor.magic_link
-    if link is None:
-        if actor.source == Connection.Source.PORTAL and (
-            actor.user is None
-            or not membership_can(
-                user=actor.user, customer=actor.customer, action=PortalAction.RECONNECT
-            )
-        ):
-            return f"{FINISH_WORDS} An owner of your account can do it with Reconnect.", None
-        return FINISH_WORDS + how, str(connection.pk)
-    if link.is_usable:
-        if link.reinstall_connection_id == connection.pk:
-            return FINISH_WORDS + how, str(connection.pk)  # the link reconnects it anyway
-        if connection in magic_link_reconnectable(link):
-            return FINISH_WORDS + how, magic_link_reconnect_ref(link, connection)
+    reconnect_ref = link_service.link_reconnect_ref(actor=actor, connection=connection)
+    if reconnect_ref is not None:
+        return FINISH_WORDS + how, reconnect_ref
+    if actor.magic_link is None:
+        return f"{FINISH_WORDS} An owner of your account can do it with Reconnect.", None
     if connection.reconnect_notified_at is not None:
         return f"{FINISH_WORDS} We have emailed your account's contact a link to do it.", None
     return (

@@ -34,7 +34,7 @@ from connections.models import (
 )
 from connections.models.records import parse_datetime
 from connections.services import connection_default_label, connection_mark_needs_reconnect
-from connections.sync.run import sync_schedule_initial
+from connections.sync.schedule import sync_schedule_initial
 from connections.trackstar import (
     ExchangeResult,
     TrackstarAuthError,
@@ -71,6 +71,16 @@ RECOVERY_CLOCK_GRACE = timedelta(seconds=30)
 # --- Link tokens -------------------------------------------------------------------------
 
 
+class LinkRefused(ValidationError):
+    """A rule of connecting through Link refused the request (connections.link.services
+    holds the rules). `status` is what the JSON endpoints answer with: 400 bad input, 403
+    not this caller's, 404 nothing of theirs, 409 not in this state, 410 no longer."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def link_token_create(
     *,
     customer: Customer,
@@ -84,7 +94,7 @@ def link_token_create(
     whom it was handed to (`source`, `user`, `magic_link`), so store-token takes it only
     from them, for this customer."""
     if reinstall is not None and reinstall.customer_id != customer.pk:
-        raise ValidationError("That connection belongs to another customer.")
+        raise LinkRefused("That connection belongs to another customer.", status=404)
     try:
         link_token = trackstar_client().create_link_token(
             customer_id=customer.public_id,
@@ -137,13 +147,6 @@ def link_tokens_prune() -> int:
     return deleted
 
 
-class LinkTokenRefused(Exception):
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
 def _held_by(
     grant: LinkTokenGrant, *, source: str, user: Actor, magic_link: MagicLink | None
 ) -> bool:
@@ -167,7 +170,7 @@ def link_token_check(
     magic_link: MagicLink | None = None,
 ) -> LinkTokenGrant:
     """The grant of a link token this caller may submit a code with: minted for this
-    customer, handed to this caller, for this reinstall, not expired. LinkTokenRefused
+    customer, handed to this caller, for this reinstall, not expired. LinkRefused
     otherwise. Reads only: store-token asks before it spends any of its limits."""
     grant = (
         LinkTokenGrant.objects.filter(token_hash=token_hash(link_token)).first()
@@ -181,16 +184,16 @@ def link_token_check(
     ):
         # Another customer's token, or another member's, staff member's or magic link's
         # (each their own Link session), reads as an unknown one: nothing says it exists.
-        raise LinkTokenRefused(
+        raise LinkRefused(
             "Connecting must start on this page. Please reload it and connect again.",
             status=403,
         )
     if grant.expires_at <= timezone.now():
-        raise LinkTokenRefused(
+        raise LinkRefused(
             "This connection attempt took too long. Please connect again.", status=410
         )
     if grant.reinstall_connection_id != (reinstall.pk if reinstall else None):
-        raise LinkTokenRefused(
+        raise LinkRefused(
             "Trackstar Link was opened for another connection. Please try again.", status=409
         )
     return grant
@@ -198,15 +201,11 @@ def link_token_check(
 
 def exchange_existing(*, customer: Customer, auth_code: str) -> AuthCodeExchange | None:
     """The exchange of a code we hold already (a retry of store-token), if any;
-    ValidationError for another customer's."""
+    LinkRefused for another customer's."""
     return _existing_exchange(customer=customer, code_hash=token_hash(auth_code))
 
 
 # --- Auth code exchange --------------------------------------------------------------------
-
-
-class LinkUnavailable(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -219,7 +218,7 @@ def _existing_exchange(*, customer: Customer, code_hash: str) -> AuthCodeExchang
     existing = AuthCodeExchange.objects.filter(auth_code_hash=code_hash).first()
     if existing is not None and existing.customer_id != customer.pk:
         # Somebody replays another customer's code: say nothing about it.
-        raise ValidationError("This authorization code was already used.")
+        raise LinkRefused("This authorization code was already used.", status=409)
     return existing
 
 
@@ -238,9 +237,8 @@ def exchange_submit(
 
     `link_token` is the one Link was opened with: it must be one we minted for this
     customer and handed to this caller (link_token_check), for this reinstall, not
-    expired; LinkTokenRefused otherwise. Through a magic
-    link, the row takes one of the link's uses in the same transaction; LinkUnavailable
-    when none is left."""
+    expired; LinkRefused otherwise. Through a magic link, the row takes one of the link's
+    uses in the same transaction; LinkRefused (410) when none is left."""
     code_hash = token_hash(auth_code)
     existing = _existing_exchange(customer=customer, code_hash=code_hash)
     if existing is not None:
@@ -258,7 +256,9 @@ def exchange_submit(
     try:
         with transaction.atomic():
             if magic_link is not None and not magic_link_consume(link_id=magic_link.pk):
-                raise LinkUnavailable("This link has expired, was revoked, or was already used.")
+                raise LinkRefused(
+                    "This link has expired, was revoked, or was already used.", status=410
+                )
             exchange = AuthCodeExchange.objects.create(
                 customer=customer,
                 auth_code_hash=code_hash,

@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.http import HttpRequest
 
 from connections.degrade import cache_or, warn_rarely
-from connections.sync.trackstar_budget import token_bucket
+from connections.token_buckets import token_bucket
 
 logger = logging.getLogger(__name__)
 

@@ -59,6 +59,13 @@ def magic_link_issue(
         raise ValidationError("A link must allow at least one use.")
     if reinstall_connection is not None and reinstall_connection.customer_id != customer.pk:
         raise ValidationError("The connection to reinstall belongs to another customer.")
+    if (
+        reinstall_connection is not None
+        and reinstall_connection.status == Connection.Status.DISCONNECTED
+    ):
+        # Gone at Trackstar: a reconnect of it can only fail (a disconnect revokes the links
+        # that would reconnect it, for the same reason).
+        raise ValidationError("A disconnected connection cannot be reconnected.")
     token = secrets.token_urlsafe(TOKEN_BYTES)
     with transaction.atomic():
         link = MagicLink.objects.create(

@@ -1,4 +1,4 @@
-"""Exchange tasks: take ids, call one service, retry by the one policy (retry.py)."""
+"""Exchange tasks: take ids, call one service, retry by the one policy (connections/task_retry.py)."""
 
 from celery import shared_task
 

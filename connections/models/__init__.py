@@ -1,4 +1,3 @@
-from connections.models.audit import AuditEntry
 from connections.models.connection import Connection
 from connections.models.exchange import AuthCodeExchange, LinkTokenGrant
 from connections.models.magic_link import MagicLink
@@ -19,7 +18,6 @@ from connections.models.webhook import WebhookEvent
 
 __all__ = [
     "RECORD_MODELS",
-    "AuditEntry",
     "AuthCodeExchange",
     "Backfill",
     "Connection",

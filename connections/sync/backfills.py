@@ -18,7 +18,7 @@ from connections.clients import trackstar_client
 from connections.models import RECORD_MODELS, Backfill, Connection, SyncRun
 from connections.models.records import parse_datetime
 from connections.models.sync import resource_label
-from connections.sync.run import sync_request
+from connections.sync.schedule import sync_request
 from connections.trackstar import (
     RESOURCE_ACTIONS,
     TrackstarBadRequest,

@@ -1,11 +1,9 @@
-"""Sync tasks: take ids, call one service, retry by the one policy (retry.py)."""
-
-import random
+"""Sync tasks: take ids, call one service, retry by the one policy (task_retry.py)."""
 
 from celery import shared_task
 
-from connections import enqueue
 from connections.sync import run as sync_service
+from connections.sync import schedule as schedule_service
 from connections.sync.run import SyncOutcome, SyncStatus
 from connections.task_retry import run_retrying
 
@@ -23,8 +21,10 @@ def sync_resource(
     kind: str = "incremental",
     full: bool = False,
     requested: bool = False,
-) -> str:
-    outcome: SyncOutcome | str = run_retrying(
+) -> str | None:
+    # Busy (another worker holds the lease, or held it and died: a message redelivered
+    # after a crash lands here) is retried once the lease can have lapsed.
+    outcome: SyncOutcome | str | None = run_retrying(
         self,
         lambda: sync_service.sync_resource(
             connection_id=connection_id,
@@ -41,18 +41,7 @@ def sync_resource(
         # the run once the database is back.
         database_exhausted=lambda: "database_unavailable",
     )
-    if isinstance(outcome, str):
-        return outcome
-    if outcome.status == SyncStatus.CONTINUE:
-        # The rest of this run; should the run be over when it arrives, it does nothing.
-        # Not sent (broker down): the lease lapses and sync_resume_orphaned resumes it.
-        enqueue.resource_sync(connection_id, resource, kind, full)
-    elif outcome.status == SyncStatus.BUSY and self.request.retries < self.max_retries:
-        # Another worker holds the lease, or held it and died (a redelivered message after
-        # a crash lands here): look again once the lease can have lapsed.
-        countdown = min((outcome.retry_in or 0) + random.uniform(1, 3), 300)  # noqa: S311
-        raise self.retry(countdown=countdown)
-    return outcome.status.value
+    return outcome.status.value if isinstance(outcome, SyncOutcome) else outcome
 
 
 def _give_up(connection_id: int, resource: str) -> str:
@@ -66,9 +55,9 @@ def _give_up(connection_id: int, resource: str) -> str:
 
 @shared_task(name="connections.sync_dispatch")
 def sync_dispatch_due() -> int:
-    return sync_service.sync_dispatch_due()
+    return schedule_service.sync_dispatch_due()
 
 
 @shared_task(name="connections.sync_resume_orphaned")
 def sync_resume_orphaned() -> int:
-    return sync_service.sync_resume_orphaned()
+    return schedule_service.sync_resume_orphaned()

@@ -20,13 +20,14 @@ from connections.models.records import RECORD_MODELS
 from connections.models.sync import resource_label
 from connections.services import connection_mark_disconnected
 from connections.sync.backfills import backfill_job_event
-from connections.sync.run import (
-    records_upsert,
+from connections.sync.schedule import (
     sync_force_completed,
     sync_history_completed,
     sync_schedule_initial,
 )
-from connections.sync.trackstar_budget import acquire, trackstar_get_limiter
+from connections.sync.trackstar_budget import trackstar_get_limiter
+from connections.sync.upsert import records_upsert
+from connections.token_buckets import acquire
 from connections.trackstar import TrackstarNotFound, resource_named
 
 logger = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from django.utils.crypto import salted_hmac
 
 from connections.degrade import cache_or
 from connections.link.guess_limits import client_ip
-from connections.sync.trackstar_budget import token_bucket
+from connections.token_buckets import token_bucket
 
 # The login forms whose POSTs are counted: the portal's and the admin's.
 LOGIN_VIEWS = frozenset({"portal:login", "admin:login"})

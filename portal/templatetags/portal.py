@@ -1,10 +1,9 @@
 from datetime import datetime
 
 from django import template
-from django.utils import timezone
-from django.utils.timesince import timesince
 
 from connections.integrations import connection_label, fallback_display_name
+from connections.selectors.status import ago as status_ago
 
 register = template.Library()
 
@@ -51,11 +50,7 @@ def status_label(value: str) -> str:
 
 @register.filter
 def ago(moment: datetime | None) -> str:
-    if moment is None:
-        return ""
-    if (timezone.now() - moment).total_seconds() < 60:
-        return "just now"
-    return f"{timesince(moment)} ago"
+    return status_ago(moment)  # as the status lines and admin say it
 
 
 @register.filter

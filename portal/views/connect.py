@@ -17,6 +17,7 @@ from connections.integrations import (
     integration_catalog,
 )
 from connections.link import magic_links as magic_link_service
+from connections.link import services as link_service
 from connections.link.endpoints import (
     link_config,
     magic_link_page_ref,
@@ -89,7 +90,9 @@ def connect_page(request: HttpRequest, token: str) -> HttpResponse:
             {"reason": "unknown", "contact": settings.DOCKSIDE_SUPPORT_EMAIL},
             status=404,
         )
-    if not link.is_usable or not link.customer.is_active:
+    try:
+        link_service.magic_link_usable_check(link=link)
+    except link_service.LinkRefused:
         return _link_unavailable(request, link)
     magic_link_service.magic_link_open(link=link)
     session_grant_add(request, link)
@@ -114,7 +117,9 @@ def connect_granted_page(request: HttpRequest) -> HttpResponse:
             {"reason": "no_grant", "contact": settings.DOCKSIDE_SUPPORT_EMAIL},
             status=403,
         )
-    if not link.is_usable or not link.customer.is_active:
+    try:
+        link_service.magic_link_usable_check(link=link)
+    except link_service.LinkRefused:
         return _link_unavailable(request, link)
     config = link_config(
         request,

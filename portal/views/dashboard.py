@@ -6,7 +6,7 @@ import logging
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,12 +21,14 @@ from connections.integrations import (
     integration_catalog,
 )
 from connections.json_requests import error
-from connections.link.endpoints import LinkEndpoints, is_id, link_actor, link_config
+from connections.link.endpoints import LinkEndpoints, link_actor, link_config
+from connections.link.services import is_id
 from connections.models import Connection
+from connections.selectors import status as status_selectors
 from connections.trackstar import (
     TrackstarError,
 )
-from customers.permissions import PortalAction, membership_can, membership_permissions
+from customers.permissions import PortalAction, membership_permissions
 from customers.selectors import customer_list_for_user
 from customers.tenancy import (
     CustomerRequest,
@@ -47,17 +49,13 @@ portal_link = LinkEndpoints(
 # --- Portal pages -------------------------------------------------------------------------
 
 
-def _may(request: CustomerRequest, action: PortalAction) -> bool:
-    return membership_can(user=request.user, customer=request.customer, action=action)
-
-
 def _portal_context(request: CustomerRequest) -> dict:
     customer = request.customer
     # can_connect, can_reconnect, can_disconnect, can_rename: the page shows only what the
     # user's role may do (the views refuse the rest).
     permissions = membership_permissions(user=request.user, customer=customer)
     integrations = integration_catalog()
-    dashboard = selectors.connection_status_list(
+    dashboard = status_selectors.connection_status_list(
         customer=customer,
         integrations=integrations,
         can_reconnect=permissions["can_reconnect"],
@@ -106,7 +104,7 @@ def portal_connections_status(request: HttpRequest) -> HttpResponse:
         return error("Choose which account to show first.", status=403)
     permissions = membership_permissions(user=request.user, customer=customer)
     integrations = integration_catalog()
-    dashboard = selectors.connection_status_list(
+    dashboard = status_selectors.connection_status_list(
         customer=customer, integrations=integrations, can_reconnect=permissions["can_reconnect"]
     )
     response = JsonResponse(
@@ -130,7 +128,7 @@ def portal_connections_status(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _status_json(status: selectors.ConnectionStatus) -> dict:
+def _status_json(status: status_selectors.ConnectionStatus) -> dict:
     connection = status.connection
     last = status.last_success_at
     return {
@@ -172,8 +170,9 @@ def connection_disconnect(request: CustomerRequest, pk: int) -> HttpResponse:
     """An owner disconnects. Another customer's connection is a 404; a member of this
     customer gets a 403."""
     connection = selectors.connection_get(customer=request.customer, pk=pk)
-    if not _may(request, PortalAction.DISCONNECT):
-        raise PermissionDenied("Only an owner of this account can disconnect a WMS.")
+    services.connection_portal_check(
+        connection=connection, user=request.user, action=PortalAction.DISCONNECT
+    )
     if connection.status == Connection.Status.DISCONNECTED:
         messages.info(request, f"{connection_label(connection)} is already disconnected.")
         return redirect("portal:index")
@@ -206,8 +205,9 @@ def connection_rename(request: CustomerRequest, pk: int) -> HttpResponse:
     """An owner names a connection ("ShipBob EU"). Another customer's connection is a 404;
     a member of this customer gets a 403."""
     connection = selectors.connection_get(customer=request.customer, pk=pk)
-    if not _may(request, PortalAction.RENAME):
-        raise PermissionDenied("Only an owner of this account can rename its connections.")
+    services.connection_portal_check(
+        connection=connection, user=request.user, action=PortalAction.RENAME
+    )
     form = ConnectionRenameForm(
         request.POST if request.method == "POST" else None,
         initial={"label": connection_label(connection)},

@@ -10,10 +10,11 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from connections import selectors
 from connections.integrations import (
     integration_catalog,
 )
+from connections.selectors import records as record_selectors
+from connections.selectors import status as status_selectors
 from customers.tenancy import (
     CustomerRequest,
     customer_required,
@@ -25,12 +26,12 @@ logger = logging.getLogger(__name__)
 
 # --- Synced data in the portal ----------------------------------------------------------------
 
-PAGE_SIZE = 50
+ROWS_PER_PAGE = 50
 
 
 def _page(request: HttpRequest, queryset):
     # Two queries whatever the data size: a COUNT and one page.
-    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    return Paginator(queryset, ROWS_PER_PAGE).get_page(request.GET.get("page"))
 
 
 def _pager_query(request: HttpRequest) -> str:
@@ -56,9 +57,9 @@ def _data_page(request: CustomerRequest, template: str, context: dict) -> HttpRe
 @customer_required
 def portal_inventory(request: CustomerRequest) -> HttpResponse:
     customer = request.customer
-    connections = selectors.record_connection_list(customer=customer)
+    connections = record_selectors.record_connection_list(customer=customer)
     filters = InventoryFilterForm(request.GET, connections=connections)
-    items = selectors.inventory_list(
+    items = record_selectors.inventory_list(
         customer=customer,
         search=filters.value_of("q") or "",
         connection=filters.value_of("connection"),
@@ -70,9 +71,11 @@ def portal_inventory(request: CustomerRequest) -> HttpResponse:
             "filters": filters,
             "connections": connections,
             "page": _page(request, items),
-            "warehouses": selectors.warehouse_names(customer=customer),
+            "warehouses": record_selectors.warehouse_names(customer=customer),
             "query": _pager_query(request),
-            "freshness": selectors.freshness_list(customer=customer, resources=["inventory"]),
+            "freshness": status_selectors.freshness_list(
+                customer=customer, resources=["inventory"]
+            ),
             "section": "inventory",
         },
     )
@@ -82,9 +85,9 @@ def portal_inventory(request: CustomerRequest) -> HttpResponse:
 @customer_required
 def portal_orders(request: CustomerRequest) -> HttpResponse:
     customer = request.customer
-    connections = selectors.record_connection_list(customer=customer)
+    connections = record_selectors.record_connection_list(customer=customer)
     filters = OrderFilterForm(request.GET, connections=connections)
-    orders = selectors.order_list(
+    orders = record_selectors.order_list(
         customer=customer,
         search=filters.value_of("q") or "",
         connection=filters.value_of("connection"),
@@ -98,10 +101,10 @@ def portal_orders(request: CustomerRequest) -> HttpResponse:
         {
             "filters": filters,
             "connections": connections,
-            "statuses": selectors.ORDER_STATUSES,
+            "statuses": record_selectors.ORDER_STATUSES,
             "query": _pager_query(request),
             "page": _page(request, orders),
-            "freshness": selectors.freshness_list(customer=customer, resources=["orders"]),
+            "freshness": status_selectors.freshness_list(customer=customer, resources=["orders"]),
             "section": "orders",
         },
     )
@@ -111,7 +114,7 @@ def portal_orders(request: CustomerRequest) -> HttpResponse:
 @customer_required
 def portal_order_detail(request: CustomerRequest, pk: int) -> HttpResponse:
     # Another customer's order is not found (404), as one that does not exist.
-    detail = selectors.order_get(customer=request.customer, pk=pk)
+    detail = record_selectors.order_get(customer=request.customer, pk=pk)
     return _data_page(
         request,
         "portal/order_detail.html",

@@ -1,8 +1,9 @@
 """Reading one action's audit entry the way staff read the log."""
 
-from audit.services import audit_sentence
+from audit.models import AuditEntry
+from audit.sentences import audit_sentence
 from connections.link import exchanges as exchange_service
-from connections.models import AuditEntry, Connection
+from connections.models import Connection
 
 
 def only_entry(action: str) -> AuditEntry:

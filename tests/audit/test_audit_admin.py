@@ -6,11 +6,11 @@ import re
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 
+from audit.models import AuditEntry
 from connections import services
-from connections.models import AuditEntry
 from tests.builders import make_connection, make_customer
 
-URL = "/admin/connections/auditentry/"
+URL = "/admin/audit/auditentry/"
 
 
 def pause_and_resume(connection, actor):

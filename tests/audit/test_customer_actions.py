@@ -1,8 +1,9 @@
 """What customers do to their connections is in the audit log: connect, reconnect (through
 the portal or a magic link), rename, disconnect."""
 
+from audit.models import AuditEntry
 from connections.link import magic_links as magic_link_service
-from connections.models import AuditEntry, Connection
+from connections.models import Connection
 from tests.audit.helpers import assert_entry, connect, only_entry
 
 CUSTOMER = AuditEntry.ActorKind.CUSTOMER

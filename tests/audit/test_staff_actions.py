@@ -1,8 +1,9 @@
 """What staff do to a connection is in the audit log, once per change."""
 
+from audit.models import AuditEntry
 from connections import services
 from connections.link import adoption as adoption_service
-from connections.models import AuditEntry, Connection, UnassignedConnection
+from connections.models import Connection, UnassignedConnection
 from tests.audit.helpers import assert_entry, connect, only_entry
 from tests.builders import make_connection
 
@@ -167,7 +168,7 @@ def test_deleting_an_unassigned_connection_is_audited(trackstar, jane):
 
     entry = only_entry("unassigned.deleted")
     assert entry.actor == jane and entry.actor_kind == STAFF
-    from audit.services import audit_sentence
+    from audit.sentences import audit_sentence
 
     assert audit_sentence(entry) == (
         f"Jane Doe (staff) deleted the unassigned Trackstar connection {made['connection_id']}"

@@ -3,11 +3,12 @@ broken, working again, deleted, a connection made in its dashboard adopted."""
 
 import pytest
 
-from audit.services import audit_sentence
+from audit.models import AuditEntry
+from audit.sentences import audit_sentence
 from connections import services
 from connections.health import services as health
 from connections.health import services as health_service
-from connections.models import AuditEntry, Connection
+from connections.models import Connection
 from connections.webhooks import services as webhook_service
 from tests.audit.helpers import assert_entry, only_entry
 

@@ -7,12 +7,15 @@ import json
 import pytest
 from django.test import Client
 
+from audit.models import AuditEntry
 from connections import integrations
 from connections.link import endpoints as link_endpoints
 from connections.link import magic_links as magic_link_service
-from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
-from connections.sync.run import records_upsert
+from connections.models import AuthCodeExchange, Connection, MagicLink
+from connections.sync.upsert import records_upsert
 from customers.models import Membership
+from portal.views import connect as connect_views
+from portal.views import dashboard as dashboard_views
 from tests.builders import make_connection, make_link_token, make_user
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
@@ -26,7 +29,7 @@ CATALOG = {
 @pytest.fixture
 def catalog(monkeypatch):
     """Trackstar's integration list, as the pages get it (no sandbox needed)."""
-    for module in (link_endpoints, integrations):
+    for module in (link_endpoints, dashboard_views, connect_views, integrations):
         monkeypatch.setattr(module, "integration_catalog", lambda: CATALOG)
     return CATALOG
 
@@ -318,7 +321,7 @@ def test_a_reference_from_another_link_reconnects_nothing(client, customer, cata
 def test_a_magic_link_cannot_reconnect_outside_its_allow_list_or_a_disconnected_one(
     client, customer, catalog
 ):
-    from connections.link.endpoints import magic_link_reconnect_ref
+    from connections.link.services import magic_link_reconnect_ref
 
     shiphero = make_connection(customer=customer, integration_name="shiphero")
     gone = make_connection(customer=customer, status=Connection.Status.DISCONNECTED)

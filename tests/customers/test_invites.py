@@ -4,38 +4,18 @@ customer, by invitation, on the customer's page or in the membership admin."""
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core import mail
-from django.test import Client
 
-from connections.models import AuditEntry
+from audit.models import AuditEntry
 from customers.models import Membership
 from tests.builders import make_user
-
-
-def staff_with(*perms: str, username: str = "mallory", **fields):
-    user = make_user(
-        username=username, email=f"{username}@dockside.example", is_staff=True, **fields
-    )
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    return user
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def invite(client, customer, email, **fields):
-    return client.post(
-        f"/admin/customers/customer/{customer.pk}/invite/", {"email": email, **fields}
-    )
-
+from tests.customers.helpers import (
+    CHANGE_CUSTOMER,
+    customer_form,
+    invite,
+    logged_in,
+    staff_with,
+)
 
 # --- The invite page ---------------------------------------------------------------------
 
@@ -145,28 +125,6 @@ def test_a_bad_role_is_a_form_error(customer, staff_user):
 
 
 # --- The customer's membership inline and the membership admin -------------------------------
-
-
-def customer_form(customer, *rows):
-    data = {
-        "name": customer.name,
-        "slug": customer.slug,
-        "contact_email": customer.contact_email,
-        "timezone": customer.timezone,
-        "is_active": "on",
-        "memberships-TOTAL_FORMS": str(len(rows)),
-        "memberships-INITIAL_FORMS": "0",
-        "memberships-MIN_NUM_FORMS": "0",
-        "memberships-MAX_NUM_FORMS": "1000",
-        "_save": "Save",
-    }
-    for n, (user, role) in enumerate(rows):
-        data[f"memberships-{n}-user"] = str(user.pk)
-        data[f"memberships-{n}-role"] = role
-    return data
-
-
-CHANGE_CUSTOMER = ("customers.view_customer", "customers.change_customer")
 
 
 def test_the_inline_adds_no_membership_without_add_membership(customer):

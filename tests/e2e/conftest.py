@@ -8,6 +8,7 @@ from config.celery_app import app as celery_app
 from connections.link import exchanges as exchange_service
 from connections.models import AuthCodeExchange, Connection
 from tests.builders import PASSWORD, make_customer, make_user
+from tests.plugins.worker import WorkerProcess
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def live_trackstar(transactional_db, trackstar, live_server, celery_worker_proce
     except requests.ConnectionError:  # a pooled keep-alive connection the sandbox closed
         trackstar.reset()
     Connection.objects.update(sync_paused=True)  # queued syncs now end at once
-    _wait_for_idle_worker(celery_worker_process.name)
+    _wait_for_idle_worker(celery_worker_process)
 
 
 @pytest.fixture
@@ -49,12 +50,15 @@ def _worker_is_idle(name: str) -> bool:
         return not any(redis.llen(queue.name) for queue in celery_app.conf.task_queues)
 
 
-def _wait_for_idle_worker(name: str, timeout: float = 60.0) -> None:
+def _wait_for_idle_worker(worker: WorkerProcess, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     quiet = 0
     while quiet < 2 and time.monotonic() < deadline:  # twice in a row: nothing in flight
-        quiet = quiet + 1 if _worker_is_idle(name) else 0
+        quiet = quiet + 1 if _worker_is_idle(worker.name) else 0
         time.sleep(0.2)
+    if quiet < 2:
+        # Say so here: the database flush after the test would deadlock with its work.
+        raise AssertionError(f"worker still busy after {timeout:.0f} s:\n{worker.log()}")
 
 
 def login(page, live_server, username: str, *, url: str = "/portal/login/") -> None:

@@ -8,7 +8,7 @@ from connections.models import Connection, Order, UnassignedConnection
 from tests.builders import make_customer
 from tests.e2e.conftest import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_connection_made_in_trackstars_dashboard_arrives_under_its_customer(live_trackstar):

@@ -23,7 +23,7 @@ from svix.webhooks import Webhook
 from connections.models import AuthCodeExchange, Connection, MagicLink
 from tests.e2e.conftest import connect_in_modal, login, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 STATUS = "#connect-status"
 

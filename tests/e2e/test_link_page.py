@@ -15,7 +15,7 @@ from connections.link import magic_links as magic_link_service
 from tests.builders import make_connection, make_customer, make_user
 from tests.e2e.conftest import login
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 SCRIPT_URL = "https://link.trackstar.test/main.js"
 

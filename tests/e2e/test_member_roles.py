@@ -8,7 +8,7 @@ from customers.models import Membership
 from tests.builders import make_connection, make_customer, make_user
 from tests.e2e.conftest import login
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_member_is_told_to_ask_an_owner_to_reconnect(page, live_server, trackstar):

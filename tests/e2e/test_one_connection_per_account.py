@@ -13,7 +13,7 @@ from connections.models import AuthCodeExchange, Connection, ResourceSync
 from tests.builders import make_connection, make_user
 from tests.e2e.conftest import connected_through_exchange, login, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 ASYNC = 30_000  # ms: Link, the worker's exchange and the page's polling
 

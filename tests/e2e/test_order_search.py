@@ -4,12 +4,12 @@ filters; the data pages fit a 390-px phone and a 1280-px screen without sideways
 import pytest
 from playwright.sync_api import expect
 
-from connections.sync.run import records_upsert
+from connections.sync.upsert import records_upsert
 from tests.builders import make_connection
 from tests.e2e.conftest import login
 from tests.portal.records import item, order
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture

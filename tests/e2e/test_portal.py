@@ -10,7 +10,7 @@ from connections.link import exchanges as exchange_service
 from connections.models import AuthCodeExchange, Connection
 from tests.e2e.conftest import connect_in_modal, connected_through_exchange, login, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_customer_connects_a_wms_and_sees_itconnected_through_exchange(

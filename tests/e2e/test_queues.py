@@ -10,7 +10,7 @@ from connections.models import AuthCodeExchange, Connection, ResourceSync, SyncR
 from connections.sync.tasks import sync_resource as sync_resource_task
 from tests.builders import make_connection, make_customer
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 BIG_SYNC_ORDERS = 60_000  # 60 pages: a minute each at the sync worker's 1 GET/s
 

@@ -18,7 +18,7 @@ from connections.webhooks.tasks import webhooks_sweep as webhooks_sweep_task
 from tests.builders import make_connection, make_link_token
 from tests.e2e.conftest import login, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -91,13 +91,33 @@ def test_redis_stopped_during_a_portal_connect(
 
 @pytest.mark.django_db  # not transactional: store-token's publish runs when captured
 def test_store_token_does_not_wait_on_a_hung_redis(
-    client, acme, private_redis, django_capture_on_commit_callbacks
+    client, acme, private_redis, django_capture_on_commit_callbacks, monkeypatch
 ):
     """A hung Redis (it accepts connections, answers nothing) holds a publish for its
     socket timeouts (5 s, more with the publish retry): once per REDIS_RETRY_SECONDS in a
-    process, not on every store-token."""
+    process, not on every store-token. Counted: the publishes tried, and the commands
+    sent to the hung Redis."""
+    from redis.connection import AbstractConnection
+
+    from config.celery_app import app as celery_app
+    from connections import degrade
+
     user = acme.memberships.get().user
     client.force_login(user)
+    publishes, commands = [], []
+    send_task, send_command = celery_app.send_task, AbstractConnection.send_packed_command
+
+    def counting_send_task(name, *args, **kwargs):
+        publishes.append(name)
+        return send_task(name, *args, **kwargs)
+
+    def counting_send_command(self, *args, **kwargs):
+        if self.port == private_redis.port:
+            commands.append(args)
+        return send_command(self, *args, **kwargs)
+
+    monkeypatch.setattr(celery_app, "send_task", counting_send_task)
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send_command)
     private_redis.pause()
 
     def store_token(auth_code: str):
@@ -110,12 +130,16 @@ def test_store_token_does_not_wait_on_a_hung_redis(
             return client.post("/portal/store-token", body, content_type="application/json")
 
     first = store_token("ac_first")  # pays the timeouts
+    asked_first = (len(publishes), len(commands))
     started = time.monotonic()
     second = store_token("ac_second")
     second_took = time.monotonic() - started
 
     assert (first.status_code, second.status_code) == (202, 202)
-    assert second_took < 4  # generous: one publish alone would hang for 5 s
+    assert asked_first[0] == 1 and asked_first[1] >= 1  # the first tried, and waited
+    assert (len(publishes), len(commands)) == asked_first  # the second asked Redis nothing
+    assert degrade.redis_is_down(f"broker:{private_redis.url}")
+    assert second_took < 4  # a smoke bound: one publish alone would hang for 5 s
     assert AuthCodeExchange.objects.filter(status=AuthCodeExchange.Status.PENDING).count() == 2
 
 

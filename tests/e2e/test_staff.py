@@ -7,11 +7,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from connections.models import AuditEntry, Connection, MagicLink
+from audit.models import AuditEntry
+from connections.models import Connection, MagicLink
 from tests.builders import make_customer, make_user
 from tests.e2e.conftest import connect_in_modal, login
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 ASYNC = 30_000  # ms: Link, the worker's exchange and the page's polling
 SHIPBOB = re.compile("shipbob", re.IGNORECASE)  # the slug or the display name, as shown

@@ -18,11 +18,11 @@ from connections.models import (
     SyncRun,
     TrackstarAccount,
 )
-from connections.sync import run as sync_service
+from connections.sync import schedule as schedule_service
 from tests.builders import make_connection, make_customer, make_user
 from tests.e2e.conftest import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def connect(live_trackstar, customer):
             access_token=made["access_token"],
             available_actions=made["available_actions"],
         )
-        sync_service.sync_schedule_initial(connection=connection)
+        schedule_service.sync_schedule_initial(connection=connection)
         wait_for(
             lambda: (
                 ResourceSync.objects.filter(
@@ -78,7 +78,7 @@ def dispatch_now(connection: Connection) -> int:
     ResourceSync.objects.filter(connection=connection).update(
         next_sync_at=timezone.now(), last_success_at=timezone.now() - timedelta(hours=1)
     )
-    return sync_service.sync_dispatch_due()
+    return schedule_service.sync_dispatch_due()
 
 
 def test_a_new_connection_is_read_once_after_trackstars_historical_sync(connect):

@@ -14,7 +14,7 @@ from connections.webhooks import services as webhook_service
 from tests.builders import make_connection, make_customer
 from tests.e2e.conftest import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """pytest fixtures that run the Trackstar sandbox (sandbox/) as a real subprocess.
 
-sandbox_server (session): the running sandbox; sandbox (function): the same, reset first.
+sandbox_server (session): the running sandbox; sandbox (function): the same, reset first;
+sandbox_process_factory (function): sandboxes of one test's own, with a state file.
 """
 
 import os
@@ -246,3 +247,40 @@ def sandbox_server():
 def sandbox(sandbox_server: SandboxServer) -> SandboxServer:
     sandbox_server.reset()
     return sandbox_server
+
+
+@pytest.fixture
+def sandbox_process_factory():
+    """start(state_file) → (process, server): a sandbox of the test's own on a free port,
+    keeping its state in state_file, for tests that stop and start it again (a restart is
+    another start on the same file). Whatever is still running at the end is stopped."""
+    processes: list[subprocess.Popen] = []
+
+    def start(state_file: Path) -> tuple[subprocess.Popen, SandboxServer]:
+        port = _free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "--port", str(port), "--state-file", str(state_file)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        processes.append(process)
+        server = SandboxServer(f"http://127.0.0.1:{port}", "sandbox-key", "")
+        for _ in range(200):
+            try:
+                if server.get("/_sandbox/health", timeout=1).ok:
+                    return process, server
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        process.kill()
+        raise AssertionError("sandbox did not start")
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from connections import selectors
 from connections.models import AuthCodeExchange, Connection, ResourceSync, SyncRun
+from connections.selectors import status as status_selectors
 from customers.models import Membership
 from tests.builders import make_connection, make_customer, make_user
 
@@ -182,7 +182,7 @@ def test_a_run_retrying_a_page_is_red_and_shows_no_http_code(owner, customer):
     ],
 )
 def test_stored_sync_errors_become_plain_words(stored, words):
-    plain = selectors.sync_error_words(stored)
+    plain = status_selectors.sync_error_words(stored)
 
     assert words in plain
     assert not re.search(r"\d{3}|Error|Internal Server|API key", plain)

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from connections.models import Order
-from connections.sync.run import records_upsert
+from connections.sync.upsert import records_upsert
 from tests.builders import make_connection
 from tests.portal.records import item, order
 

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection as db
 
 from connections.models import ResourceSync
-from connections.selectors import inventory_list, order_list
-from connections.sync.run import records_upsert
+from connections.selectors.records import inventory_list, order_list
+from connections.sync.upsert import records_upsert
 from tests.builders import make_connection
 from tests.portal.records import item, order
 

@@ -60,15 +60,20 @@ class WebhookReceiver:
     def events(self) -> list[dict]:
         return [json.loads(body) for _, body in self.deliveries]
 
-    def wait_for(self, predicate, timeout: float = 10.0) -> list[tuple[dict, bytes]]:
+    def wait_for(
+        self, predicate, timeout: float = 10.0, count: int = 1
+    ) -> list[tuple[dict, bytes]]:
+        """The deliveries whose payload matches, once there are at least `count` of them."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
                 matching = [d for d in self.deliveries if predicate(json.loads(d[1]))]
-            if matching:
+            if len(matching) >= count:
                 return matching
             time.sleep(0.05)
-        raise AssertionError(f"no matching webhook within {timeout}s; got {self.events()}")
+        raise AssertionError(
+            f"fewer than {count} matching webhooks within {timeout}s; got {self.events()}"
+        )
 
 
 @pytest.fixture

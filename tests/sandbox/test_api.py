@@ -5,8 +5,6 @@ import pytest
 from tests.sandbox.conftest import WMS_RESOURCES
 from tests.sandbox.spec import template_for, validate, validate_error
 
-pytestmark = pytest.mark.integration
-
 
 def _wms(sandbox, token, path, **params):
     return sandbox.wms(token, path, params=params)

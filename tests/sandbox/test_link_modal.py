@@ -2,8 +2,6 @@
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 PAGE = """<!doctype html>
 <html><head><title>Dockside test page</title></head><body>
 <h1>Connect your warehouse</h1>

@@ -1,37 +1,10 @@
 import json
-import subprocess
-import sys
 import time
 
-import pytest
-import requests
 
-from tests.plugins.sandbox import ROOT, SandboxServer, _free_port
-
-pytestmark = pytest.mark.integration
-
-
-def _run(state_file, port):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", str(port), "--state-file", str(state_file)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = SandboxServer(f"http://127.0.0.1:{port}", "sandbox-key", "")
-    for _ in range(200):
-        try:
-            if server.get("/_sandbox/health", timeout=1).ok:
-                return process, server
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError("sandbox did not start")
-
-
-def test_connections_survive_a_restart(tmp_path):
+def test_connections_survive_a_restart(tmp_path, sandbox_process_factory):
     state_file = tmp_path / "sandbox-state.json"
-    process, server = _run(state_file, _free_port())
+    process, server = sandbox_process_factory(state_file)
     try:
         server.configure(historical_sync_delay=0)
         linked = server.connect("shipbob", {"api_key": "k"})
@@ -40,7 +13,7 @@ def test_connections_survive_a_restart(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=5)
-    process, server = _run(state_file, _free_port())
+    process, server = sandbox_process_factory(state_file)
     try:
         after = server.wms(linked["access_token"], "/wms/orders")
         assert after.status_code == 200
@@ -50,7 +23,7 @@ def test_connections_survive_a_restart(tmp_path):
         process.wait(timeout=5)
 
 
-def test_state_files_of_older_sandboxes_still_load(tmp_path):
+def test_state_files_of_older_sandboxes_still_load(tmp_path, sandbox_process_factory):
     """A running demo's state file from before connection errors, history gating and the
     trackstar dates: a broken flag and 3-element mutation entries."""
     now = time.time()
@@ -87,7 +60,7 @@ def test_state_files_of_older_sandboxes_still_load(tmp_path):
             }
         )
     )
-    process, server = _run(state_file, _free_port())
+    process, server = sandbox_process_factory(state_file)
     try:
         view = server.connection("conn_old")
         assert view["broken"] is True
@@ -105,7 +78,7 @@ def test_state_files_of_older_sandboxes_still_load(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=5)
-    process, server = _run(state_file, _free_port())
+    process, server = sandbox_process_factory(state_file)
     try:
         assert server.connection("conn_old")["errors"] == []
         assert len(server.wms("trackstar_old", "/wms/orders").json()["data"]) == 50
@@ -114,9 +87,9 @@ def test_state_files_of_older_sandboxes_still_load(tmp_path):
         process.wait(timeout=5)
 
 
-def test_open_jobs_and_pending_changes_survive_a_restart(tmp_path):
+def test_open_jobs_and_pending_changes_survive_a_restart(tmp_path, sandbox_process_factory):
     state_file = tmp_path / "sandbox-state.json"
-    process, server = _run(state_file, _free_port())
+    process, server = sandbox_process_factory(state_file)
     try:
         server.configure(historical_sync_delay=0, on_demand_sync_delay=1.5)
         linked = server.connect("sandbox")
@@ -129,7 +102,7 @@ def test_open_jobs_and_pending_changes_survive_a_restart(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=5)
-    process, server = _run(state_file, _free_port())
+    process, server = sandbox_process_factory(state_file)
     try:
         view = server.connection(linked["connection_id"])
         assert view["pending"] == {"orders": {"updates": 2, "creates": 0}}

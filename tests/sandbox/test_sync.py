@@ -9,8 +9,6 @@ import pytest
 
 from tests.sandbox.spec import validate, validate_error, validate_webhook
 
-pytestmark = pytest.mark.integration
-
 EMPTY = {"data": [], "next_token": None, "total_count": 0}
 
 
@@ -218,16 +216,29 @@ def test_on_demand_sync_backfills_the_window(sandbox, webhook_receiver, linked):
 
 def test_cancelled_job_never_completes(sandbox, webhook_receiver, linked):
     token = linked["access_token"]
-    sandbox.configure(on_demand_sync_delay=0.3)
+    sandbox.configure(on_demand_sync_delay=2)  # time enough to cancel it while it is open
     job = sandbox.on_demand_sync(token, "get_orders", START, END).json()["data"]
     path = f"/connections/on-demand-syncs/{job['id']}/cancel"
     cancelled = sandbox.post(path, headers=sandbox.token_headers(token))
     assert cancelled.status_code == 200
     assert cancelled.json()["data"] == {**job, "status": "cancelled"}
-    time.sleep(0.6)
+    # A job on another window, due after the cancelled one: the sandbox's timers run in
+    # the order they are due, so once this one has completed, the cancelled one's is past.
+    later = sandbox.on_demand_sync(
+        token, "get_orders", "2023-06-01T00:00:00Z", "2023-06-03T00:00:00Z"
+    ).json()["data"]
+    webhook_receiver.wait_for(
+        lambda e: (
+            e["event_type"] == "connection.sync-job-completed" and e["data"]["id"] == later["id"]
+        )
+    )
+
     window = {"updated_date[gte]": START, "updated_date[lte]": END}
     assert sandbox.wms(token, "/wms/orders", params=window).json()["data"] == []
-    assert not _events(webhook_receiver, "connection.sync-job-completed")
+    completed = _events(webhook_receiver, "connection.sync-job-completed")
+    assert [event["data"]["id"] for event in completed] == [later["id"]]
+    status = sandbox.wms(token, f"/connections/on-demand-syncs/{job['id']}").json()["data"]
+    assert status["status"] == "cancelled"
     again = sandbox.post(path, headers=sandbox.token_headers(token))
     assert again.status_code == 400
 

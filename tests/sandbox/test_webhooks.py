@@ -6,8 +6,6 @@ from svix.webhooks import Webhook
 
 from tests.sandbox.spec import validate_webhook
 
-pytestmark = pytest.mark.integration
-
 
 def _verified(sandbox, delivery) -> dict:
     headers, body = delivery
@@ -99,8 +97,34 @@ def test_failed_delivery_is_retried_with_the_same_svix_id(sandbox, webhook_recei
     _verified(sandbox, deliveries[1])
 
 
-def test_no_webhook_url_means_no_delivery_and_no_error(sandbox, linked):
-    assert sandbox.mutate(linked["connection_id"], "orders", count=1)["updated_ids"]
+def _webhook_log_through(sandbox, svix_id: str, timeout: float = 10.0) -> list[dict]:
+    """GET /_sandbox/webhooks once it lists svix_id (logged after the receiver answered)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        made = sandbox.get("/_sandbox/webhooks").json()["deliveries"]
+        if svix_id in {d["id"] for d in made}:
+            return made
+        assert time.monotonic() < deadline, made
+        time.sleep(0.05)
+
+
+def test_no_webhook_url_means_no_delivery_and_no_error(sandbox, webhook_receiver, linked):
+    cid = linked["connection_id"]
+    sandbox.configure(webhook_url=None)
+    unheard = sandbox.mutate(cid, "orders", count=1)["updated_ids"]
+    sandbox.configure(webhook_url=webhook_receiver.url)
+    heard = sandbox.mutate(cid, "inventory", count=1)["updated_ids"]
+    (headers, _), *_ = webhook_receiver.wait_for(
+        lambda e: e["event_type"] == "inventory.updated" and e["data"]["id"] == heard[0]
+    )
+
+    # One thread delivers in order: had the orders change been queued, it came first.
+    assert unheard
+    assert not [e for e in webhook_receiver.events() if e["event_type"] == "order.updated"]
+    # Nor was it tried elsewhere: each delivery the sandbox made reached the receiver, once.
+    made = _webhook_log_through(sandbox, headers["svix-id"])
+    assert {d["status"] for d in made} == {204}
+    assert {d["id"] for d in made} <= {h["svix-id"] for h, _ in webhook_receiver.deliveries}
 
 
 def test_webhooks_disabled_silences_resource_events(sandbox, webhook_receiver, linked):

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from connections.models import Connection, ResourceSync
-from connections.sync.run import sync_resources_for
+from connections.sync.schedule import sync_resources_for
 from tests.builders import make_connection
 
 # The sandbox names some resources differently from the client (its URL segments).
@@ -25,11 +25,11 @@ def no_enqueue(monkeypatch):
     """Tasks are run by hand: record what would have been enqueued, as (resource, kind),
     and ("health", connection id) for a health check."""
     from connections.health import services as health
-    from connections.sync import run as sync
+    from connections.sync import schedule
 
     enqueued = []
     monkeypatch.setattr(
-        sync,
+        schedule,
         "_enqueue",
         lambda connection_id, resource, kind, full=False: enqueued.append((resource, kind)),
     )

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from connections.health.services import connection_health_refresh
 from connections.models import Connection, MagicLink, ResourceSync
-from connections.sync import run as sync_service
+from connections.sync import schedule as schedule_service
 from connections.sync.run import sync_resource
 
 
@@ -129,7 +129,7 @@ def test_reads_wait_for_trackstars_initial_sync(
     sandbox.configure(historical_sync_delay=1.5)
     connection = connect(history_ready=False)
 
-    assert sync_service.sync_schedule_initial(connection=connection) == []
+    assert schedule_service.sync_schedule_initial(connection=connection) == []
     assert sync_resource(connection_id=connection.pk, resource="orders").status == "skipped"
     connection_health_refresh(connection_id=connection.pk)  # Trackstar: not yet
     assert [e for e in enqueued if e[0] != "health"] == []
@@ -139,7 +139,7 @@ def test_reads_wait_for_trackstars_initial_sync(
         connection_health_refresh(connection_id=connection.pk)
 
     assert sorted(r for r, kind in enqueued if kind == "initial") == sorted(
-        sync_service.sync_resources_for(connection)
+        schedule_service.sync_resources_for(connection)
     )
     assert resource_state(connection, "orders").history_ready
     outcome = sync_resource(connection_id=connection.pk, resource="orders", kind="initial")

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
 from connections.models import InventoryItem, Order
-from connections.sync.run import records_upsert
+from connections.sync.upsert import records_upsert
 from tests.builders import make_connection
 
 

@@ -15,7 +15,9 @@ from django.utils import timezone
 from connections.models import RECORD_MODELS, Connection, ResourceSync, SyncRun
 from connections.services import connection_reread, connection_resync
 from connections.sync import run as sync_service
-from connections.sync.run import sync_dispatch_due
+from connections.sync import schedule as schedule_service
+from connections.sync.run import SyncStatus
+from connections.sync.schedule import sync_dispatch_due
 from customers.models import Customer
 
 from .conftest import sandbox_counts
@@ -47,9 +49,7 @@ def broker(monkeypatch, django_capture_on_commit_callbacks):
                         requested=True,
                         **budget,
                     )
-                if outcome.status == "continue":  # the task sends the rest of the run
-                    self.sent.append((connection_id, resource, kind, full))
-                outcomes.append(outcome)
+                outcomes.append(outcome)  # a run out of time sent its rest to `sent`
             return outcomes
 
         def tick(self, **kwargs) -> int:
@@ -64,7 +64,7 @@ def broker(monkeypatch, django_capture_on_commit_callbacks):
         messages.sent.append((connection_id, resource, kind, full))
         return True
 
-    monkeypatch.setattr(sync_service, "_enqueue", publish)
+    monkeypatch.setattr(schedule_service, "_enqueue", publish)
     monkeypatch.setattr(health, "health_check_enqueue", lambda connection_id: None)
     return messages
 
@@ -84,7 +84,7 @@ def test_resyncs_whose_messages_were_lost_run_from_the_database(
         connection_resync(
             connection=connection, actor=staff_user, resources=["inventory", "products"]
         )
-        sync_service.sync_force_completed(connection=connection)
+        schedule_service.sync_force_completed(connection=connection)
     assert sorted((m[1], m[2], m[3]) for m in broker.sent) == [
         ("inventory", "force", False),
         ("orders", "manual", True),
@@ -131,7 +131,7 @@ def test_a_second_resync_while_the_first_is_queued_joins_it(
         connection_reread(connection=connection, actor=staff_user, resources=["orders"])
     with django_capture_on_commit_callbacks(execute=True):
         connection_reread(connection=connection, actor=staff_user, resources=["orders"])
-        sync_service.sync_request_now(connection=connection, resources=["orders"])
+        schedule_service.sync_request_now(connection=connection, resources=["orders"])
     assert len(broker.sent) == 1
     broker.sent.append(broker.sent[0])  # and Redis hands the message out twice
     outcomes = broker.work()
@@ -181,7 +181,7 @@ def test_a_resync_between_two_parts_of_a_long_run_gets_one_run_after_it(
 ):
     connection = connect(orders=3000)
     with django_capture_on_commit_callbacks(execute=True):
-        sync_service.sync_request_now(
+        schedule_service.sync_request_now(
             connection=connection, resources=["orders"], kind=SyncRun.Kind.INITIAL
         )
     connection_id, resource, kind, full = broker.sent.pop(0)
@@ -194,8 +194,9 @@ def test_a_resync_between_two_parts_of_a_long_run_gets_one_run_after_it(
             requested=True,
             page_budget=1,
         )
-    assert part.status == "continue"
-    broker.sent.append((connection_id, resource, kind, full))  # the task sends the rest
+    assert part.status == SyncStatus.CONTINUE
+    # The run sends its rest, as the message that brought it (it resumes from the cursor).
+    assert broker.sent == [(connection_id, resource, kind, full)]
 
     # Between the parts nobody holds the lease: the request's message goes out at once.
     with django_capture_on_commit_callbacks(execute=True):
@@ -220,7 +221,7 @@ def test_a_request_sent_while_the_broker_is_down_waits_for_the_next_tick(
     published.refuse = 1
 
     with django_capture_on_commit_callbacks(execute=True):
-        sync_service.sync_request_now(connection=connection, resources=["orders"])
+        schedule_service.sync_request_now(connection=connection, resources=["orders"])
     assert published == []
 
     # The next tick is a minute later: past the 10 s this process stays off the broker.
@@ -332,7 +333,7 @@ def test_a_fresh_import_is_read_at_its_slot_even_once_trackstar_has_its_history(
     assert orders.next_sync_at > now
 
     # The health check finds Trackstar's history done: no read before the slot…
-    sync_service.sync_history_completed(connection=connection, resources=["orders"])
+    schedule_service.sync_history_completed(connection=connection, resources=["orders"])
     assert broker.sent == []
     assert broker.tick(now=orders.next_sync_at - timedelta(seconds=1)) == 0
     # …and one at it.

@@ -21,7 +21,10 @@ from connections.models import (
 )
 from connections.models.records import parse_datetime
 from connections.sync import run as sync_service
-from connections.sync.run import sync_resource, sync_schedule_initial
+from connections.sync import schedule as schedule_service
+from connections.sync.run import SyncStatus, sync_resource
+from connections.sync.schedule import sync_schedule_initial
+from connections.task_retry import Busy
 from connections.trackstar import TrackstarUnavailable
 from tests.db_faults import terminate_this_connection
 
@@ -35,6 +38,11 @@ def no_enqueue(no_enqueue):
 
 def local_count(connection, resource):
     return RECORD_MODELS[resource].objects.filter(connection=connection).count()
+
+
+def sync_status(connection, resource="orders") -> SyncStatus:
+    """How one run of the engine for this resource ended."""
+    return sync_resource(connection_id=connection.pk, resource=resource).status
 
 
 def test_initial_sync_copies_exactly_what_the_sandbox_holds(
@@ -57,7 +65,7 @@ def test_initial_sync_copies_exactly_what_the_sandbox_holds(
     expected = sandbox_counts(sandbox, connection)
     assert {r: local_count(connection, r) for r in RECORD_MODELS} == expected
     for resource, outcome in outcomes.items():
-        assert outcome.status == "succeeded"
+        assert outcome.status == SyncStatus.SUCCEEDED
         assert outcome.run.records == expected[resource]
         assert outcome.run.kind == "initial"
         assert outcome.run.since is None
@@ -79,12 +87,12 @@ def test_incremental_sync_fetches_only_what_changed(connect, sandbox):
     first = sync_resource(connection_id=connection.pk, resource="orders", kind="initial")
     mutated = sandbox.mutate(connection.trackstar_connection_id, "orders", count=7)["updated_ids"]
     # Not due yet: a scheduled duplicate right after a run does nothing.
-    assert sync_resource(connection_id=connection.pk, resource="orders").status == "skipped"
+    assert sync_status(connection) == SyncStatus.SKIPPED
     ResourceSync.objects.filter(connection=connection).update(last_success_at=None)
 
     second = sync_resource(connection_id=connection.pk, resource="orders", kind="incremental")
 
-    assert second.status == "succeeded"
+    assert second.status == SyncStatus.SUCCEEDED
     assert second.run.kind == "incremental"
     assert second.run.since == first.run.high_water_mark - timedelta(minutes=2)
     remote = sandbox_records(sandbox, connection, "orders")
@@ -124,7 +132,7 @@ def test_late_ingested_records_are_read_by_the_next_incremental_run(connect, san
 
     second = sync_resource(connection_id=connection.pk, resource="orders", kind="incremental")
 
-    assert second.status == "succeeded" and second.run.since is not None
+    assert second.status == SyncStatus.SUCCEEDED and second.run.since is not None
     synced = set(Order.objects.filter(trackstar_id__in=late).values_list("trackstar_id", flat=True))
     assert synced == set(late)
     assert local_count(connection, "orders") == 305
@@ -153,12 +161,27 @@ def test_a_run_resumes_from_its_last_committed_page(connect, sandbox, monkeypatc
     sandbox.clear_faults()
     last = sync_resource(connection_id=connection.pk, resource="orders")
 
-    assert first.status == "continue"
-    assert last.status == "succeeded"
+    assert first.status == SyncStatus.CONTINUE
+    assert last.status == SyncStatus.SUCCEEDED
     assert last.run.pk == first.run.pk
     # Three pages in three attempts, none fetched twice.
     assert (last.run.pages, last.run.records, last.run.attempts) == (3, 2500, 3)
     assert local_count(connection, "orders") == 2500
+
+
+def test_a_run_out_of_time_sends_its_rest_once_it_commits(
+    connect, sandbox, no_enqueue, django_capture_on_commit_callbacks
+):
+    connection = connect(orders=1500)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = sync_resource(connection_id=connection.pk, resource="orders", page_budget=1)
+
+    assert first.status == SyncStatus.CONTINUE
+    # The message that brought it, again: the next task resumes this run from its cursor.
+    assert no_enqueue == [("orders", "incremental")]
+    last = sync_resource(connection_id=connection.pk, resource="orders", requested=True)
+    assert last.status == SyncStatus.SUCCEEDED and last.run.pk == first.run.pk
 
 
 def test_a_held_lease_keeps_a_second_sync_out(connect, sandbox):
@@ -168,10 +191,10 @@ def test_a_held_lease_keeps_a_second_sync_out(connect, sandbox):
         lease_expires_at=timezone.now() + timedelta(seconds=60),
     )
 
-    outcome = sync_resource(connection_id=connection.pk, resource="orders", kind="manual")
+    with pytest.raises(Busy) as held:
+        sync_resource(connection_id=connection.pk, resource="orders", kind="manual")
 
-    assert outcome.status == "busy"
-    assert 55 < outcome.retry_in <= 60
+    assert 55 < held.value.retry_in <= 60
     assert not SyncRun.objects.exists()
     assert local_count(connection, "orders") == 0
 
@@ -183,7 +206,7 @@ def test_an_expired_lease_is_taken_over(connect, sandbox):
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
 
-    assert sync_resource(connection_id=connection.pk, resource="orders").status == "succeeded"
+    assert sync_status(connection) == SyncStatus.SUCCEEDED
 
 
 def test_a_worker_fenced_out_mid_run_commits_nothing_more(connect, sandbox, monkeypatch):
@@ -203,9 +226,9 @@ def test_a_worker_fenced_out_mid_run_commits_nothing_more(connect, sandbox, monk
     monkeypatch.setattr(sync_service, "_commit_page", lose_lease_before_page_2)
     outcome = sync_resource(connection_id=connection.pk, resource="orders")
 
-    assert outcome.status == "lease_lost"
+    assert outcome.status == SyncStatus.LEASE_LOST
     run = SyncRun.objects.get()
-    assert (run.pages, run.records, run.status) == (1, 1000, "running")
+    assert (run.pages, run.records, run.status) == (1, 1000, SyncRun.Status.RUNNING)
     assert local_count(connection, "orders") == 1000
     assert (
         ResourceSync.objects.get(connection=connection, resource="orders").high_water_mark is None
@@ -224,14 +247,14 @@ def test_a_rejected_token_needs_reconnect_once_the_key_is_known_good(
         outcome = sync_resource(connection_id=connection.pk, resource="orders")
 
     connection.refresh_from_db()
-    assert outcome.status == "token_rejected"
-    assert outcome.run.status == "failed"
+    assert outcome.status == SyncStatus.TOKEN_REJECTED
+    assert outcome.run.status == SyncRun.Status.FAILED
     assert connection.status == Connection.Status.NEEDS_RECONNECT
     assert connection.reconnect_cause == Connection.ReconnectCause.TOKEN_REJECTED
     assert "Reconnect" in connection.last_error
     assert [m.to for m in mailoutbox] == [[connection.customer.contact_email]]
-    assert sync_resource(connection_id=connection.pk, resource="products").status == "skipped"
-    assert sync_service.sync_dispatch_due(now=timezone.now() + timedelta(days=1)) == 0
+    assert sync_status(connection, "products") == SyncStatus.SKIPPED
+    assert schedule_service.sync_dispatch_due(now=timezone.now() + timedelta(days=1)) == 0
 
 
 def test_a_rejected_api_key_pauses_syncs_and_alerts_staff_not_customers(
@@ -244,21 +267,21 @@ def test_a_rejected_api_key_pauses_syncs_and_alerts_staff_not_customers(
         outcome = sync_resource(connection_id=connection.pk, resource="orders")
 
     connection.refresh_from_db()
-    assert outcome.status == "paused"
+    assert outcome.status == SyncStatus.PAUSED
     assert connection.status == Connection.Status.ACTIVE  # the customer's WMS is fine
     assert TrackstarAccount.objects.get().key_rejected_at is not None
     assert [m.to for m in mailoutbox] == [["support@dockside.local"]]  # ADMINS only
     assert "API key" in mailoutbox[0].subject
     # Nothing else runs while the key is refused; the run keeps its cursor.
     ResourceSync.objects.update(next_sync_at=timezone.now())
-    assert sync_service.sync_dispatch_due() == 0
-    assert outcome.run.status == "running"
+    assert schedule_service.sync_dispatch_due() == 0
+    assert outcome.run.status == SyncRun.Status.RUNNING
 
     # The key works again: the poll notices, and syncs resume where they were.
     sandbox.configure(api_key=sandbox.api_key)
     health_service.health_poll()
     assert TrackstarAccount.objects.get().key_rejected_at is None
-    assert sync_service.sync_dispatch_due() > 0
+    assert schedule_service.sync_dispatch_due() > 0
     assert sync_resource(connection_id=connection.pk, resource="orders").run.pk == outcome.run.pk
     assert len(mailoutbox) == 1
 
@@ -273,7 +296,7 @@ def test_a_connection_deleted_at_trackstar_is_marked_disconnected(connect, sandb
     outcome = sync_resource(connection_id=connection.pk, resource="orders")
 
     connection.refresh_from_db()
-    assert outcome.status == "deleted" and "deleted" in outcome.run.error
+    assert outcome.status == SyncStatus.DELETED and "deleted" in outcome.run.error
     assert connection.status == Connection.Status.DISCONNECTED
     assert not mailoutbox
 
@@ -286,14 +309,14 @@ def test_501_marks_the_resource_unsupported_not_failed(connect, sandbox):
 
     outcome = sync_resource(connection_id=connection.pk, resource="returns", kind="initial")
 
-    assert outcome.status == "unsupported"
-    assert outcome.run.status == "unsupported"
+    assert outcome.status == SyncStatus.UNSUPPORTED
+    assert outcome.run.status == SyncRun.Status.UNSUPPORTED
     assert "does not offer returns" in outcome.run.error
     state = ResourceSync.objects.get(connection=connection, resource="returns")
     assert state.unsupported
     connection.refresh_from_db()
     assert connection.status == Connection.Status.ACTIVE
-    assert sync_resource(connection_id=connection.pk, resource="returns").status == "skipped"
+    assert sync_status(connection, "returns") == SyncStatus.SKIPPED
 
 
 def test_initial_sync_skips_resources_the_integration_does_not_offer(connect, no_enqueue):
@@ -317,13 +340,13 @@ def test_giving_up_ends_the_run_as_failed_and_reschedules(connect, sandbox, monk
         connection_id=connection.pk, resource="orders", reason="Trackstar stayed unreachable."
     )
 
-    assert run.status == "failed" and run.error == "Trackstar stayed unreachable."
+    assert run.status == SyncRun.Status.FAILED and run.error == "Trackstar stayed unreachable."
     state = ResourceSync.objects.get(connection=connection, resource="orders")
     assert state.current_run is None and state.lease_token is None
     assert state.next_sync_at > timezone.now()
     # The next run starts afresh and completes.
     ResourceSync.objects.filter(pk=state.pk).update(next_sync_at=timezone.now())
-    assert sync_resource(connection_id=connection.pk, resource="orders").status == "succeeded"
+    assert sync_status(connection) == SyncStatus.SUCCEEDED
 
 
 def test_a_page_costs_a_constant_handful_of_queries(
@@ -356,7 +379,7 @@ def test_a_lost_database_connection_keeps_the_run_and_its_cursor(connect, sandbo
         sync_resource(connection_id=connection.pk, resource="orders")
 
     run = SyncRun.objects.get()
-    assert (run.status, run.pages, run.records) == ("running", 1, 1000)
+    assert (run.status, run.pages, run.records) == (SyncRun.Status.RUNNING, 1, 1000)
     assert "Internal error" not in run.error
     state = ResourceSync.objects.get(connection=connection, resource="orders")
     assert state.current_run_id == run.pk
@@ -364,7 +387,7 @@ def test_a_lost_database_connection_keeps_the_run_and_its_cursor(connect, sandbo
 
     monkeypatch.setattr(sync_service, "_commit_page", commit)
     last = sync_resource(connection_id=connection.pk, resource="orders")
-    assert last.status == "succeeded" and last.run.pk == run.pk
+    assert last.status == SyncStatus.SUCCEEDED and last.run.pk == run.pk
     # Page 1 was not read again: three pages in all, in two attempts.
     assert (last.run.pages, last.run.records, last.run.attempts) == (3, 2500, 2)
     assert local_count(connection, "orders") == 2500
@@ -377,14 +400,38 @@ def test_a_slow_page_keeps_its_lease_while_another_worker_asks(
     settings.SYNC_LEASE_SECONDS = 3
     monkeypatch.setattr(sync_service, "PAGE_RETRIES", 0)
     connection = connect(orders=500)
-    # One page that takes twice the lease (a slow Trackstar, or the shared rate limit).
-    sandbox.set_faults(rate=1.0, statuses=[], delay_ms=6000, paths="/wms/orders", count=1)
+    # One page that takes over twice the lease (a slow Trackstar, or the shared rate limit).
+    sandbox.set_faults(rate=1.0, statuses=[], delay_ms=8000, paths="/wms/orders", count=1)
     asked = {}
 
+    def first_lease_expiry():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            expires = (
+                ResourceSync.objects.filter(
+                    connection=connection, resource="orders", lease_token__isnull=False
+                )
+                .values_list("lease_expires_at", flat=True)
+                .first()
+            )
+            if expires is not None:
+                return expires
+            time.sleep(0.02)
+        raise AssertionError("the first run never took the lease")
+
     def another_worker():
-        time.sleep(4.5)  # past the lease the first run took
         try:
-            asked["outcome"] = sync_resource(connection_id=connection.pk, resource="orders")
+            # Asks once the lease the first run took has lapsed (read as it was taken, or
+            # at a renewal, which is later still): only a renewal keeps it now.
+            lapsed = first_lease_expiry() + timedelta(seconds=0.5)
+            while timezone.now() < lapsed:
+                time.sleep(0.05)
+            asked["at"] = time.time()
+            sync_resource(connection_id=connection.pk, resource="orders")
+        except Busy as e:
+            asked["busy"] = e
+        except Exception as e:  # reported by the assert below
+            asked["error"] = e
         finally:
             db_connections.close_all()
 
@@ -394,8 +441,17 @@ def test_a_slow_page_keeps_its_lease_while_another_worker_asks(
     other.join()
     sandbox.clear_faults()
 
-    assert outcome.status == "succeeded" and outcome.run.attempts == 1
-    assert asked["outcome"].status == "busy"  # not a takeover: the lease was renewed
+    assert "error" not in asked, asked
+    # It asked while the slow page was still on its way (the sandbox logs a request once
+    # its delay is over).
+    slow_page = next(
+        r
+        for r in sandbox.requests(connection.trackstar_connection_id)
+        if r["method"] == "GET" and r["path"] == "/wms/orders"
+    )
+    assert asked["at"] < slow_page["at"]
+    assert outcome.status == SyncStatus.SUCCEEDED and outcome.run.attempts == 1
+    assert "busy" in asked  # not a takeover: the lease was renewed
     assert SyncRun.objects.count() == 1
     assert local_count(connection, "orders") == 500
 
@@ -420,8 +476,8 @@ def test_a_run_whose_worker_died_is_enqueued_once_its_lease_lapses(connect, no_e
         next_sync_at=now + timedelta(seconds=29),
     )
 
-    assert sync_service.sync_resume_orphaned() == 1
+    assert schedule_service.sync_resume_orphaned() == 1
     assert no_enqueue == [("orders", "initial")]
     # Not again while its task waits in the queue.
-    assert sync_service.sync_resume_orphaned() == 0
+    assert schedule_service.sync_resume_orphaned() == 0
     assert no_enqueue == [("orders", "initial")]

@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 
-import pytest
 from django.core import mail
 from django.utils import timezone
 
@@ -228,7 +227,6 @@ def test_portal_users_are_sent_to_the_login(client, portal_user):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-@pytest.mark.integration
 def test_the_page_fits_1280_px(transactional_db, live_server, page):
     from tests.e2e.conftest import login
 

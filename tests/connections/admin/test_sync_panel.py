@@ -3,8 +3,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from audit.models import AuditEntry
 from connections.link import exchanges as exchange_service
-from connections.models import AuditEntry, Connection, ResourceSync, SyncRun, WebhookEvent
+from connections.models import Connection, ResourceSync, SyncRun, WebhookEvent
 from tests.builders import make_connection
 
 

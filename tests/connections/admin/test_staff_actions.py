@@ -5,8 +5,9 @@ import json
 import pytest
 from django.core import mail
 
+from audit.models import AuditEntry
 from connections.link import magic_links as magic_link_service
-from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
+from connections.models import AuthCodeExchange, Connection, MagicLink
 from tests.builders import make_connection, make_link_token, make_user
 
 
@@ -261,7 +262,7 @@ def test_staff_store_token_records_staff_and_who(
         "/admin/customers/customer/{pk}/import-token/",
         "/admin/customers/customer/{pk}/invite/",
         "/admin/connections/magiclink/add/",
-        "/admin/connections/auditentry/",
+        "/admin/audit/auditentry/",
     ],
 )
 def test_non_staff_cannot_reach_staff_screens(client, portal_user, customer, url):
@@ -308,9 +309,18 @@ def test_audit_log_is_read_only(staff, connection, staff_user):
     services.connection_set_paused(connection=connection, paused=True, actor=staff_user)
     entry = AuditEntry.objects.get()
 
-    assert staff.get("/admin/connections/auditentry/").status_code == 200
-    assert staff.get("/admin/connections/auditentry/add/").status_code == 403
-    assert staff.post(f"/admin/connections/auditentry/{entry.pk}/delete/").status_code == 403
+    assert staff.get("/admin/audit/auditentry/").status_code == 200
+    assert staff.get("/admin/audit/auditentry/add/").status_code == 403
+    assert staff.post(f"/admin/audit/auditentry/{entry.pk}/delete/").status_code == 403
+
+
+def test_the_audit_logs_old_address_still_opens_it(staff):
+    # Before the audit log was its own app it lived under /admin/connections/: bookmarks
+    # and links pasted into tickets keep their filters.
+    response = staff.get("/admin/connections/auditentry/?action=connection.paused")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/audit/auditentry/?action=connection.paused"
 
 
 def test_portal_login_locks_out_after_repeated_failures(client, portal_user):

@@ -4,8 +4,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from audit.models import AuditEntry
 from connections.link import magic_links as magic_link_service
-from connections.models import AuditEntry, Connection, MagicLink, ResourceSync, SyncRun
+from connections.models import Connection, MagicLink, ResourceSync, SyncRun
 from tests.builders import make_connection
 
 from .conftest import staff_with
@@ -113,7 +114,7 @@ def test_disconnect_asks_first_then_disconnects(staff, shipbob2, monkeypatch):
 
     calls = []
     monkeypatch.setattr(
-        "connections.admin.services.connection_disconnect",
+        "connections.admin.connections.services.connection_disconnect",
         lambda connection, actor: (
             calls.append(connection.pk)
             or services.connection_mark_disconnected(connection=connection, actor=actor)

@@ -290,7 +290,7 @@ def test_a_late_connection_created_does_not_revive_a_disconnected_connection(cli
 
 
 def test_connection_deleted_revokes_reconnect_links_and_is_audited(client, connection):
-    from connections.models import AuditEntry
+    from audit.models import AuditEntry
 
     link = magic_link_service.magic_link_issue(
         customer=connection.customer, created_by=None, reinstall_connection=connection

@@ -1,7 +1,6 @@
 from django.conf import settings
 from django.db import models
 
-from connections.models.connection import Connection
 from customers.models import Customer
 
 
@@ -41,13 +40,21 @@ class AuditEntry(models.Model):
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A string reference, not an import: connections writes the audit log, so audit must
+    # not import connections.
     connection = models.ForeignKey(
-        Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "connections.Connection",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        # The table connections made (connections 0003): the model moved, its rows did not.
+        db_table = "connections_auditentry"
         ordering = ["-created_at"]
         verbose_name_plural = "audit entries"
 

@@ -4,9 +4,9 @@ Dockside by themselves: connection.created, the reconcile job, and staff's unass
 import pytest
 from django.core.exceptions import ValidationError
 
+from audit.models import AuditEntry
 from connections.link import adoption as adoption_service
 from connections.models import (
-    AuditEntry,
     AuthCodeExchange,
     Connection,
     TrackstarAccount,
@@ -47,7 +47,7 @@ def apply(event, capture):
 def test_a_dashboard_connection_naming_our_customer_is_adopted_and_synced(
     sandbox_ready, customer, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from connections.sync import run as sync
+    from connections.sync import schedule as sync
 
     scheduled = []
     monkeypatch.setattr(

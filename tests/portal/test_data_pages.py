@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from connections.models import ResourceSync
-from connections.sync.run import records_upsert
+from connections.sync.upsert import records_upsert
 from tests.builders import make_connection
 
 

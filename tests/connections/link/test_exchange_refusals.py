@@ -6,13 +6,16 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from celery.exceptions import Retry
 from django.db.models import F
 from django.test import Client
 from svix.webhooks import Webhook
 
+from connections import task_retry as retry_policy
 from connections.link import adoption as adoption_service
 from connections.link import exchanges as exchange_service
 from connections.link import magic_links as magic_link_service
+from connections.link import tasks as exchange_tasks
 from connections.models import (
     AuthCodeExchange,
     Connection,
@@ -24,6 +27,7 @@ from connections.models import (
 from connections.trackstar import TrackstarUnavailable
 from connections.webhooks import services as webhook_service
 from tests.builders import make_user
+from tests.celery_tasks import catch_retries, run_as_worker
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
 EXTENSIV = {"client_id": "c", "client_secret": "s", "tpl_guid": "g"}
@@ -205,33 +209,14 @@ def owed_delete(trackstar, acme, globex, owed, django_capture_on_commit_callback
 
 @pytest.fixture
 def delete_retries(monkeypatch):
-    """The countdowns the delete task asked to be retried with (instead of publishing)."""
-    from celery.exceptions import Retry
-
-    from connections.link import tasks as exchange_tasks
-
-    countdowns = []
-
-    def retry(*, exc=None, countdown=None, **kwargs):
-        countdowns.append(countdown)
-        return Retry(exc=exc, when=countdown)
-
-    monkeypatch.setattr(exchange_tasks.exchange_refused_delete, "retry", retry)
-    from connections import task_retry as retry_policy
-
-    monkeypatch.setattr(retry_policy, "backoff", lambda retries, base: 250.0)  # a late retry
-    return countdowns
+    """The countdowns the delete task asked to be retried with (instead of publishing);
+    every backoff is 250 s (a late retry)."""
+    monkeypatch.setattr(retry_policy, "backoff", lambda retries, **kwargs: 250.0)
+    return catch_retries(monkeypatch, exchange_tasks.exchange_refused_delete)
 
 
 def run_delete_task(exchange_id: int, retries: int = 0) -> None:
-    from connections.link import tasks as exchange_tasks
-
-    task = exchange_tasks.exchange_refused_delete
-    task.push_request(retries=retries)
-    try:
-        task.run(exchange_id)
-    finally:
-        task.pop_request()
+    run_as_worker(exchange_tasks.exchange_refused_delete, exchange_id, retries=retries)
 
 
 def later(exchange, by: timedelta) -> None:
@@ -245,8 +230,6 @@ def later(exchange, by: timedelta) -> None:
 def test_the_sweep_starts_no_second_delete_while_the_tasks_own_retry_is_due(
     owed_delete, owed, delete_retries
 ):
-    from celery.exceptions import Retry
-
     with pytest.raises(Retry):
         run_delete_task(owed_delete.pk, retries=7)
     assert delete_retries == [250.0]
@@ -263,6 +246,7 @@ def test_a_delete_out_of_retries_waits_and_a_week_later_gives_up_telling_staff_o
     trackstar, owed_delete, owed, delete_retries, mailoutbox
 ):
     run_delete_task(owed_delete.pk, retries=8)  # the last retry: no more of its own
+    assert delete_retries == []
 
     later(owed_delete, timedelta(minutes=2))
     exchange_service.exchanges_sweep()

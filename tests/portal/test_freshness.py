@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from connections import selectors
 from connections.models import Connection, ResourceSync
+from connections.selectors import status as status_selectors
 from tests.builders import make_connection
 
 
@@ -33,7 +33,7 @@ def lines(customer, **kwargs) -> dict[str, dict[str, bool]]:
     """label → {resource: stale}"""
     return {
         line.connection.label: {item.resource: item.stale for item in line.items}
-        for line in selectors.freshness_list(customer=customer, **kwargs)
+        for line in status_selectors.freshness_list(customer=customer, **kwargs)
     }
 
 
@@ -60,7 +60,7 @@ def test_each_connection_has_its_own_line(customer):
 def test_a_broken_connection_is_stale_however_recent_its_last_sync(customer, fields, words):
     synced(make_connection(customer=customer, label="ShipBob", **fields), ago=timedelta(seconds=5))
 
-    [line] = selectors.freshness_list(customer=customer)
+    [line] = status_selectors.freshness_list(customer=customer)
 
     assert line.halted == words
     assert line.stale
@@ -79,7 +79,7 @@ def test_a_disconnected_connection_that_never_synced_is_left_out(customer, other
     synced(make_connection(customer=customer, status=Connection.Status.DISCONNECTED), ago=None)
     synced(make_connection(customer=other_customer, label="Theirs"))
 
-    assert selectors.freshness_list(customer=customer) == []
+    assert status_selectors.freshness_list(customer=customer) == []
 
 
 def test_the_portal_shows_a_line_per_connection_and_never_green_for_a_broken_one(

@@ -9,11 +9,12 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from audit.models import AuditEntry
 from connections import services
 from connections.link import exchanges as exchange_service
 from connections.link import magic_links as magic_link_service
 from connections.link.endpoints import MAGIC_LINK_SESSION_KEY, magic_link_page_ref
-from connections.models import AuditEntry, AuthCodeExchange, Connection, MagicLink
+from connections.models import AuthCodeExchange, Connection, MagicLink
 from tests.builders import make_connection, make_link_token
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
@@ -434,7 +435,7 @@ def test_a_link_visitor_learns_how_a_recovery_without_its_token_finishes(
         assert "emailed" in body["message"]
     else:
         # A use is left: the page reconnects it, named by a reference bound to the link.
-        from connections.link.endpoints import magic_link_reconnect_ref
+        from connections.link.services import magic_link_reconnect_ref
 
         assert body["reconnect_connection_id"] == magic_link_reconnect_ref(issued.link, connection)
 

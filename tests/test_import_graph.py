@@ -1,0 +1,76 @@
+"""Who may import whom, read from the source: services hand work to Celery through
+connections/enqueue.py (by task name), so only tasks modules import tasks modules; and
+services never reach up into views or the admin."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APPS = ("connections", "customers", "audit", "portal")
+# The HTTP side: views, the admin, the URLconf, and the two JSON/webhook views by name.
+HTTP_LAYER = {"views", "admin", "urls", "endpoints", "receiver"}
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts): ast.parse(path.read_text())
+        for app in APPS
+        for path in (ROOT / app).rglob("*.py")
+        if "migrations" not in path.parts
+    }
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    """Every module named by an import, `from a import b` counting as both a and a.b."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _tasks_imports(tree: ast.Module) -> list[str]:
+    return sorted(name for name in _imports(tree) if "tasks" in name.split("."))
+
+
+def _is_service(module: str) -> bool:
+    parts = module.split(".")
+    return not (parts[-1] == "tasks" or HTTP_LAYER & set(parts) or "templatetags" in parts)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "from connections.sync.tasks import sync_resource",
+        "from connections.sync import tasks",
+        "import connections.sync.tasks",
+    ],
+)
+def test_the_rule_sees_a_tasks_import(line):
+    assert _tasks_imports(ast.parse(line)) != []
+
+
+def test_only_tasks_modules_import_tasks_modules():
+    offenders = {
+        module: names
+        for module, tree in _modules().items()
+        if not module.endswith(".tasks") and (names := _tasks_imports(tree))
+    }
+    assert offenders == {}, "enqueue through connections/enqueue.py (by task name)"
+
+
+def test_services_never_import_views_or_the_admin():
+    offenders = {
+        module: sorted(
+            name
+            for name in _imports(tree)
+            if name.split(".")[0] in APPS and HTTP_LAYER & set(name.split("."))
+        )
+        for module, tree in _modules().items()
+        if _is_service(module)
+    }
+    assert {module: names for module, names in offenders.items() if names} == {}
