@@ -8,7 +8,7 @@ from django.utils.html import format_html
 
 from audit.models import AuditEntry
 from audit.sentences import audit_sentence
-from connections.admin.base import CalendarSafeChangeList, ReadOnlyAdmin
+from config.admin import CalendarSafeChangeList, ReadOnlyAdmin
 from connections.integrations import connection_label
 from connections.models import Connection
 

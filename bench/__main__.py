@@ -299,7 +299,7 @@ def measure_recorded(
     from django.db import transaction
 
     from connections.models import RECORD_MODELS
-    from connections.sync.upsert import _upsert
+    from connections.sync.upsert import records_upsert_batch
 
     model = RECORD_MODELS[resource_name]
     count = 0
@@ -312,7 +312,7 @@ def measure_recorded(
                 if copy:
                     copy_merge(connection, model, records)
                 else:
-                    _upsert(connection, model, records, None, False)
+                    records_upsert_batch(connection, model, records, None, False)
             elapsed += time.perf_counter() - started
             count += len(records)
     return count, elapsed

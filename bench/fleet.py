@@ -83,7 +83,7 @@ def _dispatcher_fleet(customer, n: int, tag: str) -> list[int]:
     from django.utils import timezone
 
     from connections.models import Connection, ResourceSync
-    from connections.sync.schedule import _interval_for, _phase, sync_resources_for
+    from connections.sync.schedule import slot_phase, sync_interval_seconds, sync_resources_for
 
     connections = Connection.objects.bulk_create(
         [
@@ -103,7 +103,8 @@ def _dispatcher_fleet(customer, n: int, tag: str) -> list[int]:
     rows = []
     for connection in connections:
         for resource in sync_resources_for(connection):
-            interval = _interval_for(resource)
+            interval = sync_interval_seconds(resource)
+            phase = slot_phase(connection.pk, resource, interval)
             rows.append(
                 ResourceSync(
                     connection=connection,
@@ -112,7 +113,7 @@ def _dispatcher_fleet(customer, n: int, tag: str) -> list[int]:
                     interval_seconds=interval,
                     last_success_at=now - timedelta(seconds=interval),
                     high_water_mark=now - timedelta(seconds=interval),
-                    next_sync_at=now + timedelta(seconds=_phase(connection.pk, resource, interval)),
+                    next_sync_at=now + timedelta(seconds=phase),
                 )
             )
     ResourceSync.objects.bulk_create(rows, batch_size=2000)
@@ -135,7 +136,7 @@ def _ticks(ids: list[int], ticks: int, limit: int | None) -> dict:
     with db_connection.cursor() as cursor:
         cursor.execute("ANALYZE connections_resourcesync; ANALYZE connections_connection")
     publishing = [0.0]
-    enqueue = sync._enqueue
+    enqueue = sync.sync_send
 
     def timed_enqueue(*args, **kwargs):
         began = time.perf_counter()
@@ -144,7 +145,7 @@ def _ticks(ids: list[int], ticks: int, limit: int | None) -> dict:
         finally:
             publishing[0] += time.perf_counter() - began
 
-    sync._enqueue = timed_enqueue  # type: ignore[assignment]
+    sync.sync_send = timed_enqueue  # type: ignore[assignment]
     start = timezone.now()
     statements, millis, publish, dispatched, due = [], [], [], [], []
     mine = ResourceSync.objects.filter(connection_id__in=ids)
@@ -171,7 +172,7 @@ def _ticks(ids: list[int], ticks: int, limit: int | None) -> dict:
                 ),
             )
     finally:
-        sync._enqueue = enqueue  # type: ignore[assignment]
+        sync.sync_send = enqueue  # type: ignore[assignment]
     Connection.objects.filter(pk__in=ids).update(status=Connection.Status.DISCONNECTED)
     return {
         "statements": max(statements),

@@ -13,7 +13,11 @@ admin.site.index_title = "Customers and their warehouse connections"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal:index", permanent=False)),
-    # The audit log's address before it became its own app: staff bookmarks keep working.
+    # The audit log's addresses before it became its own app: staff bookmarks keep working.
+    path(
+        "admin/connections/auditentry/<path:rest>",
+        RedirectView.as_view(url="/admin/audit/auditentry/%(rest)s", query_string=True),
+    ),
     path(
         "admin/connections/auditentry/",
         RedirectView.as_view(pattern_name="admin:audit_auditentry_changelist", query_string=True),

@@ -78,3 +78,9 @@ def required_string(data: dict[str, Any], name: str, *, max_length: int = 512) -
     value = string_field(data, name, required=True, max_length=max_length)
     assert value is not None  # string_field raised otherwise
     return value
+
+
+def is_id(value: object) -> bool:
+    """A database id as a request may send one: digits only, and short enough for a bigint."""
+    text = str(value) if isinstance(value, (int, str)) else ""
+    return text.isascii() and text.isdigit() and len(text) <= 18

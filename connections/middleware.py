@@ -30,7 +30,7 @@ LINK_PAGE_ATTRIBUTE = "embeds_trackstar_link"
 
 
 def mark_link_page(request: HttpRequest) -> None:
-    """Called by views.link_config(): every page that embeds Link builds its config there."""
+    """Called by connections.link.endpoints.link_config(): every page that embeds Link builds its config there."""
     setattr(request, LINK_PAGE_ATTRIBUTE, True)
 
 

@@ -5,8 +5,8 @@ Three kinds of error may pass on a retry, and nothing else is retried:
   TrackstarUnavailable): exponential backoff with full jitter;
 - the database connection lost (OperationalError / InterfaceError): seconds, on a fresh
   connection, as a failover or a terminated backend is over in seconds;
-- the work held by another worker (Busy, raised by the service): once the hold can have
-  lapsed.
+- the work held by another worker (Busy, raised by the sync engine, connections/sync/run.py):
+  once the hold can have lapsed.
 
 Each task says what its rows need when a retry is scheduled (so a sweep leaves them alone
 until it is overdue) and when the retries ran out (end the row with a reason people can
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from connections.database import DATABASE_LOST, database_connection_drop
+from connections.sync.run import Busy
 from connections.trackstar import TrackstarRateLimited, TrackstarUnavailable
 
 T = TypeVar("T")
@@ -28,15 +29,6 @@ logger = logging.getLogger(__name__)
 
 Hook = Callable[[], Any]
 Scheduled = Callable[[float], Any]
-
-
-class Busy(Exception):
-    """Another worker holds the work (a sync's lease) for `retry_in` more seconds, or held
-    it and died (a message redelivered after a crash): not a failure, look again then."""
-
-    def __init__(self, message: str, *, retry_in: float) -> None:
-        super().__init__(message)
-        self.retry_in = retry_in
 
 
 def backoff(retries: int, *, base: float = 2.0, cap: float = 300.0) -> float:

@@ -225,7 +225,7 @@ def _send_invitation(*, user, customer: Customer, role: str) -> None:
     }
     send_mail(
         subject=f"You're invited to {customer.name} on {settings.DOCKSIDE_PRODUCT_NAME}",
-        message=render_to_string("portal/invitation_email.txt", context),
+        message=render_to_string("customers/invitation_email.txt", context),
         from_email=None,
         recipient_list=[user.email],
     )

@@ -12,7 +12,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from connections.admin.base import CalendarSafeChangeList
+from config.admin import CalendarSafeChangeList
 from portal.logins.services import login_slowdown_lift, login_unlock
 from portal.logins.slowdown import login_username
 

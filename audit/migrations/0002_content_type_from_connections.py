@@ -8,11 +8,27 @@ from django.db import migrations
 
 def _relabel(apps, *, old: str, new: str) -> None:
     ContentType = apps.get_model("contenttypes", "ContentType")
-    moved = ContentType.objects.filter(app_label=old, model="auditentry")
-    # A fresh database has neither yet (post_migrate makes content types after migrating);
-    # one that already has the new row keeps it, and remove_stale_contenttypes the old.
-    if not ContentType.objects.filter(app_label=new, model="auditentry").exists():
-        moved.update(app_label=new)
+    Permission = apps.get_model("auth", "Permission")
+    moved = ContentType.objects.filter(app_label=old, model="auditentry").first()
+    # A fresh database has neither yet (post_migrate makes content types after migrating).
+    if moved is None:
+        return
+    kept = ContentType.objects.filter(app_label=new, model="auditentry").first()
+    if kept is None:
+        moved.app_label = new
+        moved.save(update_fields=["app_label"])
+    else:
+        # Both exist (a process made the new one before this ran): the grants move to the
+        # new permissions, so nobody loses the audit log, and the old rows go.
+        for old_permission in Permission.objects.filter(content_type=moved):
+            new_permission, _ = Permission.objects.get_or_create(
+                content_type=kept,
+                codename=old_permission.codename,
+                defaults={"name": old_permission.name},
+            )
+            new_permission.user_set.add(*old_permission.user_set.all())
+            new_permission.group_set.add(*old_permission.group_set.all())
+        moved.delete()
     ContentType.objects.clear_cache()
 
 
@@ -29,6 +45,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("audit", "0001_initial"),
         ("contenttypes", "0002_remove_content_type_name"),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [

@@ -4,7 +4,6 @@ or the audit log.
 One module a model area; importing them here registers them (Django's autodiscovery
 imports this package):
 
-- base: ReadOnlyAdmin, CalendarSafeChangeList, ago
 - customers: the customer's page (connect a WMS, import a token, invite a portal user)
 - connections: a connection's page and the connection list
 - attention: the Needs attention page's sections
@@ -14,12 +13,14 @@ imports this package):
 - webhooks: webhook events
 - unassigned: connections Trackstar has for no customer
 
-The audit log's admin is audit/admin.py, the failed logins' portal/admin.py.
+The audit log's admin is audit/admin.py, the failed logins' portal/admin.py. What admins
+share (ReadOnlyAdmin, CalendarSafeChangeList) is config/admin.py, which registers nothing,
+so importing it imports no app's admin; how long ago something was is
+connections/selectors/status.py's `ago`.
 """
 
 from connections.admin import (  # noqa: F401
     attention,
-    base,
     connections,
     customers,
     exchanges,

@@ -388,12 +388,17 @@ class ConnectionAdmin(admin.ModelAdmin):
                 f"{ago(recent.created_at)}; not sent again.",
             )
             return False
-        magic_link_service.magic_link_issue(
-            customer=connection.customer,
-            created_by=request.user,
-            reinstall_connection=connection,
-            email_to=email,
-        )
+        try:
+            magic_link_service.magic_link_issue(
+                customer=connection.customer,
+                created_by=request.user,
+                reinstall_connection=connection,
+                email_to=email,
+            )
+        except ValidationError as e:
+            # The service's rules (the connection was disconnected since the page loaded).
+            messages.warning(request, " ".join(e.messages))
+            return False
         messages.success(request, f"Reconnect link sent to {email} for {who(connection)}.")
         return True
 

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from connections.admin.base import ReadOnlyAdmin
+from config.admin import ReadOnlyAdmin
 from connections.models import AuthCodeExchange
 
 

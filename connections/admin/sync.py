@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from config.admin import ReadOnlyAdmin
 from connections import services
-from connections.admin.base import ReadOnlyAdmin
 from connections.integrations import integration_display_name
 from connections.models import Backfill, Connection, ResourceSync, SyncRun
 from connections.selectors.status import Freshness, ago

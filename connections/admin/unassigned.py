@@ -9,7 +9,7 @@ from django.urls import path
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from connections.admin.base import ReadOnlyAdmin
+from config.admin import ReadOnlyAdmin
 from connections.forms import UnassignedAssignForm, UnassignedDeleteForm
 from connections.integrations import connection_label
 from connections.link import adoption as adoption_service

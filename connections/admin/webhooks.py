@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from connections.admin.base import ReadOnlyAdmin
+from config.admin import ReadOnlyAdmin
 from connections.models import WebhookEvent
 from connections.webhooks import services as webhook_service
 

@@ -42,9 +42,7 @@ from connections.trackstar import (
     TrackstarUnavailable,
 )
 from customers.models import Customer
-from customers.tenancy import (
-    request_customer,
-)
+from customers.tenancy import request_customer
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +97,9 @@ def session_magic_link(request: HttpRequest, ref: str | None) -> MagicLink | Non
     )
 
 
-def magic_link_actor(request: HttpRequest, *, allow_spent: bool = False) -> LinkActor | None:
+def session_magic_link_actor(
+    request: HttpRequest, *, allow_spent: bool = False
+) -> LinkActor | None:
     """The grant of the magic link opened in this session. A spent link still lets the
     visitor read how their own exchange ended (allow_spent), and nothing more."""
     link = session_magic_link(request, request.META.get(MAGIC_LINK_REF_HEADER) or None)
@@ -114,7 +114,7 @@ def magic_link_actor(request: HttpRequest, *, allow_spent: bool = False) -> Link
 
 def link_actor(request: HttpRequest, *, allow_spent: bool = False) -> LinkActor | None:
     if request.META.get(MAGIC_LINK_HEADER) == "magic-link":
-        return magic_link_actor(request, allow_spent=allow_spent)
+        return session_magic_link_actor(request, allow_spent=allow_spent)
     customer = request_customer(request)
     if customer is None:
         return None

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.core.exceptions import ValidationError
 from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -18,6 +17,7 @@ from connections import enqueue
 from connections.clients import trackstar_client
 from connections.database import DATABASE_LOST, database_connection_drop
 from connections.health.account import account_key_rejected
+from connections.link.errors import LINK_UNAVAILABLE, LinkRefused
 from connections.link.magic_links import (
     magic_link_completed,
     magic_link_consume,
@@ -69,16 +69,6 @@ RECOVERY_CLOCK_GRACE = timedelta(seconds=30)
 
 
 # --- Link tokens -------------------------------------------------------------------------
-
-
-class LinkRefused(ValidationError):
-    """A rule of connecting through Link refused the request (connections.link.services
-    holds the rules). `status` is what the JSON endpoints answer with: 400 bad input, 403
-    not this caller's, 404 nothing of theirs, 409 not in this state, 410 no longer."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def link_token_create(
@@ -256,9 +246,7 @@ def exchange_submit(
     try:
         with transaction.atomic():
             if magic_link is not None and not magic_link_consume(link_id=magic_link.pk):
-                raise LinkRefused(
-                    "This link has expired, was revoked, or was already used.", status=410
-                )
+                raise LinkRefused(LINK_UNAVAILABLE, status=410)
             exchange = AuthCodeExchange.objects.create(
                 customer=customer,
                 auth_code_hash=code_hash,

@@ -111,7 +111,7 @@ def _send_link_email(*, link: MagicLink, url: str) -> None:
             if link.reinstall_connection_id
             else f"Connect your warehouse system to {settings.DOCKSIDE_PRODUCT_NAME}"
         ),
-        message=render_to_string("connect/email.txt", context),
+        message=render_to_string("connections/magic_link_email.txt", context),
         from_email=None,
         recipient_list=[link.emailed_to],
     )

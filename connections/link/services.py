@@ -13,8 +13,10 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from audit.services import Actor
 from connections import selectors
 from connections.integrations import integration_is_known
+from connections.json_requests import is_id
 from connections.link import exchanges
-from connections.link.exchanges import LinkRefused, SubmittedExchange
+from connections.link.errors import LINK_UNAVAILABLE, LinkRefused
+from connections.link.exchanges import SubmittedExchange
 from connections.models import AuthCodeExchange, Connection, MagicLink
 from customers.models import Customer
 from customers.permissions import PortalAction, membership_can
@@ -32,9 +34,6 @@ class LinkActor:
     allowed_integrations: list[str] = field(default_factory=list)  # empty: all of them
     reinstall_connection: Connection | None = None  # forced by a reinstall magic link
     magic_link: MagicLink | None = None
-
-
-LINK_UNAVAILABLE = "This link has expired, was revoked, or was already used."
 
 
 def magic_link_usable_check(*, link: MagicLink) -> None:
@@ -103,11 +102,6 @@ def link_integration_check(*, actor: LinkActor, integration_name: str) -> None:
 
 
 # --- What a reconnect may reconnect ---------------------------------------------------------
-
-
-def is_id(value: object) -> bool:
-    text = str(value) if isinstance(value, (int, str)) else ""
-    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 # A magic-link page names the customer's connections it offers to reconnect by a reference

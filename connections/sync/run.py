@@ -37,17 +37,20 @@ from connections.database import DATABASE_LOST, database_connection_drop
 from connections.models import RECORD_MODELS, Connection, ResourceSync, SyncedRecord, SyncRun
 from connections.sync import schedule
 from connections.sync.schedule import (
-    _REQUEST_FIELDS,
-    _interval_for,
-    _request_follow_up,
-    _request_follow_up_of,
-    _request_taken,
-    _stronger_kind,
+    SYNC_REQUEST_FIELDS,
     next_slot,
+    stronger_kind,
+    sync_interval_seconds,
+    sync_request_follow_up,
+    sync_request_follow_up_by_id,
+    sync_request_taken,
 )
 from connections.sync.trackstar_budget import trackstar_get_limiter
-from connections.sync.upsert import _Statement, _upsert_execute, _upsert_statement
-from connections.task_retry import Busy
+from connections.sync.upsert import (
+    UpsertStatement,
+    upsert_statement_build,
+    upsert_statement_execute,
+)
 from connections.token_buckets import acquire
 from connections.trackstar import (
     TrackstarAuthError,
@@ -70,6 +73,15 @@ TRACKSTAR_PAGE_LIMIT = 1000
 PAGE_RETRIES = 5
 PAGE_BACKOFF_BASE = 0.5
 PAGE_BACKOFF_CAP = 10.0
+
+
+class Busy(Exception):
+    """Another worker holds the work (a sync's lease) for `retry_in` more seconds, or held
+    it and died (a message redelivered after a crash): not a failure, look again then."""
+
+    def __init__(self, message: str, *, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
 
 
 class LeaseLost(Exception):
@@ -182,7 +194,7 @@ def sync_resource(
         # when it arrives, it does nothing. Not sent (broker down): the released row is
         # due, and the dispatcher's request resumes the run.
         transaction.on_commit(
-            functools.partial(schedule._enqueue, connection_id, resource, kind, full),
+            functools.partial(schedule.sync_send, connection_id, resource, kind, full),
             robust=True,
         )
     return outcome
@@ -197,7 +209,7 @@ def _lease_acquire(
         ResourceSync.objects.get_or_create(
             connection=connection,
             resource=resource,
-            defaults={"interval_seconds": _interval_for(resource)},
+            defaults={"interval_seconds": sync_interval_seconds(resource)},
         )
         resource_sync = (
             ResourceSync.objects.select_for_update(of=("self",))
@@ -211,9 +223,9 @@ def _lease_acquire(
         if pending:
             request_kind = resource_sync.requested_kind
             if not requested:
-                request_kind = _stronger_kind(kind, request_kind)
+                request_kind = stronger_kind(kind, request_kind)
             request_full = resource_sync.requested_full or (full and not requested)
-            kind = _stronger_kind(kind, resource_sync.requested_kind)  # for the checks below
+            kind = stronger_kind(kind, resource_sync.requested_kind)  # for the checks below
         manual = kind == SyncRun.Kind.MANUAL
         scheduled = kind in (SyncRun.Kind.INITIAL, SyncRun.Kind.INCREMENTAL)
         if not resource_sync.enabled or (resource_sync.unsupported and not manual):
@@ -243,7 +255,7 @@ def _lease_acquire(
             # Resumed. A request made while it ran waits for its end (the run sends it
             # then), except the schedule's: this run is the scheduled read.
             if pending and resource_sync.requested_kind == SyncRun.Kind.INCREMENTAL:
-                _request_taken(resource_sync)
+                sync_request_taken(resource_sync)
         else:
             if requested and not pending:
                 # A copy of a request's message (sent again, redelivered): a run took it.
@@ -268,7 +280,7 @@ def _lease_acquire(
                 kind=run_kind,
                 since=since,
             )
-            _request_taken(resource_sync)
+            sync_request_taken(resource_sync)
         run.attempts += 1
         run.save(update_fields=["attempts", "updated_at"])
         resource_sync.current_run = run
@@ -285,7 +297,7 @@ def _lease_acquire(
                 "lease_token",
                 "lease_expires_at",
                 "next_sync_at",
-                *_REQUEST_FIELDS,
+                *SYNC_REQUEST_FIELDS,
                 "updated_at",
             ]
         )
@@ -296,8 +308,8 @@ def _skipped(resource_sync: ResourceSync) -> SyncOutcome:
     """Nothing to run (disabled, paused, no access, no history yet): a request waiting is
     dropped, the row's state says why."""
     if resource_sync.requested_at is not None:
-        _request_taken(resource_sync)
-        resource_sync.save(update_fields=[*_REQUEST_FIELDS, "updated_at"])
+        sync_request_taken(resource_sync)
+        resource_sync.save(update_fields=[*SYNC_REQUEST_FIELDS, "updated_at"])
     return SyncOutcome(SyncStatus.SKIPPED)
 
 
@@ -400,7 +412,7 @@ def _run(
 class _FetchedPage:
     next_token: str | None
     size: int
-    statement: _Statement
+    statement: UpsertStatement
 
 
 def _fetch_once(
@@ -424,7 +436,7 @@ def _fetch_once(
         page = next(pages)
     finally:
         pages.close()
-    statement = _upsert_statement(connection, model, page.records, timezone.now(), False, db)
+    statement = upsert_statement_build(connection, model, page.records, timezone.now(), False, db)
     return _FetchedPage(page.next_token, len(page.records), statement)
 
 
@@ -483,7 +495,7 @@ def _commit_page(lease: _Lease, page: _FetchedPage, mark: datetime | None) -> da
     now = timezone.now()
     with transaction.atomic():
         _lease_renew(lease)
-        _upsert_execute(page.statement)
+        upsert_statement_execute(page.statement)
         newest = page.statement.newest
         if newest is not None and (mark is None or newest > mark):
             mark = newest
@@ -538,7 +550,7 @@ def _finish_succeeded(
             interval=resource_sync.interval_seconds,
             after=now,
         )
-        _request_follow_up(resource_sync, run, succeeded=True)
+        sync_request_follow_up(resource_sync, run, succeeded=True)
         resource_sync.save()
         SyncRun.objects.filter(pk=run.pk).update(
             status=SyncRun.Status.SUCCEEDED,
@@ -572,7 +584,7 @@ def _finish(lease: _Lease, *, status: str, error: str, **resource_sync_fields: A
             SyncRun.objects.filter(pk=lease.run.pk).update(
                 status=status, error=error, finished_at=now, updated_at=now
             )
-            _request_follow_up_of(lease.resource_sync_id, lease.run)
+            sync_request_follow_up_by_id(lease.resource_sync_id, lease.run)
     lease.run.refresh_from_db()
     return lease.run
 
@@ -674,7 +686,7 @@ def sync_fail(*, connection_id: int, resource: str, reason: str) -> SyncRun | No
         resource_sync.lease_token = None
         resource_sync.lease_expires_at = None
         resource_sync.next_sync_at = now + timedelta(seconds=resource_sync.interval_seconds)
-        _request_follow_up(resource_sync, run, succeeded=False)
+        sync_request_follow_up(resource_sync, run, succeeded=False)
         resource_sync.save()
     run.refresh_from_db()
     return run

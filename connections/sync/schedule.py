@@ -43,13 +43,13 @@ def sync_resources_for(connection: Connection) -> list[str]:
     return [r for r in RECORD_MODELS if RESOURCE_ACTIONS[r] in actions]
 
 
-def _interval_for(resource: str) -> int:
+def sync_interval_seconds(resource: str) -> int:
     if resource in SLOW_RESOURCES:
         return settings.SYNC_SLOW_INTERVAL_SECONDS
     return settings.SYNC_INTERVAL_SECONDS
 
 
-def _phase(connection_id: int, resource: str, interval: int) -> float:
+def slot_phase(connection_id: int, resource: str, interval: int) -> float:
     """A fixed offset within the interval, from a hash: 10,000 connections spread evenly
     over it and stay spread, instead of all firing at the same minute."""
     digest = hashlib.sha256(f"{connection_id}:{resource}".encode()).digest()
@@ -58,7 +58,7 @@ def _phase(connection_id: int, resource: str, interval: int) -> float:
 
 def next_slot(*, connection_id: int, resource: str, interval: int, after: datetime) -> datetime:
     """This pair's next slot at least half an interval after `after` (so at most 1.5)."""
-    phase = _phase(connection_id, resource, interval)
+    phase = slot_phase(connection_id, resource, interval)
     earliest = after.timestamp() + interval / 2
     slot = phase + math.ceil((earliest - phase) / interval) * interval
     return datetime.fromtimestamp(slot, tz=after.tzinfo or timezone.get_current_timezone())
@@ -74,7 +74,7 @@ def _ensure_resource_syncs(
             ResourceSync(
                 connection=connection,
                 resource=resource,
-                interval_seconds=_interval_for(resource),
+                interval_seconds=sync_interval_seconds(resource),
                 next_sync_at=now,
             )
             for resource in wanted
@@ -108,8 +108,8 @@ def _ensure_resource_syncs_spread(now: datetime, limit: int) -> int:
             ResourceSync(
                 connection_id=connection.pk,
                 resource=resource,
-                interval_seconds=_interval_for(resource),
-                next_sync_at=now + timedelta(seconds=_phase(connection.pk, resource, interval)),
+                interval_seconds=sync_interval_seconds(resource),
+                next_sync_at=now + timedelta(seconds=slot_phase(connection.pk, resource, interval)),
             )
             for connection in fresh
             for resource in sync_resources_for(connection)
@@ -264,7 +264,7 @@ _KIND_RANK: dict[str, int] = {
     SyncRun.Kind.FORCE: 4,
     SyncRun.Kind.MANUAL: 5,
 }
-_REQUEST_FIELDS = (
+SYNC_REQUEST_FIELDS = (
     "requested_at",
     "requested_kind",
     "requested_full",
@@ -275,7 +275,7 @@ _REQUEST_FIELDS = (
 _Send = tuple[int, int, str, str, bool]
 
 
-def _stronger_kind(a: str, b: str) -> str:
+def stronger_kind(a: str, b: str) -> str:
     return a if _KIND_RANK.get(a, -1) >= _KIND_RANK.get(b, -1) else b
 
 
@@ -298,7 +298,7 @@ def _request_join(
     it when it ends), nor while the message of the request it joined is on its way."""
     pending = resource_sync.requested_at is not None
     if pending:
-        resource_sync.requested_kind = _stronger_kind(kind, resource_sync.requested_kind)
+        resource_sync.requested_kind = stronger_kind(kind, resource_sync.requested_kind)
         resource_sync.requested_full = resource_sync.requested_full or full
     else:
         resource_sync.requested_at = now
@@ -334,7 +334,7 @@ def _request_sent(resource_sync: ResourceSync, now: datetime) -> _Send:
     )
 
 
-def _request_taken(resource_sync: ResourceSync) -> None:
+def sync_request_taken(resource_sync: ResourceSync) -> None:
     """A run started (or there is nothing to run): the request is served."""
     resource_sync.requested_at = None
     resource_sync.requested_kind = ""
@@ -360,7 +360,7 @@ def _requests_record(
         resource_sync.updated_at = now
     if rows:
         ResourceSync.objects.bulk_update(
-            rows, [*_REQUEST_FIELDS, *also_save, "updated_at"], batch_size=1000
+            rows, [*SYNC_REQUEST_FIELDS, *also_save, "updated_at"], batch_size=1000
         )
     _requests_send_on_commit(sends)
     return sends
@@ -375,7 +375,7 @@ def _requests_send(sends: list[_Send]) -> int:
     """Publish the messages; a broker that refuses one is down: the rest wait for the
     dispatcher's next tick with it (their requests are rows). Returns how many went out."""
     for i, (_, connection_id, resource, kind, full) in enumerate(sends):
-        if _enqueue(connection_id, resource, kind, full) is False:
+        if sync_send(connection_id, resource, kind, full) is False:
             ResourceSync.objects.filter(pk__in=[send[0] for send in sends[i:]]).update(
                 request_resend_at=timezone.now()
             )
@@ -391,7 +391,10 @@ def sync_request(*, connection_id: int, resource: str, kind: str, full: bool = F
         ResourceSync.objects.get_or_create(
             connection_id=connection_id,
             resource=resource,
-            defaults={"interval_seconds": _interval_for(resource), "next_sync_at": timezone.now()},
+            defaults={
+                "interval_seconds": sync_interval_seconds(resource),
+                "next_sync_at": timezone.now(),
+            },
         )
         rows = list(
             ResourceSync.objects.select_for_update(of=("self",)).filter(
@@ -401,7 +404,7 @@ def sync_request(*, connection_id: int, resource: str, kind: str, full: bool = F
         return bool(_requests_record(rows, kind=kind, full=full, now=timezone.now()))
 
 
-def _request_follow_up(resource_sync: ResourceSync, run: SyncRun, *, succeeded: bool) -> None:
+def sync_request_follow_up(resource_sync: ResourceSync, run: SyncRun, *, succeeded: bool) -> None:
     """The run ended (the caller holds the row's lock and saves it): a request made while it
     ran gets its run now. Not what this run read, if it succeeded: a full read covered the
     requests' `full`, and a first read left a mark, so what changed since it started is an
@@ -416,17 +419,17 @@ def _request_follow_up(resource_sync: ResourceSync, run: SyncRun, *, succeeded: 
     _requests_send_on_commit([_request_sent(resource_sync, timezone.now())])
 
 
-def _request_follow_up_of(resource_sync_id: int, run: SyncRun) -> None:
-    """_request_follow_up after a run that did not succeed, its row locked by the caller."""
+def sync_request_follow_up_by_id(resource_sync_id: int, run: SyncRun) -> None:
+    """sync_request_follow_up after a run that did not succeed, its row locked by the caller."""
     resource_sync = ResourceSync.objects.filter(
         pk=resource_sync_id, requested_at__isnull=False
     ).first()
     if resource_sync is not None:
-        _request_follow_up(resource_sync, run, succeeded=False)
-        resource_sync.save(update_fields=[*_REQUEST_FIELDS, "updated_at"])
+        sync_request_follow_up(resource_sync, run, succeeded=False)
+        resource_sync.save(update_fields=[*SYNC_REQUEST_FIELDS, "updated_at"])
 
 
-def _enqueue(connection_id: int, resource: str, kind: str, full: bool = False) -> bool:
+def sync_send(connection_id: int, resource: str, kind: str, full: bool = False) -> bool:
     """Publish a request's message (or a resume's). The worker runs it only if the request
     is still waiting or a run is there to resume, so a copy of it does nothing."""
     # Through the breaker: a "Resync now" in admin must not hang on a hung Redis.
@@ -584,7 +587,7 @@ def sync_resume_orphaned(*, now: datetime | None = None, limit: int | None = Non
         )
     for _, connection_id, resource, kind in orphaned:
         # The run's own kind: the resumed task passes the same checks the first one did.
-        _enqueue(connection_id, resource, kind)
+        sync_send(connection_id, resource, kind)
     if orphaned:
         logger.info("Resuming %d syncs whose worker stopped renewing its lease", len(orphaned))
     return len(orphaned)

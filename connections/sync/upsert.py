@@ -46,15 +46,15 @@ def records_upsert(
     for record in records:
         batch.append(record)
         if len(batch) == RECORDS_PER_STATEMENT:
-            written += _upsert(connection, model, batch, synced_at, only_if_newer)[0]
+            written += records_upsert_batch(connection, model, batch, synced_at, only_if_newer)[0]
             batch = []
     if batch:
-        written += _upsert(connection, model, batch, synced_at, only_if_newer)[0]
+        written += records_upsert_batch(connection, model, batch, synced_at, only_if_newer)[0]
     return written
 
 
 @dataclass(frozen=True)
-class _Statement:
+class UpsertStatement:
     sql: str
     params: list[Any]
     # Newest trackstar_updated_date among the records (updated_date for a record without
@@ -62,7 +62,7 @@ class _Statement:
     newest: datetime | None
 
 
-def _upsert(
+def records_upsert_batch(
     connection: Connection,
     model: type[SyncedRecord],
     records: Sequence[Mapping[str, Any]],
@@ -70,18 +70,18 @@ def _upsert(
     only_if_newer: bool,
 ) -> tuple[int, datetime | None]:
     """Upsert a batch in one statement. Returns (rows written, newest updated_date)."""
-    statement = _upsert_statement(connection, model, records, synced_at, only_if_newer)
-    return _upsert_execute(statement), statement.newest
+    statement = upsert_statement_build(connection, model, records, synced_at, only_if_newer)
+    return upsert_statement_execute(statement), statement.newest
 
 
-def _upsert_statement(
+def upsert_statement_build(
     connection: Connection,
     model: type[SyncedRecord],
     records: Sequence[Mapping[str, Any]],
     synced_at: datetime | None,
     only_if_newer: bool,
     db: BaseDatabaseWrapper | None = None,
-) -> _Statement:
+) -> UpsertStatement:
     """Build one INSERT ... ON CONFLICT (connection_id, trackstar_id) DO UPDATE for the
     batch, without touching the database (a sync builds the next page's statement in its
     prefetch thread, `db` being the connection the statement will run on).
@@ -113,7 +113,7 @@ def _upsert_statement(
         if previous is None or _newer_or_equal(updated, previous[0]):
             by_id[trackstar_id] = (updated, record)
     if not by_id:
-        return _Statement("", [], newest)
+        return UpsertStatement("", [], newest)
 
     opts = model._meta
     names = [
@@ -156,10 +156,10 @@ def _upsert_statement(
     if only_if_newer:
         updated_col = f"{table}.{ops.quote_name('updated_date')}"
         sql += f" WHERE {updated_col} IS NULL OR {updated_col} <= EXCLUDED.updated_date"
-    return _Statement(sql, params, newest)
+    return UpsertStatement(sql, params, newest)
 
 
-def _upsert_execute(statement: _Statement) -> int:
+def upsert_statement_execute(statement: UpsertStatement) -> int:
     if not statement.sql:
         return 0
     if db_connection.vendor == "postgresql":

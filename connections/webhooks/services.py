@@ -316,7 +316,7 @@ def _apply(event: WebhookEvent, connection: Connection, fetched: _Fetched) -> st
 
 def _adopt_token(connection: Connection, token: str) -> bool:
     """connection.created carries the access token: it completes a connection that was
-    recovered after a lost exchange (services.exchanges._recover_from_trackstar) and is
+    recovered after a lost exchange (connections.link.exchanges._recover_from_trackstar) and is
     waiting for it. Nothing else: a disconnected connection stays so."""
     if (
         connection.access_token

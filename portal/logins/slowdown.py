@@ -224,13 +224,13 @@ def _refused_by_axes(request: HttpRequest, username: str) -> bool:
 # Django's authenticate() says how a try ended by these signals, with the request. A wrong
 # password and a try axes refused send the same user_login_failed: REFUSED_ATTRIBUTE tells
 # them apart.
-@receiver(user_login_failed, dispatch_uid="dockside.login_throttle.failed")
+@receiver(user_login_failed, dispatch_uid="dockside.login_slowdown.failed")
 def _login_failed(sender: Any, credentials: dict, request: HttpRequest | None = None, **kwargs):
     if request is not None:
         setattr(request, FAILED_ATTRIBUTE, True)
 
 
-@receiver(user_logged_in, dispatch_uid="dockside.login_throttle.logged_in")
+@receiver(user_logged_in, dispatch_uid="dockside.login_slowdown.logged_in")
 def _logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs):
     if request is not None:
         setattr(request, LOGGED_IN_ATTRIBUTE, user)
@@ -280,7 +280,7 @@ class LoginSlowdownMiddleware:
 # them a 429 with the wait), and per email address a few emails an hour, past which
 # requests get the same "check your inbox" page and send nothing, so no inbox is flooded
 # and the answer never tells whether an account has that address. Token buckets in Redis
-# (ratelimit.token_bucket), keyed by an HMAC of the email, never the address itself.
+# (connections.token_buckets.token_bucket), keyed by an HMAC of the email, never the address itself.
 PASSWORD_RESET_PER_ADDRESS = 5
 PASSWORD_RESET_ADDRESS_SECONDS = 15 * 60
 PASSWORD_RESET_PER_EMAIL = 3

@@ -13,9 +13,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from connections.integrations import (
-    integration_catalog,
-)
+from connections.integrations import integration_catalog
 from connections.link import magic_links as magic_link_service
 from connections.link import services as link_service
 from connections.link.endpoints import (

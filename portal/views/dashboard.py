@@ -20,14 +20,11 @@ from connections.integrations import (
     connection_label,
     integration_catalog,
 )
-from connections.json_requests import error
+from connections.json_requests import error, is_id
 from connections.link.endpoints import LinkEndpoints, link_actor, link_config
-from connections.link.services import is_id
 from connections.models import Connection
 from connections.selectors import status as status_selectors
-from connections.trackstar import (
-    TrackstarError,
-)
+from connections.trackstar import TrackstarError
 from customers.permissions import PortalAction, membership_permissions
 from customers.selectors import customer_list_for_user
 from customers.tenancy import (

@@ -10,9 +10,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from connections.integrations import (
-    integration_catalog,
-)
+from connections.integrations import integration_catalog
 from connections.selectors import records as record_selectors
 from connections.selectors import status as status_selectors
 from customers.tenancy import (

@@ -52,6 +52,28 @@ def test_a_group_that_read_the_log_as_connections_reads_it_as_audit(db, content_
     assert ContentType.objects.get_for_model(AuditEntry).pk == old.pk
 
 
+def test_when_both_content_types_exist_the_grants_move_to_the_new_one(db, content_types):
+    # A process made audit's content type (and its ungranted permissions) before the
+    # migration ran: the old grants must not be left on the row that goes.
+    old = ContentType.objects.create(app_label="connections", model="auditentry")
+    view = Permission.objects.create(
+        content_type=old, codename="view_auditentry", name="Can view audit entry"
+    )
+    readers = Group.objects.create(name="Support")
+    readers.permissions.add(view)
+    direct = make_user(username="auditor", is_staff=True)
+    direct.user_permissions.add(view)
+    reader = make_user(username="support", is_staff=True)
+    reader.groups.add(readers)
+
+    moved.forwards(apps, schema_editor=None)
+
+    for user in (reader, direct):
+        user = type(user).objects.get(pk=user.pk)  # no cached permissions
+        assert user.has_perm("audit.view_auditentry")
+    assert not ContentType.objects.filter(app_label="connections", model="auditentry").exists()
+
+
 def test_staff_with_the_view_permission_read_the_log_from_the_customer_page(client, customer):
     reader = make_user(username="support", is_staff=True)
     reader.user_permissions.add(

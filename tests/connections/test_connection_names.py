@@ -16,6 +16,7 @@ from connections.sync.upsert import records_upsert
 from customers.models import Membership
 from portal.views import connect as connect_views
 from portal.views import dashboard as dashboard_views
+from portal.views import data as data_views
 from tests.builders import make_connection, make_link_token, make_user
 
 MAGIC = {"HTTP_X_DOCKSIDE_ACTOR": "magic-link"}
@@ -29,7 +30,7 @@ CATALOG = {
 @pytest.fixture
 def catalog(monkeypatch):
     """Trackstar's integration list, as the pages get it (no sandbox needed)."""
-    for module in (link_endpoints, dashboard_views, connect_views, integrations):
+    for module in (link_endpoints, dashboard_views, connect_views, data_views, integrations):
         monkeypatch.setattr(module, "integration_catalog", lambda: CATALOG)
     return CATALOG
 

@@ -65,7 +65,10 @@ def login(page, live_server, username: str, *, url: str = "/portal/login/") -> N
     page.goto(f"{live_server.url}{url}")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    # Wait for the form's answer (a redirect in, or the page again): a test that goes on at
+    # once (page.reload(), page.goto()) would otherwise race the login's own navigation.
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
 
 
 def connect_in_modal(

@@ -108,7 +108,7 @@ def test_a_failing_resource_turns_red_with_its_reason_while_the_page_is_open(
     expect(row).to_have_attribute("data-state", "syncing")
     expect(chip).to_contain_text("Orders: syncing, 4,000 so far")
 
-    # The worker gave up on Trackstar: the run ends failed, as tasks/sync.py leaves it.
+    # The worker gave up on Trackstar: the run ends failed, as connections/sync/tasks.py leaves it.
     reason = "Trackstar stayed unreachable; the next scheduled sync tries again."
     SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.FAILED, error=reason)
     ResourceSync.objects.filter(pk=orders.pk).update(current_run=None, last_error=reason)

@@ -321,6 +321,8 @@ def test_the_audit_logs_old_address_still_opens_it(staff):
 
     assert response.status_code == 302
     assert response["Location"] == "/admin/audit/auditentry/?action=connection.paused"
+    entry_page = staff.get("/admin/connections/auditentry/42/change/")
+    assert entry_page["Location"] == "/admin/audit/auditentry/42/change/"
 
 
 def test_portal_login_locks_out_after_repeated_failures(client, portal_user):

@@ -14,7 +14,8 @@ from connections import services
 from connections.link import exchanges as exchange_service
 from connections.link import magic_links as magic_link_service
 from connections.link import services as link_service
-from connections.link.services import LinkActor, LinkRefused
+from connections.link.errors import LinkRefused
+from connections.link.services import LinkActor
 from connections.models import AuthCodeExchange, Connection, LinkTokenGrant, MagicLink
 from customers.models import Membership
 from customers.permissions import PortalAction

@@ -15,7 +15,7 @@ def enqueued(monkeypatch):
     calls = []
     monkeypatch.setattr(
         schedule_service,
-        "_enqueue",
+        "sync_send",
         lambda connection_id, resource, kind, full=False: calls.append(
             (connection_id, resource, kind)
         ),

@@ -9,7 +9,7 @@ from connections.sync.tasks import sync_resource as sync_resource_task
 
 from .test_worker import all_synced, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 PAGES = 12  # of 1,000 records
 RATE = 3  # GET/s per access token

@@ -64,7 +64,7 @@ def broker(monkeypatch, django_capture_on_commit_callbacks):
         messages.sent.append((connection_id, resource, kind, full))
         return True
 
-    monkeypatch.setattr(schedule_service, "_enqueue", publish)
+    monkeypatch.setattr(schedule_service, "sync_send", publish)
     monkeypatch.setattr(health, "health_check_enqueue", lambda connection_id: None)
     return messages
 
@@ -366,7 +366,6 @@ def redis_emptied():
     client.close()
 
 
-@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_rereads_pressed_before_redis_was_emptied_complete_from_the_database(
     connect, sandbox, celery_worker_factory, client, staff_user, settings, redis_emptied

@@ -22,9 +22,8 @@ from connections.models import (
 from connections.models.records import parse_datetime
 from connections.sync import run as sync_service
 from connections.sync import schedule as schedule_service
-from connections.sync.run import SyncStatus, sync_resource
+from connections.sync.run import Busy, SyncStatus, sync_resource
 from connections.sync.schedule import sync_schedule_initial
-from connections.task_retry import Busy
 from connections.trackstar import TrackstarUnavailable
 from tests.db_faults import terminate_this_connection
 

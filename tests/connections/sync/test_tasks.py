@@ -6,8 +6,7 @@ from django.db import InterfaceError, OperationalError
 
 from connections.sync import run as sync_service
 from connections.sync import tasks as sync_tasks
-from connections.sync.run import SyncOutcome, SyncStatus
-from connections.task_retry import Busy
+from connections.sync.run import Busy, SyncOutcome, SyncStatus
 from connections.trackstar import TrackstarUnavailable
 from tests.celery_tasks import catch_retries, run_as_worker
 

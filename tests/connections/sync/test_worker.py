@@ -11,7 +11,7 @@ from tests.db_faults import terminate_every_other_connection
 
 from .conftest import sandbox_counts
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def wait_for(condition, *, timeout: float, worker, what: str):

@@ -1,5 +1,5 @@
-"""What the staff admin's modules share: a read-only admin, a change list whose date
-hierarchy cannot 500, and how long ago something was."""
+"""Admin pieces every app's admin may use, in a module that registers nothing: importing it
+imports no app's admin. (config is not an app, so admin autodiscovery never imports it.)"""
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
