@@ -107,7 +107,8 @@ class PortalPasswordResetSentView(auth_views.PasswordResetDoneView):
 
 class PortalSetPasswordView(auth_views.PasswordResetConfirmView):
     """An invitation's or a reset's link: choose a password, and land in the portal logged
-    in. A link that no longer works says why: already used, or out of date."""
+    in. A link that no longer works says why: already used or ended by a login since (the
+    two look the same), or out of date."""
 
     template_name = "portal/password_set.html"
     post_reset_login = True

@@ -5,6 +5,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from django import template
 from django.utils.formats import number_format
 
+from portal.templatetags.portal import status_label
+
 register = template.Library()
 
 # What an order's status means to its customer, as a colour (static/portal/data.css).
@@ -30,6 +32,22 @@ ZERO_DECIMAL = {"JPY", "KRW", "CLP", "VND", "ISK"}
 @register.filter
 def order_tone(status: str) -> str:
     return ORDER_TONES.get(status or "", "neutral")
+
+
+@register.filter
+def order_status_words(status: str, raw_status: str = "") -> str:
+    """An order's status as words: "partially_fulfilled" -> "Partially fulfilled". Trackstar's
+    `other` means "see raw_status" (API.md, Orders), so the WMS's own word follows it,
+    "Other: ON HOLD", unless that word only says "other" again."""
+    words = status_label(status) or "Unknown"
+    raw_words = (raw_status or "").strip()
+    if status == "other" and raw_words and _plain(raw_words) != _plain(status):
+        return f"{words}: {raw_words}"
+    return words
+
+
+def _plain(word: str) -> str:
+    return "".join(ch for ch in word.casefold() if ch.isalnum())
 
 
 @register.filter

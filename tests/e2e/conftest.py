@@ -101,5 +101,11 @@ def connected_through_exchange(sandbox, customer, api_key: str = "sk_first") -> 
         integration_name="shipbob",
         source=Connection.Source.PORTAL,
     ).exchange
+    # The live worker got the exchange too (submit enqueues it): whichever of the two takes
+    # it first completes it, and the other finds it taken. Wait for the connection.
     exchange_service.exchange_process(exchange_id=exchange.pk)
-    return AuthCodeExchange.objects.get(pk=exchange.pk).connection
+    return wait_for(
+        lambda: AuthCodeExchange.objects.get(pk=exchange.pk).connection,
+        timeout=30,
+        message=f"exchange {exchange.pk} to make its connection",
+    )

@@ -5,6 +5,7 @@ checked. Real worker process, PostgreSQL, Redis, the sandbox over HTTP."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db.models import Q
 from django.utils import timezone
 
 from connections.health import services as health_service
@@ -74,7 +75,18 @@ def connect(live_trackstar, customer):
 
 
 def dispatch_now(connection: Connection) -> int:
-    """What beat's dispatcher would do once every resource is due."""
+    """What beat's dispatcher would do once every resource is due. The live worker may still
+    run (or have queued) what the last dispatch sent: such a resource is not due, so wait
+    until none is, or the count would depend on the worker's speed."""
+    wait_for(
+        lambda: (
+            not ResourceSync.objects.filter(connection=connection)
+            .filter(Q(requested_at__isnull=False) | Q(lease_token__isnull=False))
+            .exists()
+        ),
+        timeout=60,
+        message="the worker to finish the syncs already sent",
+    )
     ResourceSync.objects.filter(connection=connection).update(
         next_sync_at=timezone.now(), last_success_at=timezone.now() - timedelta(hours=1)
     )

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from connections.link import magic_links as magic_link_service
 from connections.models import MagicLink
-from tests.builders import make_user
+from tests.builders import make_customer, make_user
 
 SUPPORT = "support@dockside.local"
 
@@ -63,6 +63,17 @@ def test_a_sender_without_a_name_is_not_shown_by_username(client, customer):
 
     assert "ops-robot" not in page
     assert "Your account manager at Dockside sent you this link." in page
+
+
+@pytest.mark.parametrize("name", ["Bright Botanicals", "Acme Outdoor"])
+def test_the_page_title_names_the_customer_without_a_broken_possessive(client, jane, name):
+    customer = make_customer(name=name)
+    issued = magic_link_service.magic_link_issue(customer=customer, created_by=jane)
+
+    page = open_link(client, issued).content.decode()
+
+    assert f"<title>Connect a warehouse system for {name} · Dockside</title>" in page
+    assert "'s warehouse" not in page and "&#x27;s warehouse" not in page
 
 
 @pytest.mark.parametrize(

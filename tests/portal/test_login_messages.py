@@ -45,7 +45,9 @@ def test_a_first_wrong_password_says_only_that_it_did_not_match(username):
     assert "tries left" not in page  # four tries to go: not yet worth a warning
 
 
-@pytest.mark.parametrize(("failures", "words"), [(3, "2 tries left."), (4, "1 try left.")])
+@pytest.mark.parametrize(
+    ("failures", "words"), [(2, "3 tries left."), (3, "2 tries left."), (4, "1 try left.")]
+)
 def test_the_form_warns_before_the_lockout(username, failures, words):
     response = wrong_tries(Client(), username, failures)
 

@@ -146,6 +146,28 @@ def test_an_other_status_shows_the_wms_own_words(portal, connection):
     assert ">Other: ON HOLD</span>" in detail(portal, row)
 
 
+@pytest.mark.parametrize("raw_status", ["OTHER", "other", " Other "])
+def test_an_other_status_does_not_repeat_a_wms_word_that_only_says_other(
+    portal, connection, raw_status
+):
+    row = save_order(connection, status="other", raw_status=raw_status)
+
+    html = detail(portal, row)
+    listing = portal.get("/portal/orders/").content.decode()
+
+    assert '<span class="badge order-status tone-neutral" id="order-status">Other</span>' in html
+    assert '<span class="badge order-status tone-neutral">Other</span>' in listing
+    assert "Other:" not in html + listing
+
+
+def test_an_other_status_lists_the_wms_own_words_too(portal, connection):
+    save_order(connection, status="other", raw_status="ON HOLD")
+
+    listing = portal.get("/portal/orders/").content.decode()
+
+    assert '<span class="badge order-status tone-neutral">Other: ON HOLD</span>' in listing
+
+
 def test_shipments_link_tracking_only_to_web_addresses(portal, connection):
     row = save_order(
         connection,

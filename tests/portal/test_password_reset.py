@@ -127,6 +127,35 @@ def test_a_used_reset_link_says_already_used_and_links_to_login(browser_client, 
     assert jane.check_password(NEW_PASSWORD)
 
 
+def test_an_unused_link_after_a_login_does_not_claim_a_new_password_was_set(
+    browser_client, jane, email
+):
+    """A login ends a reset link too (Django's token hashes last_login): the page cannot
+    tell that from a used link, so it says what is true of both."""
+    ask(browser_client, email)
+    url = emailed_link(mail.outbox[0])
+    logged_in = Client(REMOTE_ADDR="192.0.2.78")
+    assert (
+        logged_in.post(
+            "/portal/login/", {"username": jane.username, "password": PASSWORD}
+        ).status_code
+        == 302
+    )
+
+    again = Client().get(path_of(url))
+
+    page = again.content.decode()
+    assert again.status_code == 410
+    assert "This link no longer works" in page
+    assert "you have logged in since it was sent" in page
+    assert "password is set" not in page
+    assert "expired" not in page
+    assert 'href="/portal/login/"' in page
+    assert 'href="/portal/password-reset/"' in page
+    jane.refresh_from_db()
+    assert jane.check_password(PASSWORD)  # nothing was reset
+
+
 def test_an_old_reset_link_says_expired_and_offers_a_new_one(jane, monkeypatch, settings):
     # The generator's own clock: naive, as the timestamps in its tokens are.
     made = default_token_generator._now() - timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT + 60)
