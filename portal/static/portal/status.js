@@ -150,14 +150,14 @@
   function refresh() {
     if (!refreshUrl) return Promise.resolve();
     if (refreshing) return refreshing;
-    // Row menus the user has open stay open.
-    var open = [];
-    section.querySelectorAll("tr[data-connection-id] details.row-menu[open]").forEach(function (d) {
-      open.push(d.closest("tr").dataset.connectionId);
-    });
     refreshing = fetch(refreshUrl, {credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
+        // Row menus the user has open stay open, including one opened while this fetched.
+        var open = [];
+        section.querySelectorAll("tr[data-connection-id] details.row-menu[open]").forEach(
+          function (d) { open.push(d.closest("tr").dataset.connectionId); }
+        );
         section.innerHTML = html;
         open.forEach(function (id) {
           var menu = section.querySelector('tr[data-connection-id="' + id + '"] details.row-menu');
