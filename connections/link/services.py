@@ -74,14 +74,20 @@ def link_customer_check(*, actor: LinkActor, customer_id: object) -> None:
         raise LinkRefused("You cannot connect a WMS for another customer.", status=403)
 
 
+def _role_allows(actor: LinkActor, action: PortalAction) -> bool:
+    """Staff (admin URLs) and magic-link visitors act by their own grant; a portal user as
+    their membership's role allows."""
+    if actor.source != Connection.Source.PORTAL:
+        return True
+    user = actor.user
+    return user is not None and membership_can(user=user, customer=actor.customer, action=action)
+
+
 def link_role_check(*, actor: LinkActor, reinstall: Connection | None) -> None:
     """A portal user connects or reconnects as their role allows. Staff (admin URLs) and
     magic-link visitors act by their own grant, not by a membership."""
-    if actor.source != Connection.Source.PORTAL:
-        return
     action = PortalAction.RECONNECT if reinstall is not None else PortalAction.CONNECT
-    user = actor.user
-    if user is None or not membership_can(user=user, customer=actor.customer, action=action):
+    if not _role_allows(actor, action):
         message = (
             "Only an owner of this account can reconnect a WMS."
             if reinstall is not None
@@ -173,14 +179,7 @@ def link_reconnect_ref(*, actor: LinkActor, connection: Connection) -> str | Non
         return None
     link = actor.magic_link
     if link is None:
-        if actor.source == Connection.Source.PORTAL and (
-            actor.user is None
-            or not membership_can(
-                user=actor.user, customer=actor.customer, action=PortalAction.RECONNECT
-            )
-        ):
-            return None
-        return str(connection.pk)
+        return str(connection.pk) if _role_allows(actor, PortalAction.RECONNECT) else None
     if not link.is_usable:
         return None
     if link.reinstall_connection_id == connection.pk:
